@@ -1,0 +1,1 @@
+//! aws (being written)

@@ -1,0 +1,1 @@
+//! cfn (being written)

@@ -1,0 +1,10 @@
+//! `Custom::DatabricksBackendPrivateLink`: Databricks back-end PrivateLink under CloudFormation.
+//!
+//! `cfn` speaks the CloudFormation custom-resource protocol, `databricks` speaks the Databricks
+//! account API, `aws` inspects the VPC endpoints and reads the credentials secret; `resource` is
+//! the only place where they meet.
+
+pub mod aws;
+pub mod cfn;
+pub mod databricks;
+pub mod resource;
