@@ -40,3 +40,6 @@ async fn within_deadline<T>(
         .await
         .map_err(|_| AwsError::DeadlineExceeded { operation })
 }
+
+#[cfg(test)]
+mod test_support;
