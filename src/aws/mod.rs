@@ -2,10 +2,10 @@
 //! interface VPC endpoints as EC2 sees them, and the service principal secret in Secrets Manager.
 //! Knows nothing of CloudFormation or of the Databricks account API client.
 
-mod endpoints;
-mod error;
-mod secrets;
-mod services;
+pub mod endpoints;
+pub mod error;
+pub mod secrets;
+pub mod services;
 
 use std::future::Future;
 
