@@ -1,1 +1,45 @@
-//! aws (being written)
+//! AWS side of Databricks back-end PrivateLink: the region's Databricks endpoint services, the two
+//! interface VPC endpoints as EC2 sees them, and the service principal secret in Secrets Manager.
+//! Knows nothing of CloudFormation or of the Databricks account API client.
+
+pub mod endpoints;
+pub mod error;
+pub mod secrets;
+pub mod services;
+
+use std::future::Future;
+
+use tokio::time::Instant;
+
+pub use endpoints::{
+    Ec2, EndpointPairCheck, EndpointProblem, RELAY_ROLE, REST_API_ROLE, VpcEndpointInfo,
+    check_endpoint_pair, missing_ingress_ports,
+};
+pub use error::AwsError;
+pub use secrets::{Secrets, ServicePrincipalSecret, parse_service_principal, secret_region};
+pub use services::{
+    EndpointServices, Partition, default_accounts_host, endpoint_services, is_valid_region_name,
+    partition_of, relay_hostname, supported_regions,
+};
+
+/// Attempts per EC2 / Secrets Manager call, so that API throttling (RequestLimitExceeded,
+/// ThrottlingException) is ridden out by the SDK's standard retry mode with backoff; the
+/// invocation's deadline still bounds the total.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Runs one SDK call, refusing to start after the deadline and abandoning it at the deadline.
+async fn within_deadline<T>(
+    operation: &'static str,
+    deadline: Instant,
+    call: impl Future<Output = T>,
+) -> Result<T, AwsError> {
+    if Instant::now() >= deadline {
+        return Err(AwsError::DeadlineExceeded { operation });
+    }
+    tokio::time::timeout_at(deadline, call)
+        .await
+        .map_err(|_| AwsError::DeadlineExceeded { operation })
+}
+
+#[cfg(test)]
+mod test_support;

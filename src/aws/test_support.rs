@@ -1,0 +1,119 @@
+//! Test-only SDK configurations whose HTTP traffic is answered by `aws-smithy-mocks` rules, plus
+//! an interceptor recording where each request went and what it carried.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_ec2::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_ec2::config::retry::RetryConfig;
+use aws_sdk_ec2::config::{
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+};
+use aws_sdk_ec2::error::BoxError;
+use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client};
+
+/// One request as it left the client.
+#[derive(Clone, Debug)]
+pub struct SentRequest {
+    pub uri: String,
+    pub body: String,
+}
+
+/// Records every request attempt (retries included).
+#[derive(Clone, Debug, Default)]
+pub struct Recorder(Arc<Mutex<Vec<SentRequest>>>);
+
+impl Recorder {
+    pub fn requests(&self) -> Vec<SentRequest> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Intercept for Recorder {
+    fn name(&self) -> &'static str {
+        "Recorder"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request();
+        let body = request
+            .body()
+            .bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        self.0.lock().unwrap().push(SentRequest {
+            uri: request.uri().to_owned(),
+            body,
+        });
+        Ok(())
+    }
+}
+
+fn mocks(rules: &[&Rule]) -> MockResponseInterceptor {
+    rules.iter().fold(
+        MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny),
+        |interceptor, rule| interceptor.with_rule(rule),
+    )
+}
+
+// Same attempts as production, but millisecond backoff so retry tests stay fast.
+fn quick_retries() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(super::MAX_ATTEMPTS)
+        .with_initial_backoff(Duration::from_millis(1))
+}
+
+fn credentials() -> Credentials {
+    Credentials::new("AKIDTEST", "test-secret-key", None, None, "test")
+}
+
+/// EC2 configuration for the Lambda's own region `us-east-1`.
+pub fn ec2_conf(
+    rules: &[&Rule],
+    recorder: &Recorder,
+    endpoint_url: Option<&str>,
+) -> aws_sdk_ec2::Config {
+    let mut builder = aws_sdk_ec2::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(credentials())
+        .retry_config(quick_retries())
+        .http_client(create_mock_http_client())
+        .interceptor(mocks(rules))
+        .interceptor(recorder.clone());
+    if let Some(url) = endpoint_url {
+        builder = builder.endpoint_url(url);
+    }
+    builder.build()
+}
+
+/// Secrets Manager configuration for the Lambda's own region `us-east-1`.
+pub fn secrets_conf(rules: &[&Rule], recorder: &Recorder) -> aws_sdk_secretsmanager::Config {
+    aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+        .credentials_provider(credentials())
+        .retry_config(quick_retries())
+        .http_client(create_mock_http_client())
+        .interceptor(mocks(rules))
+        .interceptor(recorder.clone())
+        .build()
+}
+
+/// A deadline far enough away never to matter.
+pub fn later() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(60)
+}
+
+/// An EC2 (query protocol) error response body.
+pub fn ec2_error(code: &str, message: &str) -> String {
+    format!(
+        "<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>\
+         <RequestID>11111111-2222-3333-4444-555555555555</RequestID></Response>"
+    )
+}
