@@ -24,6 +24,8 @@ const MIN_REASON_BYTES: usize = 512;
 const TRUNCATION_MARKER: &str = " … [truncated; the full text is in CloudWatch logs]";
 const DATA_DROPPED_NOTE: &str = "[Data omitted: the response would exceed CloudFormation's \
                                  4096-byte limit] ";
+/// Reason space below which the identifying fields are cut instead (see `MAX_ID_FIELD_BYTES`).
+const MIN_LAST_RESORT_REASON_BYTES: usize = 160;
 /// Only reached when the identifying fields alone exceed the limit, which CloudFormation's own
 /// limits rule out; the response is wrong either way, but it stays within 4096 bytes.
 const MAX_ID_FIELD_BYTES: usize = 800;
@@ -186,7 +188,9 @@ fn fit_document(
         (false, Some(reason)) => reason.to_owned(),
         (false, None) => return Some(without_data),
     };
-    if room < MIN_REASON_BYTES.min(json_len(&note)) {
+    // Long identifiers are worth more than a long reason: CloudFormation matches the answer by
+    // them. Only below a readable minimum are they given up.
+    if room < MIN_LAST_RESORT_REASON_BYTES.min(json_len(&note)) {
         return None;
     }
     let reason = cut_to_json_bytes(&note, room, TRUNCATION_MARKER);
@@ -414,6 +418,7 @@ pub enum ResponseError {
 }
 
 /// Sends answers to CloudFormation. Built once in `main`; holds the shared HTTP client.
+#[derive(Clone)]
 pub struct Responder {
     http: reqwest::Client,
     allow_insecure: bool,
@@ -733,6 +738,21 @@ mod tests {
         let doc = response_document(&req, &Outcome::failed("pid", "ö".repeat(5000)));
         assert!(len(&doc) <= MAX_RESPONSE_BYTES);
         assert_eq!(doc["StackId"], req.stack_id);
+    }
+
+    #[test]
+    fn identifiers_near_the_limit_stay_verbatim_at_the_cost_of_the_reason() {
+        let mut req = request(None);
+        req.stack_id = "s".repeat(3500);
+        let mut outcome = Outcome::failed("pid", "r".repeat(5000));
+        outcome.data = BTreeMap::from([("K".to_owned(), "v".repeat(100))]);
+        let doc = response_document(&req, &outcome);
+        assert!(len(&doc) <= MAX_RESPONSE_BYTES, "{}", len(&doc));
+        assert_eq!(doc["StackId"], req.stack_id);
+        assert!(doc.get("Data").is_none());
+        let reason = doc["Reason"].as_str().unwrap();
+        assert!(reason.starts_with("[Data omitted"), "{reason}");
+        assert!(reason.ends_with(TRUNCATION_MARKER), "{reason}");
     }
 
     #[test]
