@@ -152,6 +152,7 @@ pub fn response_document(req: &CfnRequest, outcome: &Outcome) -> Value {
         reason.as_deref(),
         data,
     )
+    // Unreachable: four identifiers of MAX_ID_FIELD_BYTES leave room for a reason.
     .unwrap_or_else(|| assemble(&outcome.status, &ids, outcome.no_echo, None, None))
 }
 
@@ -186,7 +187,7 @@ fn fit_document(
         (true, Some(reason)) => format!("{DATA_DROPPED_NOTE}{reason}"),
         (true, None) => DATA_DROPPED_NOTE.trim_end().to_owned(),
         (false, Some(reason)) => reason.to_owned(),
-        (false, None) => return Some(without_data),
+        (false, None) => return (used <= MAX_RESPONSE_BYTES).then_some(without_data),
     };
     // Long identifiers are worth more than a long reason: CloudFormation matches the answer by
     // them. Only below a readable minimum are they given up.
@@ -771,6 +772,40 @@ mod tests {
         assert_eq!(doc["Status"], "FAILED");
         assert!(!doc["Reason"].as_str().unwrap().is_empty());
         assert!(!doc["PhysicalResourceId"].as_str().unwrap().is_empty());
+
+        let success = Outcome::success("p".repeat(9000), BTreeMap::new());
+        let doc = response_document(&req, &success);
+        assert!(len(&doc) <= MAX_RESPONSE_BYTES, "{}", len(&doc));
+        assert_eq!(doc["Status"], "SUCCESS");
+    }
+
+    #[test]
+    fn any_mix_of_sizes_fits_and_failed_keeps_a_reason() {
+        let alphabet = ['a', 'é', '€', '😀', '"', '\\', '\n', '\u{1}'];
+        let mut rng = fastrand::Rng::with_seed(4096);
+        let mut text = |max: usize| -> String {
+            let n = rng.usize(0..=max);
+            (0..n)
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect()
+        };
+        for _ in 0..300 {
+            let mut req = request(None);
+            req.stack_id = text(3000);
+            req.request_id = text(200);
+            req.logical_resource_id = text(300);
+            let data: BTreeMap<String, String> =
+                (0..4).map(|i| (format!("K{i}"), text(800))).collect();
+            let mut outcome = Outcome::failed(text(1500), text(6000));
+            outcome.data = data;
+            let doc = response_document(&req, &outcome);
+            assert!(len(&doc) <= MAX_RESPONSE_BYTES, "{}", len(&doc));
+            assert!(!doc["Reason"].as_str().unwrap().is_empty());
+            assert!(!doc["PhysicalResourceId"].as_str().unwrap().is_empty());
+            outcome.status = Status::Success;
+            outcome.reason = None;
+            assert!(len(&response_document(&req, &outcome)) <= MAX_RESPONSE_BYTES);
+        }
     }
 
     #[test]
