@@ -1,0 +1,613 @@
+//! The path every invocation takes: parse the event, run the handler under the deadline guard
+//! with panics caught, and answer exactly once (PUT, SAM-local print, or the function's result for
+//! a direct invocation).
+//!
+//! Generic over [`ResourceHandler`]; what the resource does is not known here.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Url;
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::guard::{Progress, guard_instant, timeout_reason};
+use super::request::{CfnRequest, RequestError, parse_event};
+use super::response::{
+    Outcome, Responder, ResponseUrlError, Status, fallback_physical_id, redacted,
+    response_document, validate_response_url,
+};
+use super::shorten;
+
+/// The PUT has to end before Lambda's own deadline so the function can still return normally.
+const PUT_SLACK: Duration = Duration::from_millis(250);
+/// Panic messages quoted in a FAILED reason are cut to this many characters.
+const PANIC_MESSAGE_CHARS: usize = 300;
+
+pub trait ResourceHandler: Send + Sync + 'static {
+    /// The PhysicalResourceId this request must be answered with, known before any work (used by
+    /// the guard and on panic).
+    fn physical_resource_id(&self, req: &CfnRequest) -> String;
+
+    /// Does the work. Must not answer CloudFormation itself. `deadline` is when the guard gives up
+    /// on it ([`GUARD_MARGIN`](super::GUARD_MARGIN) before the Lambda deadline): calls that
+    /// could outlast it are wasted.
+    fn handle(
+        &self,
+        req: CfnRequest,
+        progress: Progress,
+        deadline: Instant,
+    ) -> impl Future<Output = Outcome> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    /// Not a custom-resource event: there is nobody to answer, so the invocation itself fails.
+    #[error("{0}")]
+    Event(#[from] RequestError),
+    /// The ResponseURL cannot be used, so CloudFormation cannot be answered.
+    #[error("cannot answer CloudFormation: {0}")]
+    ResponseUrl(#[from] ResponseUrlError),
+    /// A direct invocation whose handler reported FAILED: the reason becomes the Lambda error
+    /// message, so the calling pipeline step fails.
+    #[error("{reason}")]
+    Failed { reason: String },
+}
+
+impl From<InvocationError> for lambda_runtime::Diagnostic {
+    fn from(error: InvocationError) -> Self {
+        let error_type = match &error {
+            InvocationError::Event(_) => "InvalidEvent",
+            InvocationError::ResponseUrl(_) => "UnusableResponseURL",
+            InvocationError::Failed { .. } => "CustomResourceFailed",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// Where the answer goes, decided before any work is done.
+enum Answer {
+    Put(Url),
+    SamLocal,
+    Direct,
+}
+
+/// Runs one invocation. Returns the response document, or an error when there is nothing that
+/// could be answered (not an event, unusable ResponseURL) or a direct invocation failed. After a
+/// PUT the result is `Ok` even if the PUT failed: a function error makes Lambda re-run the whole
+/// request (reference §1.4), which would not reach CloudFormation any better.
+pub async fn handle_invocation<H: ResourceHandler>(
+    handler: Arc<H>,
+    responder: &Responder,
+    event: Value,
+    deadline: Instant,
+) -> Result<Value, InvocationError> {
+    let budget = deadline.saturating_duration_since(Instant::now());
+    let req = parse_event(&event).inspect_err(|error| {
+        tracing::error!(%error, "not a CloudFormation custom-resource event; nothing to answer");
+    })?;
+    let span = tracing::info_span!(
+        "custom_resource",
+        stack_id = %req.stack_id,
+        request_id = %req.request_id,
+        logical_resource_id = %req.logical_resource_id,
+        request_type = %req.request_type,
+    );
+    answer_request(handler, responder, req, deadline, budget)
+        .instrument(span)
+        .await
+}
+
+async fn answer_request<H: ResourceHandler>(
+    handler: Arc<H>,
+    responder: &Responder,
+    req: CfnRequest,
+    deadline: Instant,
+    budget: Duration,
+) -> Result<Value, InvocationError> {
+    let answer = match &req.response_url {
+        None => Answer::Direct,
+        // `sam local invoke` events carry a placeholder URL that is never used (reference §1.1).
+        Some(_) if responder.sam_local() => Answer::SamLocal,
+        Some(raw) => match validate_response_url(raw, responder.allow_insecure()) {
+            Ok(url) => Answer::Put(url),
+            Err(error) => {
+                tracing::error!(%error, "the ResponseURL cannot be used; CloudFormation will not get an answer");
+                return Err(error.into());
+            }
+        },
+    };
+    tracing::info!(
+        mode = match &answer {
+            Answer::Put(_) => "cloudformation",
+            Answer::SamLocal => "sam-local",
+            Answer::Direct => "direct",
+        },
+        budget_ms = budget.as_millis() as u64,
+        "custom-resource request received"
+    );
+
+    let physical_id = physical_id_for(&*handler, &req);
+    let mut outcome = run_guarded(handler, req.clone(), &physical_id, deadline, budget).await;
+    if outcome.physical_resource_id.is_empty() {
+        outcome.physical_resource_id = physical_id;
+    }
+    // The full reason is logged: the response only has room for a cut version of it, which
+    // points the reader here.
+    tracing::info!(
+        status = outcome.status.as_str(),
+        physical_resource_id = %outcome.physical_resource_id,
+        reason = outcome.reason.as_deref().unwrap_or(""),
+        "custom-resource request handled"
+    );
+    let doc = response_document(&req, &outcome);
+
+    match answer {
+        Answer::SamLocal => {
+            responder.print_sam_local(&doc);
+            Ok(doc)
+        }
+        Answer::Put(url) => {
+            let put_deadline = deadline.checked_sub(PUT_SLACK).unwrap_or(deadline);
+            if let Err(error) = responder.put(&url, &doc, put_deadline).await {
+                tracing::error!(
+                    %error,
+                    target = %redacted(&url),
+                    "CloudFormation was not answered; the stack waits until the resource's ServiceTimeout"
+                );
+            }
+            Ok(doc)
+        }
+        Answer::Direct => match outcome.status {
+            Status::Success => Ok(doc),
+            Status::Failed => Err(InvocationError::Failed {
+                reason: outcome
+                    .reason
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| "failed without a reason; see CloudWatch logs".to_owned()),
+            }),
+        },
+    }
+}
+
+/// The handler's id for this request; a panic or an empty id there must not cost the answer.
+fn physical_id_for<H: ResourceHandler>(handler: &H, req: &CfnRequest) -> String {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| handler.physical_resource_id(req))) {
+        Ok(id) if !id.is_empty() => id,
+        Ok(_) => {
+            tracing::error!("the handler gave an empty PhysicalResourceId; using a fallback");
+            fallback_physical_id(req)
+        }
+        Err(_) => {
+            tracing::error!(
+                "the handler panicked computing the PhysicalResourceId; using a fallback"
+            );
+            fallback_physical_id(req)
+        }
+    }
+}
+
+/// Runs the handler in its own task, so that a panic is a `JoinError` rather than the end of the
+/// invocation, and races it against the guard.
+async fn run_guarded<H: ResourceHandler>(
+    handler: Arc<H>,
+    req: CfnRequest,
+    physical_id: &str,
+    deadline: Instant,
+    budget: Duration,
+) -> Outcome {
+    let progress = Progress::new();
+    let guard_at = guard_instant(deadline);
+    let mut task = tokio::spawn({
+        let progress = progress.clone();
+        async move { handler.handle(req, progress, guard_at).await }
+            .instrument(tracing::Span::current())
+    });
+    tokio::select! {
+        // A result that is ready wins over a guard that is ready at the same moment.
+        biased;
+        joined = &mut task => match joined {
+            Ok(outcome) => outcome,
+            Err(error) if error.is_panic() => {
+                let message = panic_message(error.into_panic());
+                let step = progress.current();
+                tracing::error!(%step, panic = %message, "the handler panicked");
+                Outcome::failed(
+                    physical_id,
+                    format!("internal error while {step}: {}", shorten(&message, PANIC_MESSAGE_CHARS)),
+                )
+            }
+            Err(_) => Outcome::failed(
+                physical_id,
+                format!("internal error while {}: the handler was cancelled", progress.current()),
+            ),
+        },
+        () = tokio::time::sleep_until(guard_at) => {
+            task.abort();
+            let step = progress.current();
+            tracing::error!(%step, "the handler ran out of time; answering FAILED");
+            Outcome::failed(physical_id, timeout_reason(&step, budget))
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cfn::GUARD_MARGIN;
+    use crate::cfn::test_server::TestServer;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    enum Behaviour {
+        Succeed,
+        Fail(&'static str),
+        Sleep {
+            step: &'static str,
+            for_: Duration,
+        },
+        Panic {
+            step: &'static str,
+            message: &'static str,
+        },
+        EmptyPhysicalId,
+        PanicInPhysicalId,
+    }
+
+    struct TestHandler {
+        behaviour: Behaviour,
+        calls: AtomicUsize,
+        dropped_while_running: Arc<AtomicBool>,
+    }
+
+    impl TestHandler {
+        fn new(behaviour: Behaviour) -> Arc<Self> {
+            Arc::new(Self {
+                behaviour,
+                calls: AtomicUsize::new(0),
+                dropped_while_running: Arc::new(AtomicBool::new(false)),
+            })
+        }
+    }
+
+    /// Sets its flag when the handler's future is dropped before finishing (the guard aborted it).
+    struct DropFlag(Arc<AtomicBool>, bool);
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            if !self.1 {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    impl ResourceHandler for TestHandler {
+        fn physical_resource_id(&self, req: &CfnRequest) -> String {
+            match self.behaviour {
+                Behaviour::EmptyPhysicalId => String::new(),
+                Behaviour::PanicInPhysicalId => panic!("no id today"),
+                _ => format!("{}-{}-pid", req.stack_name(), req.logical_resource_id),
+            }
+        }
+
+        async fn handle(&self, req: CfnRequest, progress: Progress, _deadline: Instant) -> Outcome {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let pid = self.physical_resource_id(&req);
+            match self.behaviour {
+                Behaviour::Succeed => Outcome::success(
+                    pid,
+                    BTreeMap::from([("Answer".to_owned(), "42".to_owned())]),
+                ),
+                Behaviour::Fail(reason) => Outcome::failed(pid, reason),
+                Behaviour::Sleep { step, for_ } => {
+                    let mut flag = DropFlag(Arc::clone(&self.dropped_while_running), false);
+                    progress.step(step);
+                    tokio::time::sleep(for_).await;
+                    flag.1 = true;
+                    Outcome::success(pid, BTreeMap::new())
+                }
+                Behaviour::Panic { step, message } => {
+                    progress.step(step);
+                    panic!("{message}");
+                }
+                Behaviour::EmptyPhysicalId | Behaviour::PanicInPhysicalId => {
+                    Outcome::failed("", "could not start")
+                }
+            }
+        }
+    }
+
+    fn event(response_url: Option<&str>) -> Value {
+        let mut event = json!({
+            "RequestType": "Create",
+            "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/my-stack/5b9e2a70-aaaa",
+            "RequestId": "req-1",
+            "LogicalResourceId": "Backend",
+            "ResourceType": "Custom::Thing",
+            "ResourceProperties": {"ServiceToken": "arn:aws:lambda:eu-west-1:1:function:f"}
+        });
+        if let Some(url) = response_url {
+            event["ResponseURL"] = json!(url);
+        }
+        event
+    }
+
+    fn responder(allow_insecure: bool, sam_local: bool) -> Responder {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        Responder::new(http, allow_insecure, sam_local)
+    }
+
+    fn in_secs(secs: u64) -> Instant {
+        Instant::now() + Duration::from_secs(secs)
+    }
+
+    #[tokio::test]
+    async fn success_is_put_once_and_returned() {
+        let server = TestServer::start(vec![200]).await;
+        let handler = TestHandler::new(Behaviour::Succeed);
+        let url = server.url("/bucket/key?X-Amz-Signature=s");
+        let doc = handle_invocation(
+            handler.clone(),
+            &responder(true, false),
+            event(Some(&url)),
+            in_secs(30),
+        )
+        .await
+        .unwrap();
+        assert_eq!(doc["Status"], "SUCCESS");
+        assert_eq!(doc["PhysicalResourceId"], "my-stack-Backend-pid");
+        assert_eq!(doc["Data"]["Answer"], "42");
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].method, "PUT");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&requests[0].body).unwrap(),
+            doc
+        );
+        assert_eq!(handler.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_put_still_returns_ok_so_lambda_does_not_rerun_the_request() {
+        let server = TestServer::start(vec![403]).await;
+        let handler = TestHandler::new(Behaviour::Fail("bad credentials"));
+        let url = server.url("/bucket/key");
+        let doc = handle_invocation(
+            handler,
+            &responder(true, false),
+            event(Some(&url)),
+            in_secs(30),
+        )
+        .await
+        .unwrap();
+        assert_eq!(doc["Status"], "FAILED");
+        assert_eq!(doc["Reason"], "bad credentials");
+        assert_eq!(server.requests().len(), 1, "a 403 is not retried");
+    }
+
+    #[tokio::test]
+    async fn the_guard_answers_before_the_deadline_and_names_the_step() {
+        let server = TestServer::start(vec![200]).await;
+        let handler = TestHandler::new(Behaviour::Sleep {
+            step: "waiting for the slow dependency",
+            for_: Duration::from_secs(30),
+        });
+        let url = server.url("/bucket/key");
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(4);
+        let doc = handle_invocation(
+            handler.clone(),
+            &responder(true, false),
+            event(Some(&url)),
+            deadline,
+        )
+        .await
+        .unwrap();
+        let answered = Instant::now();
+        assert!(
+            answered < deadline,
+            "answered {:?} after start",
+            answered - started
+        );
+        assert!(answered >= deadline - GUARD_MARGIN, "the guard fired early");
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        let sent: Value = serde_json::from_slice(&requests[0].body).unwrap();
+        assert_eq!(sent, doc);
+        assert_eq!(sent["Status"], "FAILED");
+        assert_eq!(sent["PhysicalResourceId"], "my-stack-Backend-pid");
+        let reason = sent["Reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with(
+                "timed out while waiting for the slow dependency; the function had 3 s left"
+            ),
+            "{reason}"
+        );
+        // The aborted task's future is dropped shortly after.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(handler.dropped_while_running.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_failed_naming_the_step() {
+        let server = TestServer::start(vec![200]).await;
+        let handler = TestHandler::new(Behaviour::Panic {
+            step: "reading the secret",
+            message: "index out of bounds: the len is 0 but the index is 3",
+        });
+        let url = server.url("/bucket/key");
+        let doc = handle_invocation(
+            handler,
+            &responder(true, false),
+            event(Some(&url)),
+            in_secs(30),
+        )
+        .await
+        .unwrap();
+        assert_eq!(doc["Status"], "FAILED");
+        assert_eq!(
+            doc["Reason"],
+            "internal error while reading the secret: index out of bounds: the len is 0 but the index is 3"
+        );
+        assert_eq!(doc["PhysicalResourceId"], "my-stack-Backend-pid");
+        assert_eq!(server.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn direct_invocation_success_returns_the_document() {
+        let handler = TestHandler::new(Behaviour::Succeed);
+        let doc = handle_invocation(handler, &responder(false, false), event(None), in_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(doc["Status"], "SUCCESS");
+        assert_eq!(doc["Data"]["Answer"], "42");
+    }
+
+    #[tokio::test]
+    async fn direct_invocation_failure_is_a_function_error_with_the_reason() {
+        let handler = TestHandler::new(Behaviour::Fail("the workspace is not RUNNING"));
+        let err = handle_invocation(handler, &responder(false, false), event(None), in_secs(30))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "the workspace is not RUNNING");
+        let diagnostic = lambda_runtime::Diagnostic::from(err);
+        assert_eq!(diagnostic.error_type, "CustomResourceFailed");
+        assert_eq!(diagnostic.error_message, "the workspace is not RUNNING");
+
+        let handler = TestHandler::new(Behaviour::Panic {
+            step: "starting up",
+            message: "oops",
+        });
+        let err = handle_invocation(handler, &responder(false, false), event(None), in_secs(30))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "internal error while starting up: oops");
+    }
+
+    #[tokio::test]
+    async fn sam_local_prints_the_document_and_does_not_put() {
+        let server = TestServer::start(vec![200]).await;
+        let responder = responder(false, true);
+        // The URL would not pass validation: under SAM local it is never used.
+        let url = server.url("/bucket/key");
+        let handler = TestHandler::new(Behaviour::Succeed);
+        let doc = handle_invocation(handler, &responder, event(Some(&url)), in_secs(30))
+            .await
+            .unwrap();
+        assert!(server.requests().is_empty());
+        let printed = responder.printed.lock().unwrap().clone();
+        assert_eq!(printed.len(), 1);
+        let json = printed[0]
+            .strip_prefix("CloudFormation response (AWS_SAM_LOCAL, not sent): ")
+            .unwrap();
+        assert!(!json.contains('\n'));
+        assert_eq!(serde_json::from_str::<Value>(json).unwrap(), doc);
+    }
+
+    #[tokio::test]
+    async fn not_an_event_fails_the_invocation_without_running_the_handler() {
+        let handler = TestHandler::new(Behaviour::Succeed);
+        let err = handle_invocation(
+            handler.clone(),
+            &responder(false, false),
+            json!({"key1": "value1"}),
+            in_secs(30),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, InvocationError::Event(_)));
+        assert_eq!(
+            err.to_string(),
+            "the event has no RequestType: this function expects a CloudFormation custom-resource event"
+        );
+        assert_eq!(handler.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            lambda_runtime::Diagnostic::from(err).error_type,
+            "InvalidEvent"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unusable_response_url_is_refused_before_any_work() {
+        let handler = TestHandler::new(Behaviour::Succeed);
+        let event = event(Some("https://evil.example/steal?X-Amz-Signature=SECRET"));
+        let err = handle_invocation(
+            handler.clone(),
+            &responder(false, false),
+            event,
+            in_secs(30),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            InvocationError::ResponseUrl(ResponseUrlError::NotS3 { .. })
+        ));
+        assert!(!err.to_string().contains("SECRET"));
+        assert_eq!(handler.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn an_empty_physical_id_is_replaced() {
+        let server = TestServer::start(vec![200]).await;
+        let url = server.url("/bucket/key");
+        for behaviour in [Behaviour::EmptyPhysicalId, Behaviour::PanicInPhysicalId] {
+            let handler = TestHandler::new(behaviour);
+            let doc = handle_invocation(
+                handler,
+                &responder(true, false),
+                event(Some(&url)),
+                in_secs(30),
+            )
+            .await
+            .unwrap();
+            assert_eq!(doc["Status"], "FAILED");
+            assert_eq!(doc["PhysicalResourceId"], "my-stack-Backend");
+        }
+        assert_eq!(server.requests().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_already_too_close_still_gets_an_answer() {
+        let server = TestServer::start(vec![200]).await;
+        let handler = TestHandler::new(Behaviour::Sleep {
+            step: "starting up",
+            for_: Duration::from_secs(30),
+        });
+        let url = server.url("/bucket/key");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let doc = handle_invocation(
+            handler,
+            &responder(true, false),
+            event(Some(&url)),
+            deadline,
+        )
+        .await
+        .unwrap();
+        assert!(Instant::now() < deadline);
+        // The guard fires at once; the handler may not even have named its first step.
+        assert!(
+            doc["Reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("timed out while starting")
+        );
+        assert_eq!(server.requests().len(), 1);
+    }
+}

@@ -1,0 +1,355 @@
+//! The invocation event: a CloudFormation custom-resource request, or the same shape without a
+//! `ResponseURL` when a pipeline invokes the function directly.
+//!
+//! Parsing is done by hand on `serde_json::Value` rather than with
+//! `aws_lambda_events::event::cloudformation`: those types require `ResponseURL` (direct
+//! invocations have none) and `PhysicalResourceId` on Update/Delete, and a serde error would not
+//! tell the person reading it which field to fix. Properties stay a raw JSON map; what they mean
+//! is for the handler to decide.
+
+use serde_json::{Map, Value};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestType {
+    Create,
+    Update,
+    Delete,
+}
+
+impl RequestType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestType::Create => "Create",
+            RequestType::Update => "Update",
+            RequestType::Delete => "Delete",
+        }
+    }
+}
+
+impl std::fmt::Display for RequestType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CfnRequest {
+    pub request_type: RequestType,
+    pub stack_id: String,
+    pub request_id: String,
+    pub logical_resource_id: String,
+    /// Empty when the event carries none: CloudFormation always sends it, a direct invocation may
+    /// leave it out.
+    pub resource_type: String,
+    /// `None` on Create; CloudFormation sends it on Update and Delete (reference §1.1).
+    pub physical_resource_id: Option<String>,
+    /// `None` for a direct invocation: the answer is then the Lambda result itself.
+    pub response_url: Option<String>,
+    pub resource_properties: Map<String, Value>,
+    /// Present on Update only.
+    pub old_resource_properties: Option<Map<String, Value>>,
+}
+
+impl CfnRequest {
+    /// The stack name taken from the `StackId` ARN
+    /// (`arn:<partition>:cloudformation:<region>:<account>:stack/<name>/<uuid>`); the whole
+    /// `StackId` when it is not shaped like that (direct invocations may pass any identifier).
+    pub fn stack_name(&self) -> &str {
+        let resource = self.stack_id.splitn(6, ':').nth(5);
+        match resource
+            .and_then(|r| r.strip_prefix("stack/"))
+            .and_then(|r| r.split('/').next())
+        {
+            Some(name) if !name.is_empty() && self.stack_id.starts_with("arn:") => name,
+            _ => &self.stack_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error(
+        "the event is {found}, not a JSON object: this function expects a CloudFormation custom-resource event"
+    )]
+    NotAnObject { found: &'static str },
+    #[error(
+        "the event has no {field}: this function expects a CloudFormation custom-resource event"
+    )]
+    MissingField { field: &'static str },
+    #[error("the event's {field} must be {expected}, got {found}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("the event's {field} is empty: it must identify the {what}")]
+    EmptyField {
+        field: &'static str,
+        what: &'static str,
+    },
+    #[error("the event's RequestType must be Create, Update or Delete, got \"{found}\"")]
+    UnknownRequestType { found: String },
+}
+
+/// Reads an invocation event. Field names are CloudFormation's (PascalCase, `ResponseURL`).
+pub fn parse_event(event: &Value) -> Result<CfnRequest, RequestError> {
+    let Value::Object(fields) = event else {
+        return Err(RequestError::NotAnObject {
+            found: kind_of(event),
+        });
+    };
+    let request_type = match fields.get("RequestType") {
+        None | Some(Value::Null) => {
+            return Err(RequestError::MissingField {
+                field: "RequestType",
+            });
+        }
+        Some(Value::String(s)) => parse_request_type(s)?,
+        Some(other) => {
+            return Err(RequestError::WrongType {
+                field: "RequestType",
+                expected: "a string",
+                found: kind_of(other),
+            });
+        }
+    };
+    let stack_id = required_string(fields, "StackId", "stack")?;
+    let request_id = required_string(fields, "RequestId", "request")?;
+    let logical_resource_id =
+        required_string(fields, "LogicalResourceId", "resource in the template")?;
+    let resource_type = optional_string(fields, "ResourceType")?.unwrap_or_default();
+    let physical_resource_id =
+        optional_string(fields, "PhysicalResourceId")?.filter(|s| !s.is_empty());
+    // An empty ResponseURL is what a pipeline templating the CloudFormation shape leaves behind:
+    // it means "nobody to PUT to", the same as leaving the field out.
+    let response_url = optional_string(fields, "ResponseURL")?.filter(|s| !s.is_empty());
+    let resource_properties = optional_object(fields, "ResourceProperties")?.unwrap_or_default();
+    let old_resource_properties = optional_object(fields, "OldResourceProperties")?;
+    Ok(CfnRequest {
+        request_type,
+        stack_id,
+        request_id,
+        logical_resource_id,
+        resource_type,
+        physical_resource_id,
+        response_url,
+        resource_properties,
+        old_resource_properties,
+    })
+}
+
+fn parse_request_type(value: &str) -> Result<RequestType, RequestError> {
+    // CloudFormation sends exactly "Create"/"Update"/"Delete"; any casing is accepted so that a
+    // hand-written pipeline event saying "delete" is not refused over a capital letter.
+    match value.to_ascii_lowercase().as_str() {
+        "create" => Ok(RequestType::Create),
+        "update" => Ok(RequestType::Update),
+        "delete" => Ok(RequestType::Delete),
+        _ => Err(RequestError::UnknownRequestType {
+            found: super::shorten(value, 40),
+        }),
+    }
+}
+
+fn required_string(
+    fields: &Map<String, Value>,
+    field: &'static str,
+    what: &'static str,
+) -> Result<String, RequestError> {
+    match optional_string(fields, field)? {
+        None => Err(RequestError::MissingField { field }),
+        Some(s) if s.is_empty() => Err(RequestError::EmptyField { field, what }),
+        Some(s) => Ok(s),
+    }
+}
+
+fn optional_string(
+    fields: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, RequestError> {
+    match fields.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(RequestError::WrongType {
+            field,
+            expected: "a string",
+            found: kind_of(other),
+        }),
+    }
+}
+
+fn optional_object(
+    fields: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<Map<String, Value>>, RequestError> {
+    match fields.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(map.clone())),
+        Some(other) => Err(RequestError::WrongType {
+            field,
+            expected: "an object of property names to values",
+            found: kind_of(other),
+        }),
+    }
+}
+
+pub(crate) fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const STACK_ID: &str = "arn:aws:cloudformation:eu-west-1:123456789012:stack/my-stack/5b9e2a70-1111-2222-3333-444455556666";
+
+    fn create_event() -> Value {
+        // Shape of the Lambda docs' example event (services-cloudformation.html), including
+        // ServiceToken inside ResourceProperties and every scalar stringified.
+        json!({
+            "RequestType": "Create",
+            "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:provider",
+            "ResponseURL": "https://cloudformation-custom-resource-response-euwest1.s3-eu-west-1.amazonaws.com/arn%3A?X-Amz-Signature=abc",
+            "StackId": STACK_ID,
+            "RequestId": "c7a2d3b4-0000-1111-2222-333344445555",
+            "LogicalResourceId": "BackendPrivateLink",
+            "ResourceType": "Custom::DatabricksBackendPrivateLink",
+            "ResourceProperties": {
+                "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:provider",
+                "Enabled": "true",
+                "Count": "14",
+                "Names": ["a", "b"],
+                "Nested": {"k": "v"}
+            }
+        })
+    }
+
+    #[test]
+    fn parses_a_cloudformation_create_event() {
+        let req = parse_event(&create_event()).unwrap();
+        assert_eq!(req.request_type, RequestType::Create);
+        assert_eq!(req.stack_id, STACK_ID);
+        assert_eq!(req.request_id, "c7a2d3b4-0000-1111-2222-333344445555");
+        assert_eq!(req.logical_resource_id, "BackendPrivateLink");
+        assert_eq!(req.resource_type, "Custom::DatabricksBackendPrivateLink");
+        assert_eq!(req.physical_resource_id, None);
+        assert!(
+            req.response_url
+                .as_deref()
+                .unwrap()
+                .starts_with("https://cloudformation-custom-resource-response-euwest1.")
+        );
+        assert_eq!(req.resource_properties["Enabled"], json!("true"));
+        assert_eq!(req.resource_properties["Names"], json!(["a", "b"]));
+        assert_eq!(req.resource_properties["Nested"], json!({"k": "v"}));
+        assert!(req.old_resource_properties.is_none());
+        assert_eq!(req.stack_name(), "my-stack");
+    }
+
+    #[test]
+    fn parses_update_with_old_properties_and_physical_id() {
+        let mut event = create_event();
+        event["RequestType"] = json!("Update");
+        event["PhysicalResourceId"] = json!("pid-1");
+        event["OldResourceProperties"] = json!({"Enabled": "false"});
+        let req = parse_event(&event).unwrap();
+        assert_eq!(req.request_type, RequestType::Update);
+        assert_eq!(req.physical_resource_id.as_deref(), Some("pid-1"));
+        assert_eq!(
+            req.old_resource_properties.unwrap()["Enabled"],
+            json!("false")
+        );
+    }
+
+    #[test]
+    fn direct_invocation_has_no_response_url_and_may_omit_properties() {
+        let event = json!({
+            "RequestType": "delete",
+            "StackId": "vending-pipeline-run-42",
+            "RequestId": "r-1",
+            "LogicalResourceId": "Backend",
+            "PhysicalResourceId": "pid-9",
+        });
+        let req = parse_event(&event).unwrap();
+        assert_eq!(req.request_type, RequestType::Delete);
+        assert_eq!(req.response_url, None);
+        assert!(req.resource_properties.is_empty());
+        assert_eq!(req.resource_type, "");
+        assert_eq!(req.stack_name(), "vending-pipeline-run-42");
+    }
+
+    #[test]
+    fn empty_response_url_means_direct_invocation() {
+        let mut event = create_event();
+        event["ResponseURL"] = json!("");
+        assert_eq!(parse_event(&event).unwrap().response_url, None);
+    }
+
+    #[test]
+    fn errors_name_the_field_to_fix() {
+        let err = parse_event(&json!({"hello": "world"})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the event has no RequestType: this function expects a CloudFormation custom-resource event"
+        );
+
+        let err = parse_event(&json!("just a string")).unwrap_err();
+        assert!(
+            err.to_string().contains("is a string, not a JSON object"),
+            "{err}"
+        );
+
+        for field in ["StackId", "RequestId", "LogicalResourceId"] {
+            let mut event = create_event();
+            event.as_object_mut().unwrap().remove(field);
+            let err = parse_event(&event).unwrap_err();
+            assert_eq!(err, RequestError::MissingField { field });
+            assert!(err.to_string().contains(field));
+        }
+
+        let mut event = create_event();
+        event["RequestType"] = json!("Upsert");
+        assert_eq!(
+            parse_event(&event).unwrap_err().to_string(),
+            "the event's RequestType must be Create, Update or Delete, got \"Upsert\""
+        );
+
+        let mut event = create_event();
+        event["ResourceProperties"] = json!("Enabled=true");
+        let err = parse_event(&event).unwrap_err().to_string();
+        assert!(
+            err.contains("ResourceProperties must be an object"),
+            "{err}"
+        );
+
+        let mut event = create_event();
+        event["StackId"] = json!(12);
+        let err = parse_event(&event).unwrap_err().to_string();
+        assert_eq!(err, "the event's StackId must be a string, got a number");
+
+        let mut event = create_event();
+        event["RequestId"] = json!("");
+        let err = parse_event(&event).unwrap_err().to_string();
+        assert!(err.contains("RequestId is empty"), "{err}");
+    }
+
+    #[test]
+    fn stack_name_handles_other_partitions_and_odd_ids() {
+        let mut req = parse_event(&create_event()).unwrap();
+        req.stack_id =
+            "arn:aws-cn:cloudformation:cn-north-1:123456789012:stack/cn-stack/uuid".into();
+        assert_eq!(req.stack_name(), "cn-stack");
+        req.stack_id = "arn:aws:cloudformation:eu-west-1:123456789012:stackset/x/uuid".into();
+        assert_eq!(req.stack_name(), req.stack_id);
+        req.stack_id = "arn:aws:cloudformation:eu-west-1:1:stack//uuid".into();
+        assert_eq!(req.stack_name(), req.stack_id);
+    }
+}
