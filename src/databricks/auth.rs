@@ -22,7 +22,7 @@ use super::error::{
 use super::retry::{Exchange, RawResponse};
 
 /// Operation name used in errors and logs for the token request.
-pub(crate) const TOKEN_OPERATION: &str = "fetch an OAuth token";
+pub(crate) const TOKEN_OPERATION: &str = "OAuth token request";
 
 /// Tokens live one hour (reference §1.2); used when the answer does not say.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
@@ -167,15 +167,13 @@ impl TokenCache {
         }
         let requested_at = Instant::now();
         let fetched = fetch().await?;
-        // Tokens shorter-lived than twice the margin would otherwise never count as fresh.
-        let margin = REFRESH_MARGIN.min(fetched.lifetime / 2);
         let token = AccessToken {
             value: fetched.value.into(),
             generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
         };
         *cached = Some(CachedToken {
             token: token.clone(),
-            refresh_at: requested_at + fetched.lifetime.saturating_sub(margin),
+            refresh_at: requested_at + reuse_period(fetched.lifetime),
         });
         Ok(token)
     }
@@ -192,6 +190,12 @@ impl TokenCache {
             }
         }
     }
+}
+
+/// How long a token of `lifetime` is handed out before a new one is fetched. Tokens living less
+/// than twice the margin are reused for half their life, as they would otherwise never be.
+fn reuse_period(lifetime: Duration) -> Duration {
+    lifetime.saturating_sub(REFRESH_MARGIN.min(lifetime / 2))
 }
 
 /// Path of the account-level token endpoint (reference §1.2; fixed, as the Go SDK uses it,
@@ -328,6 +332,23 @@ mod tests {
         let c = TokenKey::new("h", "abc", &ClientCredentials::new("id", "two"));
         assert!(a == b);
         assert!(b != c);
+    }
+
+    #[test]
+    fn tokens_are_replaced_five_minutes_before_they_expire() {
+        assert_eq!(
+            reuse_period(Duration::from_secs(3600)),
+            Duration::from_secs(3300)
+        );
+        assert_eq!(
+            reuse_period(Duration::from_secs(600)),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            reuse_period(Duration::from_secs(240)),
+            Duration::from_secs(120)
+        );
+        assert_eq!(reuse_period(Duration::ZERO), Duration::ZERO);
     }
 
     #[tokio::test]

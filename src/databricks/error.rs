@@ -60,7 +60,7 @@ pub enum DatabricksError {
     },
 
     /// No HTTP answer at all (connection refused or dropped, TLS failure, timeout).
-    #[error("could not reach the Databricks account API to {operation}: {message}")]
+    #[error("could not reach the Databricks account API ({operation}): {message}")]
     Transport {
         operation: &'static str,
         message: String,
@@ -111,7 +111,8 @@ impl DatabricksError {
     }
 
     /// The object is still used by something else (reference §5: deleting an attached network
-    /// gives 400 INVALID_STATE; a 409 with an empty body has also been seen).
+    /// gives 400 INVALID_STATE; a 409 with an empty body has also been seen). Meant for
+    /// answers to a delete: a create's 409 (already exists) matches too.
     pub fn is_in_use(&self) -> bool {
         match self {
             Self::Api { status: 409, .. } => true,

@@ -1035,7 +1035,7 @@ async fn a_refused_connection_is_a_transport_error_after_retries() {
     .unwrap();
     let error = account.ensure_token().await.unwrap_err();
     assert!(
-        matches!(&error, DatabricksError::Transport { operation, .. } if *operation == "fetch an OAuth token"),
+        matches!(&error, DatabricksError::Transport { operation, .. } if *operation == "OAuth token request"),
         "{error:?}"
     );
     assert!(error.to_string().contains("could not connect"), "{error}");
