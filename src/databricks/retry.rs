@@ -1,0 +1,287 @@
+//! One HTTP exchange with the account API, retried the way the Databricks SDKs retry
+//! (reference §7.3), and never past the invocation deadline.
+//!
+//! Owns which answers are worth another attempt and how long to wait between attempts. It does
+//! not know what the request means: callers build it and turn a final error answer into their
+//! own error (the token endpoint and the API differ there).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, StatusCode, header};
+use tokio::time::Instant;
+
+use super::error::{DatabricksError, MAX_QUOTED_CHARS, shorten};
+
+/// Larger answers are not account API objects; reading them would only waste the deadline.
+const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// How often and how patiently to retry. Every wait is additionally bounded by the deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Backoff before the second attempt; doubles with every further attempt.
+    pub base_delay: Duration,
+    /// Longest backoff between two attempts (a `Retry-After` may ask for longer).
+    pub max_delay: Duration,
+    /// Attempts in total, the first included.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(10),
+            max_attempts: 8,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Capped exponential backoff with jitter: a random point in the upper half of the step,
+    /// so concurrent invocations throttled together do not come back together.
+    pub(crate) fn backoff(&self, failed_attempts: u32) -> Duration {
+        let exponent = failed_attempts.saturating_sub(1).min(20);
+        let step = self
+            .base_delay
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_delay);
+        let half = step / 2;
+        let jitter_nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+        half + Duration::from_nanos(fastrand::u64(0..=jitter_nanos))
+    }
+}
+
+/// 429 and 503 are the platform's "come back later"; 502 and 504 come from gateways in front
+/// of the API. 500 is not retried, as neither SDK does (reference §7.3).
+pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 502 | 503 | 504)
+}
+
+/// `Retry-After` in whole seconds; the HTTP-date form is not used by Databricks.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// What the caller needs from one answer.
+#[derive(Debug)]
+pub(crate) struct RawResponse {
+    pub status: StatusCode,
+    pub retry_after: Option<Duration>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn reason(&self) -> &'static str {
+        self.status.canonical_reason().unwrap_or("")
+    }
+}
+
+/// What one exchange needs from the client it belongs to.
+pub(crate) struct Exchange<'a> {
+    pub policy: &'a RetryPolicy,
+    pub request_timeout: Duration,
+    pub deadline: Instant,
+    /// Incremented for every retry, so callers can observe how hard the API pushed back.
+    pub retries: &'a AtomicU64,
+    pub operation: &'static str,
+    /// For logs only: method and path, never the query string or headers.
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+impl Exchange<'_> {
+    /// Sends `build()` until it succeeds, fails for good, or the deadline would be passed.
+    /// A 2xx answer is returned; any other final answer becomes `error_of(answer)`.
+    pub(crate) async fn run(
+        &self,
+        build: impl Fn() -> RequestBuilder,
+        error_of: impl Fn(&RawResponse) -> DatabricksError,
+    ) -> Result<RawResponse, DatabricksError> {
+        let mut last_error: Option<DatabricksError> = None;
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let time_left = self.deadline.saturating_duration_since(Instant::now());
+            if time_left.is_zero() {
+                return Err(self.deadline_exceeded(last_error.as_ref()));
+            }
+            let attempt_timeout = self.request_timeout.min(time_left);
+            let outcome = send_once(build().timeout(attempt_timeout)).await;
+            let (error, retry_after) = match outcome {
+                Ok(response) => {
+                    tracing::debug!(
+                        operation = self.operation,
+                        method = self.method,
+                        path = self.path,
+                        status = response.status.as_u16(),
+                        attempt,
+                        "Databricks account API answered"
+                    );
+                    if response.status.is_success() {
+                        return Ok(response);
+                    }
+                    if response.status.is_redirection() {
+                        // Redirects are not followed: the account API never redirects, and a
+                        // redirect to a login page means a wrong host or account (reference §7.1.5).
+                        return Err(DatabricksError::InvalidResponse {
+                            operation: self.operation,
+                            message: format!(
+                                "redirected ({} {}); check the account host and account id",
+                                response.status.as_u16(),
+                                response.reason()
+                            ),
+                        });
+                    }
+                    let error = error_of(&response);
+                    if !is_retryable_status(response.status) {
+                        return Err(error);
+                    }
+                    (error, response.retry_after)
+                }
+                Err(SendError::TooLarge) => {
+                    return Err(DatabricksError::InvalidResponse {
+                        operation: self.operation,
+                        message: format!("the answer is larger than {MAX_BODY_BYTES} bytes"),
+                    });
+                }
+                Err(SendError::Transport(error)) => {
+                    let message = describe_transport(&error, attempt_timeout);
+                    tracing::debug!(
+                        operation = self.operation,
+                        method = self.method,
+                        path = self.path,
+                        attempt,
+                        error = %message,
+                        "Databricks account API request failed"
+                    );
+                    let error = DatabricksError::Transport {
+                        operation: self.operation,
+                        message,
+                    };
+                    (error, None)
+                }
+            };
+            if attempt >= self.policy.max_attempts {
+                return Err(error);
+            }
+            // Retry-After is a lower bound, never shortened by the backoff schedule.
+            let delay = self
+                .policy
+                .backoff(attempt)
+                .max(retry_after.unwrap_or_default());
+            if Instant::now() + delay >= self.deadline {
+                return Err(self.deadline_exceeded(Some(&error)));
+            }
+            tracing::debug!(
+                operation = self.operation,
+                attempt,
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "retrying Databricks account API request"
+            );
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+            last_error = Some(error);
+        }
+    }
+
+    fn deadline_exceeded(&self, last_error: Option<&DatabricksError>) -> DatabricksError {
+        DatabricksError::DeadlineExceeded {
+            operation: self.operation,
+            last_error: last_error.map_or_else(
+                || "no attempt could be made: the deadline had already passed".to_string(),
+                ToString::to_string,
+            ),
+        }
+    }
+}
+
+enum SendError {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+async fn send_once(request: RequestBuilder) -> Result<RawResponse, SendError> {
+    let mut response = request.send().await.map_err(SendError::Transport)?;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(parse_retry_after);
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(SendError::Transport)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(SendError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(RawResponse {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+/// reqwest's own Display names the URL; the innermost cause ("Connection refused", "connection
+/// closed before message completed") is what a person can act on.
+fn describe_transport(error: &reqwest::Error, attempt_timeout: Duration) -> String {
+    if error.is_timeout() {
+        return format!("no answer within {:.1} s", attempt_timeout.as_secs_f64());
+    }
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    let what = if error.is_connect() {
+        "could not connect"
+    } else {
+        "the connection failed"
+    };
+    format!("{what}: {}", shorten(&cause.to_string(), MAX_QUOTED_CHARS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered_within_the_step() {
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            max_attempts: 8,
+        };
+        for _ in 0..50 {
+            let first = policy.backoff(1);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let third = policy.backoff(3);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            let late = policy.backoff(30);
+            assert!(late >= Duration::from_millis(500) && late <= Duration::from_millis(1000));
+        }
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        for status in [429, 502, 503, 504] {
+            assert!(
+                is_retryable_status(StatusCode::from_u16(status).unwrap()),
+                "{status}"
+            );
+        }
+        for status in [400, 401, 403, 404, 409, 500, 501] {
+            assert!(
+                !is_retryable_status(StatusCode::from_u16(status).unwrap()),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+}
