@@ -360,13 +360,14 @@ impl Account {
             .ok_or_else(|| missing_pas(id))?;
         let (name, region, public, level, allowed) = self.validate_pas(body)?;
         let current = &self.private_access_settings[index];
-        if region != current.region {
-            if let Some(user) = self.workspace_using_pas(id) {
-                return Err(ApiError::invalid(format!(
-                    "region cannot change from {} to {region}: private access settings {id} are used by workspace {user} in {}. Create new private access settings for {region} instead",
-                    current.region, current.region
-                )));
-            }
+        let user = self
+            .workspace_using_pas(id)
+            .filter(|_| region != current.region);
+        if let Some(user) = user {
+            return Err(ApiError::invalid(format!(
+                "region cannot change from {} to {region}: private access settings {id} are used by workspace {user} in {}. Create new private access settings for {region} instead",
+                current.region, current.region
+            )));
         }
         let replaced = PrivateAccessSettings {
             private_access_settings_id: id.to_owned(),
@@ -757,13 +758,15 @@ impl Account {
                 Some(id.to_owned())
             }
         };
-        if let Some(network) = network_id.as_deref().and_then(|id| self.network(id)) {
-            if network.has_backend_privatelink() && private_access_settings_id.is_none() {
-                return Err(ApiError::invalid(format!(
-                    "Network {} uses back-end PrivateLink (vpc_endpoints), which needs private access settings on workspace {workspace_id}: set private_access_settings_id in the same request",
-                    network.network_id
-                )));
-            }
+        let privatelink_network = network_id
+            .as_deref()
+            .and_then(|id| self.network(id))
+            .filter(|n| n.has_backend_privatelink());
+        if let (Some(network), None) = (privatelink_network, &private_access_settings_id) {
+            return Err(ApiError::invalid(format!(
+                "Network {} uses back-end PrivateLink (vpc_endpoints), which needs private access settings on workspace {workspace_id}: set private_access_settings_id in the same request",
+                network.network_id
+            )));
         }
 
         let mut updated = current.clone();
