@@ -1,1 +1,65 @@
-fn main() {}
+//! Init only: logging, AWS configuration, the clients (built once and shared by every
+//! invocation of a warm container), then the Lambda runtime loop.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use backend_privatelink::aws::{Ec2, Secrets};
+use backend_privatelink::cfn::{Responder, handle_invocation};
+use backend_privatelink::databricks::{DatabricksHttp, HttpSettings};
+use backend_privatelink::resource::Handler;
+use backend_privatelink::resource::properties::Defaults;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .without_time()
+        .init();
+
+    let sdk = aws_config::load_from_env().await;
+    let http = DatabricksHttp::new(HttpSettings::from_env())?;
+    let handler = Arc::new(Handler {
+        ec2: Ec2::new(&sdk),
+        secrets: Secrets::new(&sdk),
+        http,
+        defaults: Defaults::from_env(),
+    });
+    let response_http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        // The ResponseURL host was checked; a redirect must not carry the answer elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let responder = Arc::new(Responder::from_env(response_http));
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let handler = Arc::clone(&handler);
+        let responder = Arc::clone(&responder);
+        async move {
+            let deadline = deadline_instant(event.context.deadline);
+            handle_invocation(handler, &responder, event.payload, deadline).await
+        }
+    }))
+    .await
+}
+
+/// The runtime gives the deadline as epoch milliseconds; the guard works on a monotonic clock.
+fn deadline_instant(deadline_epoch_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Instant::now() + Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
+}

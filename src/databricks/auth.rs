@@ -160,10 +160,10 @@ impl TokenCache {
                         .to_string(),
             });
         };
-        if let Some(entry) = cached.as_ref() {
-            if Instant::now() < entry.refresh_at {
-                return Ok(entry.token.clone());
-            }
+        if let Some(entry) = cached.as_ref()
+            && Instant::now() < entry.refresh_at
+        {
+            return Ok(entry.token.clone());
         }
         let requested_at = Instant::now();
         let fetched = fetch().await?;
@@ -181,13 +181,12 @@ impl TokenCache {
     /// Forgets the token of `generation` after the API refused it (a 401).
     pub(crate) async fn invalidate(&self, key: &TokenKey, generation: u64, deadline: Instant) {
         let slot = self.slot(key);
-        if let Ok(mut cached) = tokio::time::timeout_at(deadline, slot.lock()).await {
-            if cached
+        if let Ok(mut cached) = tokio::time::timeout_at(deadline, slot.lock()).await
+            && cached
                 .as_ref()
                 .is_some_and(|entry| entry.token.generation == generation)
-            {
-                *cached = None;
-            }
+        {
+            *cached = None;
         }
     }
 }
@@ -260,13 +259,13 @@ fn parse_token_response(body: &[u8]) -> Result<FetchedToken, DatabricksError> {
         Some(serde_json::Value::String(token)) if !token.trim().is_empty() => token.clone(),
         _ => return Err(invalid("the token answer has no access_token".to_string())),
     };
-    if let Some(serde_json::Value::String(token_type)) = answer.get("token_type") {
-        if !token_type.eq_ignore_ascii_case("bearer") {
-            return Err(invalid(format!(
-                "expected a Bearer token, got token_type {:?}",
-                shorten(token_type, MAX_QUOTED_CHARS)
-            )));
-        }
+    if let Some(serde_json::Value::String(token_type)) = answer.get("token_type")
+        && !token_type.eq_ignore_ascii_case("bearer")
+    {
+        return Err(invalid(format!(
+            "expected a Bearer token, got token_type {:?}",
+            shorten(token_type, MAX_QUOTED_CHARS)
+        )));
     }
     let lifetime = match answer.get("expires_in") {
         Some(serde_json::Value::Number(seconds)) => seconds.as_u64().map(Duration::from_secs),

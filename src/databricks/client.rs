@@ -552,10 +552,8 @@ fn account_host(host: &str, allow_insecure: bool) -> Result<String, DatabricksEr
         return Ok(official.to_string());
     }
     let parsed = Url::parse(host).ok();
-    if allow_insecure {
-        if let Some(origin) = parsed.as_ref().and_then(plain_origin) {
-            return Ok(origin);
-        }
+    if allow_insecure && let Some(origin) = parsed.as_ref().and_then(plain_origin) {
+        return Ok(origin);
     }
     // Never echo credentials someone put into the URL.
     let shown = match parsed {

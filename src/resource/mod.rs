@@ -1,1 +1,130 @@
-//! resource (being written)
+//! The domain: what `Custom::DatabricksBackendPrivateLink` owns and how a request converges the
+//! Databricks account on it. This is the only module where the CloudFormation protocol, the AWS
+//! calls and the Databricks client meet.
+
+pub mod converge;
+pub mod delete;
+pub mod error;
+pub mod names;
+pub mod properties;
+
+use tokio::time::Instant;
+
+use crate::aws::{Ec2, Secrets};
+use crate::cfn::{CfnRequest, Outcome, Progress, RequestType, ResourceHandler};
+use crate::databricks::DatabricksHttp;
+
+use converge::{Created, converge};
+use names::OwnershipKey;
+use properties::{Defaults, Identity};
+
+/// Everything a request needs, built once at init and shared by every invocation.
+pub struct Handler {
+    pub ec2: Ec2,
+    pub secrets: Secrets,
+    pub http: DatabricksHttp,
+    pub defaults: Defaults,
+}
+
+impl Handler {
+    async fn create_or_update(
+        &self,
+        req: &CfnRequest,
+        progress: &Progress,
+        deadline: Instant,
+    ) -> Outcome {
+        let key = OwnershipKey::new(&req.stack_id, &req.logical_resource_id);
+        let physical_id = self.physical_resource_id(req);
+        progress.step("validating properties");
+        let identity = Identity {
+            stack_name: req.stack_name(),
+            logical_resource_id: &req.logical_resource_id,
+        };
+        let props = match properties::parse(&req.resource_properties, &self.defaults, &identity) {
+            Ok(p) => p,
+            Err(e) => return Outcome::failed(physical_id, e.to_string()),
+        };
+        let (client, endpoints) = match converge::prepare(self, &props, progress, deadline).await {
+            Ok(prepared) => prepared,
+            Err(e) => return Outcome::failed(physical_id, e.to_string()),
+        };
+        let created = Created::default();
+        let converged = converge(
+            self, &client, &key, &props, &endpoints, progress, deadline, &created,
+        )
+        .await;
+        tracing::info!(
+            retries = client.retries_spent(),
+            "Databricks account API retries spent"
+        );
+        let result = match converged {
+            Ok(c) => c,
+            Err(e) => {
+                if req.request_type == RequestType::Create {
+                    progress.step("removing what this request created");
+                    created.remove(&client).await;
+                }
+                return Outcome::failed(physical_id, e.to_string());
+            }
+        };
+        // Objects in an account or on a host the resource no longer uses are cleaned up there,
+        // with the old properties' credentials.
+        if req.request_type == RequestType::Update
+            && let Some(old) = &req.old_resource_properties
+        {
+            let old_target = properties::parse_lenient(old, &self.defaults);
+            let moved = old_target.account_id.as_deref() != Some(props.target.account_id.as_str())
+                || old_target.account_host.as_deref() != Some(props.target.account_host.as_str());
+            if moved && old_target.account_id.is_some() {
+                progress.step("removing the objects from the previous account");
+                if let Err(e) =
+                    delete::delete_all(self, &key, &old_target, progress, deadline).await
+                {
+                    return Outcome::failed(
+                        physical_id,
+                        format!(
+                            "the new account is set up, but the objects in the previous account could not be removed: {e}"
+                        ),
+                    );
+                }
+            }
+        }
+        Outcome::success(physical_id, result.attributes())
+    }
+
+    async fn delete(&self, req: &CfnRequest, progress: &Progress, deadline: Instant) -> Outcome {
+        let key = OwnershipKey::new(&req.stack_id, &req.logical_resource_id);
+        let physical_id = self.physical_resource_id(req);
+        let target = properties::parse_lenient(&req.resource_properties, &self.defaults);
+        match delete::delete_all(self, &key, &target, progress, deadline).await {
+            Ok(()) => Outcome::success(physical_id, Default::default()),
+            Err(e) => Outcome::failed(physical_id, e.to_string()),
+        }
+    }
+}
+
+impl ResourceHandler for Handler {
+    fn physical_resource_id(&self, req: &CfnRequest) -> String {
+        let derived =
+            || OwnershipKey::new(&req.stack_id, &req.logical_resource_id).physical_resource_id();
+        match req.request_type {
+            RequestType::Create => derived(),
+            // Update and Delete answer with the id they were sent, whatever it is: a different
+            // id on Update would make CloudFormation treat it as a replacement.
+            RequestType::Update | RequestType::Delete => req
+                .physical_resource_id
+                .clone()
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(derived),
+        }
+    }
+
+    async fn handle(&self, req: CfnRequest, progress: Progress, deadline: Instant) -> Outcome {
+        match req.request_type {
+            RequestType::Create | RequestType::Update => {
+                self.create_or_update(&req, &progress, deadline).await
+            }
+            RequestType::Delete => self.delete(&req, &progress, deadline).await,
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! Create and Update: converge the Databricks account on what the properties describe. Compute
+//! the desired objects, find the owned ones by the ownership key, create what is missing, replace
+//! the private access settings in place, and delete owned objects that are no longer desired.
+//!
+//! Nothing here is written to Databricks before the properties, the two endpoints and the
+//! credentials have been checked.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::future::try_join;
+use tokio::time::Instant;
+
+use crate::aws::services;
+use crate::aws::{EndpointServices, VpcEndpointInfo, check_endpoint_pair, missing_ingress_ports};
+use crate::cfn::Progress;
+use crate::databricks::{
+    AccountClient, CreateVpcEndpoint, DatabricksError, EndpointRole, PrivateAccessSettings,
+    PrivateAccessSettingsRequest, RegistrationState, VpcEndpoint,
+};
+
+use super::error::ResourceError;
+use super::names::{OwnershipKey, Role};
+use super::properties::{AccessLevel, Properties};
+use super::{Handler, delete};
+
+/// What the stack can read with `Fn::GetAtt`.
+#[derive(Clone, Debug)]
+pub struct Converged {
+    pub rest_api_registration_id: String,
+    pub relay_registration_id: String,
+    pub private_access_settings_id: String,
+    pub relay_hostname: String,
+}
+
+impl Converged {
+    pub fn attributes(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                "RestApiVpcEndpointRegistrationId".to_string(),
+                self.rest_api_registration_id.clone(),
+            ),
+            (
+                "RelayVpcEndpointRegistrationId".to_string(),
+                self.relay_registration_id.clone(),
+            ),
+            (
+                "PrivateAccessSettingsId".to_string(),
+                self.private_access_settings_id.clone(),
+            ),
+            ("RelayHostname".to_string(), self.relay_hostname.clone()),
+        ])
+    }
+}
+
+/// Objects this request created, so a failed Create can remove them before answering.
+#[derive(Default)]
+pub struct Created {
+    registrations: Mutex<Vec<String>>,
+    access_settings: Mutex<Vec<String>>,
+}
+
+impl Created {
+    fn registration(&self, id: &str) {
+        if let Ok(mut v) = self.registrations.lock() {
+            v.push(id.to_string());
+        }
+    }
+
+    fn access_settings(&self, id: &str) {
+        if let Ok(mut v) = self.access_settings.lock() {
+            v.push(id.to_string());
+        }
+    }
+
+    /// Best effort: whatever cannot be removed now is still found by the ownership key when
+    /// CloudFormation's rollback Delete arrives.
+    pub async fn remove(&self, client: &AccountClient) {
+        let pas: Vec<String> = self
+            .access_settings
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        let regs: Vec<String> = self
+            .registrations
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        for id in pas {
+            delete::delete_quietly(client, delete::Kind::AccessSettings, &id).await;
+        }
+        for id in regs {
+            delete::delete_quietly(client, delete::Kind::Registration, &id).await;
+        }
+    }
+}
+
+/// One endpoint in its role, as this resource uses it.
+struct Endpoint<'a> {
+    vpce: &'a str,
+    role: Role,
+}
+
+impl Endpoint<'_> {
+    fn api_role(&self) -> EndpointRole {
+        match self.role {
+            Role::Relay => EndpointRole::Relay,
+            _ => EndpointRole::RestApi,
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self.role {
+            Role::Relay => "SCC relay",
+            _ => "workspace (REST API)",
+        }
+    }
+}
+
+/// Checks the two endpoints against EC2 and returns the client for the account, with the
+/// service principal's credentials. Makes no Databricks write.
+pub async fn prepare(
+    handler: &Handler,
+    props: &Properties,
+    progress: &Progress,
+    deadline: Instant,
+) -> Result<(AccountClient, Vec<VpcEndpointInfo>), ResourceError> {
+    progress.step("checking the VPC endpoints and reading the credentials secret");
+    let ids = vec![
+        props.rest_api_vpc_endpoint_id.clone(),
+        props.relay_vpc_endpoint_id.clone(),
+    ];
+    let (endpoints, principal) = try_join(
+        async {
+            handler
+                .ec2
+                .describe_vpc_endpoints(&props.region, &ids, deadline)
+                .await
+                .map_err(ResourceError::from)
+        },
+        async {
+            handler
+                .secrets
+                .service_principal(&props.target.credentials_secret_arn, deadline)
+                .await
+                .map_err(ResourceError::from)
+        },
+    )
+    .await?;
+    let find = |id: &str| endpoints.iter().find(|e| e.id == id).cloned();
+    let (Some(rest), Some(relay)) = (
+        find(&props.rest_api_vpc_endpoint_id),
+        find(&props.relay_vpc_endpoint_id),
+    ) else {
+        return Err(ResourceError::Aws(crate::aws::AwsError::EndpointNotFound {
+            id: format!(
+                "{} or {}",
+                props.rest_api_vpc_endpoint_id, props.relay_vpc_endpoint_id
+            ),
+        }));
+    };
+    let known: Vec<(&str, EndpointServices)> = services::endpoint_services(&props.region);
+    let check = check_endpoint_pair(&rest, &relay, &props.region, &known)
+        .map_err(ResourceError::Endpoints)?;
+    if !check.private_dns_missing.is_empty() && !props.enable_private_dns {
+        return Err(ResourceError::PrivateDnsDisabled(check.private_dns_missing));
+    }
+    let client = AccountClient::new(
+        &handler.http,
+        &props.target.account_host,
+        &props.target.account_id,
+        crate::databricks::ClientCredentials::new(
+            principal.client_id.clone(),
+            principal.client_secret.clone(),
+        ),
+        deadline,
+    )?;
+    Ok((client, vec![rest, relay]))
+}
+
+/// Logs a warning when the endpoints' security groups do not admit the ports the compute plane
+/// uses; a warning only, since the rule may sit on a group this function cannot see through.
+async fn warn_about_ports(
+    handler: &Handler,
+    region: &str,
+    endpoints: &[VpcEndpointInfo],
+    deadline: Instant,
+) {
+    let mut groups: Vec<String> = endpoints
+        .iter()
+        .flat_map(|e| e.security_group_ids.clone())
+        .collect();
+    groups.sort();
+    groups.dedup();
+    if groups.is_empty() {
+        return;
+    }
+    match handler
+        .ec2
+        .security_group_ingress_ports(region, &groups, deadline)
+        .await
+    {
+        Ok(ranges) => {
+            let missing = missing_ingress_ports(&ranges);
+            if !missing.is_empty() {
+                tracing::warn!(
+                    security_groups = %groups.join(","),
+                    missing_ports = ?missing,
+                    "the endpoints' security groups do not admit these ports from the cluster security group; clusters need 443 and the relay port (6666, or 2443 with FIPS)"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the endpoints' security groups to check their ports")
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn converge(
+    handler: &Handler,
+    client: &AccountClient,
+    key: &OwnershipKey,
+    props: &Properties,
+    endpoints: &[VpcEndpointInfo],
+    progress: &Progress,
+    deadline: Instant,
+    created: &Created,
+) -> Result<Converged, ResourceError> {
+    progress.step("listing the account's VPC endpoint registrations and private access settings");
+    let (registrations, access_settings, ()) = tokio::join!(
+        client.list_vpc_endpoints(),
+        client.list_private_access_settings(),
+        warn_about_ports(handler, &props.region, endpoints, deadline),
+    );
+    let (registrations, access_settings) = (registrations?, access_settings?);
+
+    // Foreign endpoints allowed with ENDPOINT access must already be registered: this resource
+    // never registers, owns or deletes them.
+    let mut foreign_allowed = Vec::new();
+    for vpce in &props.allowed_vpc_endpoint_ids {
+        if vpce == &props.rest_api_vpc_endpoint_id || vpce == &props.relay_vpc_endpoint_id {
+            continue;
+        }
+        match registrations
+            .iter()
+            .find(|r| r.aws_vpc_endpoint_id.as_deref() == Some(vpce.as_str()))
+        {
+            Some(r) => foreign_allowed.push(r.vpc_endpoint_id.clone()),
+            None => return Err(ResourceError::AllowedEndpointNotRegistered(vpce.clone())),
+        }
+    }
+
+    progress.step("registering the two VPC endpoints with Databricks");
+    let rest = Endpoint {
+        vpce: &props.rest_api_vpc_endpoint_id,
+        role: Role::RestApi,
+    };
+    let relay = Endpoint {
+        vpce: &props.relay_vpc_endpoint_id,
+        role: Role::Relay,
+    };
+    let (rest_id, relay_id) = try_join(
+        ensure_registration(client, key, props, &rest, &registrations, created),
+        ensure_registration(client, key, props, &relay, &registrations, created),
+    )
+    .await?;
+
+    progress.step("waiting for Databricks to accept the VPC endpoints");
+    try_join(
+        wait_accepted(client, &rest, &rest_id),
+        wait_accepted(client, &relay, &relay_id),
+    )
+    .await?;
+
+    if props.enable_private_dns {
+        let off: Vec<&VpcEndpointInfo> = endpoints
+            .iter()
+            .filter(|e| !e.private_dns_enabled)
+            .collect();
+        if !off.is_empty() {
+            progress.step("enabling private DNS on the VPC endpoints");
+            for e in off {
+                enable_private_dns(handler, &props.region, &e.id, deadline).await?;
+            }
+        }
+    }
+
+    progress.step("creating or updating the private access settings");
+    let mut allowed = Vec::new();
+    if props.private_access_level == AccessLevel::Endpoint {
+        // The resource's own endpoints carry the compute plane's traffic: always allowed.
+        allowed = vec![rest_id.clone(), relay_id.clone()];
+        allowed.extend(foreign_allowed);
+    }
+    let desired = PrivateAccessSettingsRequest {
+        private_access_settings_name: key.object_name(&props.name_prefix, Role::AccessSettings),
+        region: props.region.clone(),
+        public_access_enabled: props.public_access_enabled,
+        private_access_level: props.private_access_level.as_api().to_string(),
+        allowed_vpc_endpoint_ids: allowed,
+    };
+    let pas_id = ensure_access_settings(client, key, &desired, &access_settings, created).await?;
+
+    progress.step("removing superseded registrations");
+    let superseded: Vec<&VpcEndpoint> = registrations
+        .iter()
+        .filter(|r| owns_registration(key, r))
+        .filter(|r| r.vpc_endpoint_id != rest_id && r.vpc_endpoint_id != relay_id)
+        .collect();
+    futures_util::future::try_join_all(
+        superseded
+            .iter()
+            .map(|r| delete::delete_owned(client, delete::Kind::Registration, &r.vpc_endpoint_id)),
+    )
+    .await?;
+
+    Ok(Converged {
+        rest_api_registration_id: rest_id,
+        relay_registration_id: relay_id,
+        private_access_settings_id: pas_id,
+        relay_hostname: services::relay_hostname(&props.region),
+    })
+}
+
+pub fn owns_registration(key: &OwnershipKey, r: &VpcEndpoint) -> bool {
+    let name = r.vpc_endpoint_name.as_deref();
+    key.owns(name, Role::RestApi) || key.owns(name, Role::Relay)
+}
+
+/// Registrations are keyed by `aws_vpc_endpoint_id` (one per endpoint per account): adopt an
+/// existing one, owned or not, before creating; a foreign one is used but never deleted.
+async fn ensure_registration(
+    client: &AccountClient,
+    key: &OwnershipKey,
+    props: &Properties,
+    endpoint: &Endpoint<'_>,
+    known: &[VpcEndpoint],
+    created: &Created,
+) -> Result<String, ResourceError> {
+    if let Some(existing) = pick_registration(key, endpoint.vpce, known) {
+        return Ok(existing.vpc_endpoint_id.clone());
+    }
+    let request = CreateVpcEndpoint {
+        vpc_endpoint_name: key.object_name(&props.name_prefix, endpoint.role),
+        aws_vpc_endpoint_id: endpoint.vpce.to_string(),
+        region: props.region.clone(),
+    };
+    match client.create_vpc_endpoint(&request).await {
+        Ok(registration) => {
+            tracing::info!(vpce = endpoint.vpce, registration = %registration.vpc_endpoint_id, "registered VPC endpoint");
+            created.registration(&registration.vpc_endpoint_id);
+            Ok(registration.vpc_endpoint_id)
+        }
+        // Another delivery of the same event (or another stack) registered it meanwhile.
+        Err(e) if is_already_registered(&e) => {
+            let again = client.list_vpc_endpoints().await?;
+            pick_registration(key, endpoint.vpce, &again)
+                .map(|r| r.vpc_endpoint_id.clone())
+                .ok_or(ResourceError::Databricks(e))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_already_registered(e: &DatabricksError) -> bool {
+    e.status() == Some(409) || e.error_code().is_some_and(|c| c.contains("ALREADY_EXISTS"))
+}
+
+/// The registration of `vpce` to use: ours first, then any other (deterministic by id).
+fn pick_registration<'a>(
+    key: &OwnershipKey,
+    vpce: &str,
+    known: &'a [VpcEndpoint],
+) -> Option<&'a VpcEndpoint> {
+    let mut matching: Vec<&VpcEndpoint> = known
+        .iter()
+        .filter(|r| r.aws_vpc_endpoint_id.as_deref() == Some(vpce))
+        .collect();
+    matching.sort_by(|a, b| {
+        owns_registration(key, b)
+            .cmp(&owns_registration(key, a))
+            .then(a.vpc_endpoint_id.cmp(&b.vpc_endpoint_id))
+    });
+    matching.first().copied()
+}
+
+/// Databricks accepts a registered endpoint on its own; poll without sleeping first (it is often
+/// already available), then back off, bounded by the invocation's deadline through the client.
+async fn wait_accepted(
+    client: &AccountClient,
+    endpoint: &Endpoint<'_>,
+    id: &str,
+) -> Result<(), ResourceError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let registration = client.get_vpc_endpoint(id).await?;
+        if let Some(actual) = registration.use_case_role()
+            && actual != endpoint.api_role()
+        {
+            return Err(ResourceError::WrongUseCase {
+                vpce: endpoint.vpce.to_string(),
+                expected: endpoint.describe(),
+                actual: registration.use_case.clone().unwrap_or_default(),
+            });
+        }
+        match registration.registration_state() {
+            RegistrationState::Available => return Ok(()),
+            RegistrationState::Failed(state) => {
+                return Err(ResourceError::RegistrationFailed {
+                    vpce: endpoint.vpce.to_string(),
+                    role: endpoint.describe(),
+                    state,
+                });
+            }
+            RegistrationState::Pending | RegistrationState::Unknown(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Turns private DNS on once Databricks has accepted the endpoint (before acceptance AWS refuses
+/// it), then reads it back: EC2 can accept the call and still leave it off.
+async fn enable_private_dns(
+    handler: &Handler,
+    region: &str,
+    id: &str,
+    deadline: Instant,
+) -> Result<(), ResourceError> {
+    handler.ec2.enable_private_dns(region, id, deadline).await?;
+    let mut delay = Duration::from_millis(250);
+    for _ in 0..6 {
+        let now = handler
+            .ec2
+            .describe_vpc_endpoints(region, &[id.to_string()], deadline)
+            .await?;
+        if now.iter().any(|e| e.id == id && e.private_dns_enabled) {
+            tracing::info!(vpce = id, "private DNS enabled");
+            return Ok(());
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+    }
+    Err(ResourceError::PrivateDnsNotEnabled {
+        id: id.to_string(),
+        detail: "EC2 accepted the change but still reports private DNS off; enable it on the endpoint and retry"
+            .to_string(),
+    })
+}
+
+/// One private access settings object per resource. Names are not unique in Databricks, so two
+/// deliveries of the same Create running at once can both create one: after creating, list
+/// again and keep a deterministic winner (smallest id); every delivery removes the others.
+async fn ensure_access_settings(
+    client: &AccountClient,
+    key: &OwnershipKey,
+    desired: &PrivateAccessSettingsRequest,
+    known: &[PrivateAccessSettings],
+    created: &Created,
+) -> Result<String, ResourceError> {
+    let owned = |list: &[PrivateAccessSettings]| -> Vec<PrivateAccessSettings> {
+        let mut v: Vec<PrivateAccessSettings> = list
+            .iter()
+            .filter(|p| {
+                key.owns(
+                    p.private_access_settings_name.as_deref(),
+                    Role::AccessSettings,
+                )
+            })
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| {
+            a.private_access_settings_id
+                .cmp(&b.private_access_settings_id)
+        });
+        v
+    };
+    let mut mine = owned(known);
+    // A PAS is region-specific; a region change is a new object (whether PUT may change the
+    // region is unconfirmed: shared/reference/databricks-account-api.md §4).
+    let keep = mine
+        .iter()
+        .position(|p| p.region.as_deref() == Some(desired.region.as_str()));
+    let winner = match keep {
+        Some(i) => {
+            let current = mine.remove(i);
+            if !matches_desired(&current, desired) {
+                client
+                    .replace_private_access_settings(&current.private_access_settings_id, desired)
+                    .await?;
+                tracing::info!(pas = %current.private_access_settings_id, "replaced private access settings");
+            }
+            current.private_access_settings_id
+        }
+        None => {
+            let new = client.create_private_access_settings(desired).await?;
+            created.access_settings(&new.private_access_settings_id);
+            tracing::info!(pas = %new.private_access_settings_id, "created private access settings");
+            let now = owned(&client.list_private_access_settings().await?);
+            let same_region: Vec<&PrivateAccessSettings> = now
+                .iter()
+                .filter(|p| p.region.as_deref() == Some(desired.region.as_str()))
+                .collect();
+            let winner = same_region
+                .first()
+                .map(|p| p.private_access_settings_id.clone())
+                .unwrap_or(new.private_access_settings_id.clone());
+            mine = now
+                .into_iter()
+                .filter(|p| p.private_access_settings_id != winner)
+                .collect();
+            winner
+        }
+    };
+    for loser in &mine {
+        delete::delete_owned(
+            client,
+            delete::Kind::AccessSettings,
+            &loser.private_access_settings_id,
+        )
+        .await?;
+    }
+    Ok(winner)
+}
+
+fn matches_desired(
+    current: &PrivateAccessSettings,
+    desired: &PrivateAccessSettingsRequest,
+) -> bool {
+    let mut current_allowed = current.allowed_vpc_endpoint_ids.clone().unwrap_or_default();
+    let mut desired_allowed = desired.allowed_vpc_endpoint_ids.clone();
+    current_allowed.sort();
+    desired_allowed.sort();
+    current.private_access_settings_name.as_deref()
+        == Some(desired.private_access_settings_name.as_str())
+        && current.public_access_enabled == Some(desired.public_access_enabled)
+        && current.private_access_level.as_deref().unwrap_or("ACCOUNT")
+            == desired.private_access_level
+        && current_allowed == desired_allowed
+}

@@ -1,0 +1,175 @@
+//! Delete: converge on nothing. Remove only what the ownership key says this resource owns,
+//! treat "already gone" as done and "still in use" as a reason to keep the object (logged), and
+//! succeed when nothing can be checked at all because the credentials are unusable.
+
+use tokio::time::Instant;
+
+use crate::cfn::Progress;
+use crate::databricks::{AccountClient, ClientCredentials, DatabricksError};
+
+use super::Handler;
+use super::error::ResourceError;
+use super::names::{OwnershipKey, Role};
+use super::properties::LenientTarget;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Registration,
+    AccessSettings,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Registration => "VPC endpoint registration",
+            Kind::AccessSettings => "private access settings",
+        }
+    }
+}
+
+/// What a delete of one object came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    Deleted,
+    AlreadyGone,
+    KeptInUse,
+}
+
+/// Deletes one owned object: 404 is success, "in use" keeps it with a log line, anything else is
+/// an error (the client has already retried what can be retried).
+pub async fn delete_owned(
+    client: &AccountClient,
+    kind: Kind,
+    id: &str,
+) -> Result<Removal, DatabricksError> {
+    let result = match kind {
+        Kind::Registration => client.delete_vpc_endpoint(id).await,
+        Kind::AccessSettings => client.delete_private_access_settings(id).await,
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(object = kind.describe(), id, "deleted");
+            Ok(Removal::Deleted)
+        }
+        Err(e) if e.is_not_found() => Ok(Removal::AlreadyGone),
+        Err(e) if e.is_in_use() => {
+            tracing::warn!(object = kind.describe(), id, reason = %e, "kept: still in use");
+            Ok(Removal::KeptInUse)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// For cleanup after a failed Create, where the first error is what the user needs to see.
+pub async fn delete_quietly(client: &AccountClient, kind: Kind, id: &str) {
+    if let Err(e) = delete_owned(client, kind, id).await {
+        tracing::warn!(object = kind.describe(), id, error = %e, "could not remove an object this request created; the rollback Delete will retry");
+    }
+}
+
+/// Builds the account client for a Delete, or says why nothing can be checked (`Ok(None)`).
+async fn client_for(
+    handler: &Handler,
+    key: &OwnershipKey,
+    target: &LenientTarget,
+    deadline: Instant,
+) -> Result<Option<AccountClient>, ResourceError> {
+    let (Some(account_id), Some(secret_arn), Some(host)) = (
+        &target.account_id,
+        &target.credentials_secret_arn,
+        &target.account_host,
+    ) else {
+        // Create validates these before any write, so a Delete without them has nothing to remove.
+        tracing::warn!(
+            ownership_key = key.as_str(),
+            "properties name no usable account, secret or host: nothing was created, nothing to delete"
+        );
+        return Ok(None);
+    };
+    let principal = match handler
+        .secrets
+        .service_principal(secret_arn, deadline)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) if e.is_permanent_credentials_problem() => {
+            unusable(key, &e.to_string());
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let credentials =
+        ClientCredentials::new(principal.client_id.clone(), principal.client_secret.clone());
+    match AccountClient::new(&handler.http, host, account_id, credentials, deadline) {
+        Ok(client) => Ok(Some(client)),
+        // A host or account refused here was refused at Create too: nothing was written there.
+        Err(e) => {
+            tracing::warn!(ownership_key = key.as_str(), error = %e, "the account cannot be reached with these properties: nothing to delete");
+            Ok(None)
+        }
+    }
+}
+
+fn unusable(key: &OwnershipKey, why: &str) {
+    tracing::error!(
+        ownership_key = key.as_str(),
+        reason = why,
+        "the Databricks credentials are unusable, so nothing could be checked: objects owned by this resource may remain in the account; their names contain cfn{}",
+        key.as_str()
+    );
+}
+
+/// Removes every object the resource owns in the target account.
+pub async fn delete_all(
+    handler: &Handler,
+    key: &OwnershipKey,
+    target: &LenientTarget,
+    progress: &Progress,
+    deadline: Instant,
+) -> Result<(), ResourceError> {
+    progress.step("reading the credentials secret");
+    let Some(client) = client_for(handler, key, target, deadline).await? else {
+        return Ok(());
+    };
+    progress.step("listing the objects this resource owns");
+    let (registrations, access_settings) = tokio::join!(
+        client.list_vpc_endpoints(),
+        client.list_private_access_settings()
+    );
+    let (registrations, access_settings) = match (registrations, access_settings) {
+        (Ok(r), Ok(p)) => (r, p),
+        (Err(e), _) | (_, Err(e)) if e.is_permanent_credentials() => {
+            unusable(key, &e.to_string());
+            return Ok(());
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+    };
+
+    // Access settings first: they may list the registrations among their allowed endpoints.
+    progress.step("deleting the private access settings");
+    let owned_pas = access_settings.iter().filter(|p| {
+        key.owns(
+            p.private_access_settings_name.as_deref(),
+            Role::AccessSettings,
+        )
+    });
+    futures_util::future::try_join_all(
+        owned_pas
+            .map(|p| delete_owned(&client, Kind::AccessSettings, &p.private_access_settings_id)),
+    )
+    .await?;
+
+    progress.step("deleting the VPC endpoint registrations");
+    let owned_regs = registrations
+        .iter()
+        .filter(|r| super::converge::owns_registration(key, r));
+    futures_util::future::try_join_all(
+        owned_regs.map(|r| delete_owned(&client, Kind::Registration, &r.vpc_endpoint_id)),
+    )
+    .await?;
+    tracing::info!(
+        retries = client.retries_spent(),
+        "Databricks account API retries spent"
+    );
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! Identity and ownership: the ownership key derived from `StackId` + `LogicalResourceId`, the
+//! PhysicalResourceId derived from it, and the names of the Databricks objects the resource owns.
+//!
+//! Ownership lives in the names, not in the PhysicalResourceId, so that any later request for the
+//! same resource (a duplicate delivery, a rollback, a Delete carrying an id CloudFormation made up
+//! after a cancelled Create) finds exactly what the resource owns by listing the account.
+
+use sha2::{Digest, Sha256};
+
+/// Hex digits of the key: 64 bits, so two resources in one account never collide in practice.
+const KEY_LEN: usize = 16;
+const MARKER: &str = "cfn";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    RestApi,
+    Relay,
+    AccessSettings,
+    Network,
+}
+
+impl Role {
+    fn suffix(self) -> &'static str {
+        match self {
+            Role::RestApi => "rest",
+            Role::Relay => "relay",
+            Role::AccessSettings => "pas",
+            Role::Network => "network",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnershipKey(String);
+
+impl OwnershipKey {
+    pub fn new(stack_id: &str, logical_resource_id: &str) -> Self {
+        let digest = Sha256::digest(format!("{stack_id}\n{logical_resource_id}").as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        OwnershipKey(hex[..KEY_LEN].to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Stable for the life of the resource and identical for duplicate deliveries.
+    pub fn physical_resource_id(&self) -> String {
+        format!("databricks-backend-privatelink-{}", self.0)
+    }
+
+    /// `<prefix>-cfn<key>-<role>`: the prefix is for people, the marker and key are for us.
+    pub fn object_name(&self, prefix: &str, role: Role) -> String {
+        format!("{prefix}-{MARKER}{}-{}", self.0, role.suffix())
+    }
+
+    /// Whether `name` is one of this resource's objects of `role`, whatever prefix it was
+    /// created with (the prefix may change on Update).
+    pub fn owns(&self, name: Option<&str>, role: Role) -> bool {
+        name.is_some_and(|n| n.ends_with(&format!("-{MARKER}{}-{}", self.0, role.suffix())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_deterministic_and_distinct() {
+        let a = OwnershipKey::new("arn:aws:cloudformation:us-east-1:1:stack/a/1", "PL");
+        let b = OwnershipKey::new("arn:aws:cloudformation:us-east-1:1:stack/a/1", "PL");
+        let c = OwnershipKey::new("arn:aws:cloudformation:us-east-1:1:stack/b/2", "PL");
+        let d = OwnershipKey::new("arn:aws:cloudformation:us-east-1:1:stack/a/1", "PL2");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+        assert_eq!(a.physical_resource_id(), b.physical_resource_id());
+        assert_eq!(a.as_str().len(), KEY_LEN);
+    }
+
+    #[test]
+    fn ownership_survives_prefix_changes_but_not_roles_or_keys() {
+        let key = OwnershipKey::new("s", "l");
+        let other = OwnershipKey::new("s2", "l");
+        let name = key.object_name("old-prefix", Role::Relay);
+        assert!(key.owns(Some(&name), Role::Relay));
+        assert!(key.owns(Some(&key.object_name("new", Role::Relay)), Role::Relay));
+        assert!(!key.owns(Some(&name), Role::RestApi));
+        assert!(!other.owns(Some(&name), Role::Relay));
+        assert!(!key.owns(None, Role::Relay));
+        assert!(!key.owns(Some("hand-made-relay"), Role::Relay));
+    }
+
+    #[test]
+    fn longest_names_fit_databricks_limit() {
+        let key = OwnershipKey::new("s", "l");
+        let prefix = "p".repeat(super::super::properties::MAX_NAME_PREFIX);
+        for role in [
+            Role::RestApi,
+            Role::Relay,
+            Role::AccessSettings,
+            Role::Network,
+        ] {
+            let n = key.object_name(&prefix, role).len();
+            assert!((4..=256).contains(&n), "{n}");
+        }
+        assert!(key.object_name("a", Role::Relay).len() >= 4);
+    }
+}

@@ -1,0 +1,659 @@
+//! The resource's public contract: its property names, their defaults and the rules they must
+//! satisfy. Parsing is strict for Create and Update (every problem is reported, nothing is
+//! written to Databricks before this passes) and lenient for Delete (the rollback Delete after a
+//! bad-input Create carries the same bad properties and must still succeed).
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::aws::services;
+use crate::cfn::properties::{PropertyError, PropertyReader};
+
+pub const ACCOUNT_ID: &str = "AccountId";
+pub const CREDENTIALS_SECRET_ARN: &str = "CredentialsSecretArn";
+pub const REST_API_VPC_ENDPOINT_ID: &str = "RestApiVpcEndpointId";
+pub const RELAY_VPC_ENDPOINT_ID: &str = "RelayVpcEndpointId";
+pub const REGION: &str = "Region";
+pub const ACCOUNT_HOST: &str = "AccountHost";
+pub const NAME_PREFIX: &str = "NamePrefix";
+pub const PUBLIC_ACCESS_ENABLED: &str = "PublicAccessEnabled";
+pub const FRONT_END_PRIVATE_LINK: &str = "FrontEndPrivateLink";
+pub const PRIVATE_ACCESS_LEVEL: &str = "PrivateAccessLevel";
+pub const ALLOWED_VPC_ENDPOINT_IDS: &str = "AllowedVpcEndpointIds";
+pub const ENABLE_PRIVATE_DNS: &str = "EnablePrivateDns";
+
+/// Longest accepted `NamePrefix`: the longest derived name adds a separator, the ownership
+/// marker and a role suffix, and Databricks caps object names at 256 characters
+/// (shared/reference/databricks-account-api.md §3, §4).
+pub const MAX_NAME_PREFIX: usize = 200;
+/// Longest accepted plain string property; CloudFormation would accept more, but nothing this
+/// resource takes is legitimately longer, and a bounded value keeps every reason short.
+const MAX_VALUE_LEN: usize = 2048;
+
+/// Values the function's environment supplies when a property is absent.
+#[derive(Clone, Debug, Default)]
+pub struct Defaults {
+    pub aws_region: Option<String>,
+    pub databricks_host: Option<String>,
+    pub account_id: Option<String>,
+    pub credentials_secret_arn: Option<String>,
+}
+
+impl Defaults {
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Defaults {
+            aws_region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+            databricks_host: var("DATABRICKS_HOST"),
+            account_id: var("DATABRICKS_ACCOUNT_ID"),
+            credentials_secret_arn: var("DATABRICKS_CREDENTIALS_SECRET_ARN"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLevel {
+    Account,
+    Endpoint,
+}
+
+impl AccessLevel {
+    pub fn as_api(self) -> &'static str {
+        match self {
+            AccessLevel::Account => "ACCOUNT",
+            AccessLevel::Endpoint => "ENDPOINT",
+        }
+    }
+}
+
+/// Where the resource's Databricks objects live: changing any of these on Update means the old
+/// objects must be cleaned up in the old place with the old credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub account_id: String,
+    pub account_host: String,
+    pub credentials_secret_arn: String,
+}
+
+/// Fully validated properties of one resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Properties {
+    pub target: Target,
+    pub rest_api_vpc_endpoint_id: String,
+    pub relay_vpc_endpoint_id: String,
+    pub region: String,
+    pub name_prefix: String,
+    pub public_access_enabled: bool,
+    pub private_access_level: AccessLevel,
+    /// `vpce-` ids allowed with `ENDPOINT` access, besides the resource's own two.
+    pub allowed_vpc_endpoint_ids: Vec<String>,
+    pub enable_private_dns: bool,
+}
+
+/// What a Delete needs to find and remove the owned objects; every field may be missing.
+#[derive(Clone, Debug, Default)]
+pub struct LenientTarget {
+    pub account_id: Option<String>,
+    pub account_host: Option<String>,
+    pub credentials_secret_arn: Option<String>,
+    pub region: Option<String>,
+}
+
+/// Every problem found in a property set, so one failed deployment shows all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidProperties(pub Vec<String>);
+
+impl fmt::Display for InvalidProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Invalid properties: {}", self.0.join("; "))
+    }
+}
+
+impl std::error::Error for InvalidProperties {}
+
+/// Identity of the resource inside its stack, used for the default `NamePrefix`.
+pub struct Identity<'a> {
+    pub stack_name: &'a str,
+    pub logical_resource_id: &'a str,
+}
+
+pub fn parse(
+    props: &Map<String, Value>,
+    defaults: &Defaults,
+    identity: &Identity<'_>,
+) -> Result<Properties, InvalidProperties> {
+    let mut problems = Vec::new();
+    let mut reader = PropertyReader::new(props);
+    let mut note = |e: PropertyError| problems.push(e.to_string());
+
+    let account_id = reader.string(ACCOUNT_ID).unwrap_or_else(|e| {
+        note(e);
+        None
+    });
+    let secret_arn = reader.string(CREDENTIALS_SECRET_ARN).unwrap_or_else(|e| {
+        note(e);
+        None
+    });
+    let rest = reader.string(REST_API_VPC_ENDPOINT_ID).unwrap_or_else(|e| {
+        note(e);
+        None
+    });
+    let relay = reader.string(RELAY_VPC_ENDPOINT_ID).unwrap_or_else(|e| {
+        note(e);
+        None
+    });
+    let region = reader.string(REGION).unwrap_or_else(|e| {
+        note(e);
+        None
+    });
+    let host = reader.string(ACCOUNT_HOST).unwrap_or_else(|e| {
+        note(e);
+        None
+    });
+    let prefix = reader.string(NAME_PREFIX).unwrap_or_else(|e| {
+        note(e);
+        None
+    });
+    let public_access = reader.bool(PUBLIC_ACCESS_ENABLED).unwrap_or_else(|e| {
+        note(e);
+        None
+    });
+    let front_end = reader.bool(FRONT_END_PRIVATE_LINK).unwrap_or_else(|e| {
+        note(e);
+        None
+    });
+    let level = reader.string(PRIVATE_ACCESS_LEVEL).unwrap_or_else(|e| {
+        note(e);
+        None
+    });
+    let allowed = reader
+        .string_list(ALLOWED_VPC_ENDPOINT_IDS)
+        .unwrap_or_else(|e| {
+            note(e);
+            None
+        });
+    let enable_dns = reader.bool(ENABLE_PRIVATE_DNS).unwrap_or_else(|e| {
+        note(e);
+        None
+    });
+    if let Err(e) = reader.reject_unknown(&[]) {
+        note(e);
+    }
+
+    let account_id = required(
+        account_id,
+        defaults.account_id.clone(),
+        ACCOUNT_ID,
+        "DATABRICKS_ACCOUNT_ID",
+        &mut problems,
+    );
+    if let Some(id) = &account_id
+        && !is_uuid(id)
+    {
+        problems.push(format!(
+                "{ACCOUNT_ID} must be the Databricks account id, a UUID like 0d3f7c1e-2b4a-4c5d-9e8f-1a2b3c4d5e6f; got {}",
+                quote(id)
+            ));
+    }
+    let secret_arn = required(
+        secret_arn,
+        defaults.credentials_secret_arn.clone(),
+        CREDENTIALS_SECRET_ARN,
+        "DATABRICKS_CREDENTIALS_SECRET_ARN",
+        &mut problems,
+    );
+    if let Some(arn) = &secret_arn
+        && (!arn.starts_with("arn:") || !arn.contains(":secretsmanager:"))
+    {
+        problems.push(format!(
+                "{CREDENTIALS_SECRET_ARN} must be the ARN of a Secrets Manager secret (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME); got {}",
+                quote(arn)
+            ));
+    }
+    let rest = vpce_property(rest, REST_API_VPC_ENDPOINT_ID, &mut problems);
+    let relay = vpce_property(relay, RELAY_VPC_ENDPOINT_ID, &mut problems);
+    if let (Some(r), Some(s)) = (&rest, &relay)
+        && r == s
+    {
+        problems.push(format!(
+                "{REST_API_VPC_ENDPOINT_ID} and {RELAY_VPC_ENDPOINT_ID} are both {r}: back-end PrivateLink needs two endpoints, one to the workspace (REST API) service and one to the SCC relay service"
+            ));
+    }
+
+    let region = match region.or_else(|| defaults.aws_region.clone()) {
+        Some(r) if services::is_valid_region_name(&r) => {
+            if services::endpoint_services(&r).is_empty() {
+                problems.push(format!(
+                    "{REGION} {r} has no Databricks back-end PrivateLink endpoint services; supported regions: {}",
+                    services::supported_regions().join(", ")
+                ));
+            }
+            Some(r)
+        }
+        Some(r) => {
+            problems.push(format!(
+                "{REGION} must be an AWS region name like us-east-1; got {}",
+                quote(&r)
+            ));
+            None
+        }
+        None => {
+            problems.push(format!(
+                "{REGION} is missing and the function has no AWS_REGION to default to"
+            ));
+            None
+        }
+    };
+
+    let account_host = match host.or_else(|| defaults.databricks_host.clone()) {
+        Some(h) if h.trim().is_empty() => {
+            problems.push(format!("{ACCOUNT_HOST} is empty"));
+            None
+        }
+        Some(h) => Some(h.trim_end_matches('/').to_string()),
+        None => region
+            .as_deref()
+            .map(|r| services::default_accounts_host(r).to_string()),
+    };
+
+    let name_prefix = match prefix {
+        Some(p) => {
+            if p.is_empty() || p.len() > MAX_NAME_PREFIX || !p.chars().all(is_name_char) {
+                problems.push(format!(
+                    "{NAME_PREFIX} must be 1 to {MAX_NAME_PREFIX} letters, digits, '-' or '_'; got {}",
+                    quote(&p)
+                ));
+            }
+            p
+        }
+        None => default_name_prefix(identity),
+    };
+
+    let public_access_enabled = public_access.unwrap_or(true);
+    if !public_access_enabled && !front_end.unwrap_or(false) {
+        problems.push(format!(
+            "{PUBLIC_ACCESS_ENABLED}=false would lock users out of the workspace UI: with back-end-only PrivateLink users still reach the workspace over the internet. Keep it true, or set {FRONT_END_PRIVATE_LINK}=true if front-end PrivateLink is in place"
+        ));
+    }
+
+    let private_access_level = match level.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        None | Some("ACCOUNT") => AccessLevel::Account,
+        Some("ENDPOINT") => AccessLevel::Endpoint,
+        Some(_) => {
+            problems.push(format!(
+                "{PRIVATE_ACCESS_LEVEL} must be ACCOUNT or ENDPOINT; got {}",
+                quote(level.as_deref().unwrap_or_default())
+            ));
+            AccessLevel::Account
+        }
+    };
+    let allowed = allowed.unwrap_or_default();
+    if !allowed.is_empty() && private_access_level != AccessLevel::Endpoint {
+        problems.push(format!(
+            "{ALLOWED_VPC_ENDPOINT_IDS} is only used with {PRIVATE_ACCESS_LEVEL}=ENDPOINT; remove it or set the level to ENDPOINT"
+        ));
+    }
+    let mut allowed_vpc_endpoint_ids = Vec::new();
+    for id in allowed {
+        if is_vpce_id(&id) {
+            if !allowed_vpc_endpoint_ids.contains(&id) {
+                allowed_vpc_endpoint_ids.push(id);
+            }
+        } else {
+            problems.push(format!(
+                "{ALLOWED_VPC_ENDPOINT_IDS} entries must be VPC endpoint ids like vpce-0a1b2c3d4e5f60718; got {}",
+                quote(&id)
+            ));
+        }
+    }
+
+    if !problems.is_empty() {
+        return Err(InvalidProperties(problems));
+    }
+    match (account_id, secret_arn, rest, relay, region, account_host) {
+        (
+            Some(account_id),
+            Some(credentials_secret_arn),
+            Some(rest),
+            Some(relay),
+            Some(region),
+            Some(account_host),
+        ) => Ok(Properties {
+            target: Target {
+                account_id,
+                account_host,
+                credentials_secret_arn,
+            },
+            rest_api_vpc_endpoint_id: rest,
+            relay_vpc_endpoint_id: relay,
+            region,
+            name_prefix,
+            public_access_enabled,
+            private_access_level,
+            allowed_vpc_endpoint_ids,
+            enable_private_dns: enable_dns.unwrap_or(false),
+        }),
+        _ => Err(InvalidProperties(vec![
+            "required properties are missing".to_string(),
+        ])),
+    }
+}
+
+/// Reads only what a Delete needs, ignoring anything malformed.
+pub fn parse_lenient(props: &Map<String, Value>, defaults: &Defaults) -> LenientTarget {
+    let text = |name: &str| {
+        props.get(name).and_then(|v| match v {
+            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            _ => None,
+        })
+    };
+    let region = text(REGION)
+        .filter(|r| services::is_valid_region_name(r))
+        .or_else(|| defaults.aws_region.clone());
+    LenientTarget {
+        account_id: text(ACCOUNT_ID)
+            .or_else(|| defaults.account_id.clone())
+            .filter(|id| is_uuid(id)),
+        account_host: text(ACCOUNT_HOST)
+            .or_else(|| defaults.databricks_host.clone())
+            .map(|h| h.trim_end_matches('/').to_string())
+            .or_else(|| {
+                region
+                    .as_deref()
+                    .map(|r| services::default_accounts_host(r).to_string())
+            }),
+        credentials_secret_arn: text(CREDENTIALS_SECRET_ARN)
+            .or_else(|| defaults.credentials_secret_arn.clone()),
+        region,
+    }
+}
+
+fn required(
+    value: Option<String>,
+    default: Option<String>,
+    name: &str,
+    env: &str,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    match value.or(default) {
+        Some(v) if v.len() > MAX_VALUE_LEN => {
+            problems.push(format!("{name} is too long ({} bytes)", v.len()));
+            None
+        }
+        Some(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+        Some(_) => {
+            problems.push(format!("{name} is empty"));
+            None
+        }
+        None => {
+            problems.push(format!(
+                "{name} is required (or set {env} in the function's environment)"
+            ));
+            None
+        }
+    }
+}
+
+fn vpce_property(value: Option<String>, name: &str, problems: &mut Vec<String>) -> Option<String> {
+    match value {
+        None => {
+            problems.push(format!(
+                "{name} is required: the vpce- id of the endpoint (for example !Ref YourEndpoint)"
+            ));
+            None
+        }
+        Some(v) if is_vpce_id(&v) => Some(v),
+        Some(v) => {
+            problems.push(format!(
+                "{name} must be a VPC endpoint id: vpce- followed by 8 or 17 hex digits, like vpce-0a1b2c3d4e5f60718; got {}",
+                quote(&v)
+            ));
+            None
+        }
+    }
+}
+
+pub fn is_vpce_id(id: &str) -> bool {
+    id.strip_prefix("vpce-").is_some_and(|hex| {
+        (hex.len() == 8 || hex.len() == 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+pub fn is_uuid(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// `<stack>-<logical id>` with anything Databricks would not take replaced, kept short so the
+/// derived names stay readable in the account console.
+fn default_name_prefix(identity: &Identity<'_>) -> String {
+    let raw = format!("{}-{}", identity.stack_name, identity.logical_resource_id);
+    let cleaned: String = raw
+        .chars()
+        .map(|c| if is_name_char(c) { c } else { '-' })
+        .take(64)
+        .collect();
+    if cleaned.trim_matches('-').is_empty() {
+        "cfn".to_string()
+    } else {
+        cleaned
+    }
+}
+
+/// A user value quoted for a reason: bounded and with control characters escaped, so a hostile
+/// or huge value can neither break the response nor push it past 4096 bytes.
+pub fn quote(value: &str) -> String {
+    const MAX: usize = 80;
+    let mut out = String::from("\"");
+    for (i, c) in value.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ACCOUNT: &str = "0d3f7c1e-2b4a-4c5d-9e8f-1a2b3c4d5e6f";
+
+    fn identity() -> Identity<'static> {
+        Identity {
+            stack_name: "my-stack",
+            logical_resource_id: "PrivateLink",
+        }
+    }
+
+    fn defaults() -> Defaults {
+        Defaults {
+            aws_region: Some("us-east-1".into()),
+            ..Defaults::default()
+        }
+    }
+
+    fn base() -> Map<String, Value> {
+        json!({
+            "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "AccountId": ACCOUNT,
+            "CredentialsSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:sp-AbCdEf",
+            "RestApiVpcEndpointId": "vpce-0a1b2c3d4e5f60718",
+            "RelayVpcEndpointId": "vpce-1a1b2c3d",
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+    }
+
+    fn with(pairs: &[(&str, Value)]) -> Map<String, Value> {
+        let mut m = base();
+        for (k, v) in pairs {
+            m.insert((*k).to_string(), v.clone());
+        }
+        m
+    }
+
+    fn problems(props: Map<String, Value>) -> String {
+        match parse(&props, &defaults(), &identity()) {
+            Ok(p) => panic!("expected a problem, parsed {p:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let p = parse(&base(), &defaults(), &identity()).unwrap();
+        assert_eq!(p.region, "us-east-1");
+        assert_eq!(
+            p.target.account_host,
+            "https://accounts.cloud.databricks.com"
+        );
+        assert!(p.public_access_enabled);
+        assert_eq!(p.private_access_level, AccessLevel::Account);
+        assert_eq!(p.name_prefix, "my-stack-PrivateLink");
+        assert!(!p.enable_private_dns);
+    }
+
+    #[test]
+    fn booleans_arrive_as_strings() {
+        let p = parse(
+            &with(&[
+                ("EnablePrivateDns", json!("true")),
+                ("PublicAccessEnabled", json!("TRUE")),
+            ]),
+            &defaults(),
+            &identity(),
+        )
+        .unwrap();
+        assert!(p.enable_private_dns);
+        assert!(problems(with(&[("EnablePrivateDns", json!("yes"))])).contains("EnablePrivateDns"));
+    }
+
+    #[test]
+    fn public_access_off_needs_front_end() {
+        let msg = problems(with(&[("PublicAccessEnabled", json!("false"))]));
+        assert!(msg.contains("lock users out"), "{msg}");
+        let p = parse(
+            &with(&[
+                ("PublicAccessEnabled", json!("false")),
+                ("FrontEndPrivateLink", json!("true")),
+            ]),
+            &defaults(),
+            &identity(),
+        )
+        .unwrap();
+        assert!(!p.public_access_enabled);
+    }
+
+    #[test]
+    fn unknown_property_is_named() {
+        let msg = problems(with(&[("RestApiEndpoint", json!("x"))]));
+        assert!(msg.contains("RestApiEndpoint"), "{msg}");
+        assert!(msg.contains("RestApiVpcEndpointId"), "{msg}");
+    }
+
+    #[test]
+    fn malformed_ids_name_the_property() {
+        let msg = problems(with(&[("RelayVpcEndpointId", json!("vpce-XYZ"))]));
+        assert!(msg.contains("RelayVpcEndpointId"), "{msg}");
+        let msg = problems(with(&[("AccountId", json!("not-a-uuid"))]));
+        assert!(msg.contains("AccountId"), "{msg}");
+        let msg = problems(with(&[(
+            "RelayVpcEndpointId",
+            json!("vpce-0a1b2c3d4e5f60718"),
+        )]));
+        assert!(msg.contains("two endpoints"), "{msg}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_together() {
+        let mut m = base();
+        m.remove("AccountId");
+        m.insert("RestApiVpcEndpointId".into(), json!("nope"));
+        let msg = problems(m);
+        assert!(msg.contains("AccountId is required"), "{msg}");
+        assert!(msg.contains("RestApiVpcEndpointId must be"), "{msg}");
+    }
+
+    #[test]
+    fn environment_supplies_account_and_secret() {
+        let mut m = base();
+        m.remove("AccountId");
+        m.remove("CredentialsSecretArn");
+        let d = Defaults {
+            account_id: Some(ACCOUNT.into()),
+            credentials_secret_arn: Some("arn:aws:secretsmanager:us-east-1:1:secret:x".into()),
+            databricks_host: Some("http://127.0.0.1:9/".into()),
+            ..defaults()
+        };
+        let p = parse(&m, &d, &identity()).unwrap();
+        assert_eq!(p.target.account_id, ACCOUNT);
+        assert_eq!(p.target.account_host, "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn allowed_ids_need_endpoint_level() {
+        let msg = problems(with(&[("AllowedVpcEndpointIds", json!(["vpce-0123abcd"]))]));
+        assert!(msg.contains("ENDPOINT"), "{msg}");
+        let p = parse(
+            &with(&[
+                ("PrivateAccessLevel", json!("ENDPOINT")),
+                (
+                    "AllowedVpcEndpointIds",
+                    json!("vpce-0123abcd,vpce-0123abcd"),
+                ),
+            ]),
+            &defaults(),
+            &identity(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.allowed_vpc_endpoint_ids,
+            vec!["vpce-0123abcd".to_string()]
+        );
+    }
+
+    #[test]
+    fn region_without_privatelink_is_refused() {
+        let msg = problems(with(&[("Region", json!("eu-north-1"))]));
+        assert!(msg.contains("no Databricks back-end PrivateLink"), "{msg}");
+    }
+
+    #[test]
+    fn hostile_values_are_bounded_and_escaped() {
+        let long = format!("vpce-{}\u{0007}", "é".repeat(5000));
+        let msg = problems(with(&[("RelayVpcEndpointId", json!(long))]));
+        assert!(msg.len() < 600, "{}", msg.len());
+        assert!(!msg.chars().any(|c| c == '\u{0007}'));
+    }
+
+    #[test]
+    fn lenient_parse_keeps_what_is_usable() {
+        let m = with(&[("AccountId", json!("bad")), ("Bogus", json!(1))]);
+        let t = parse_lenient(&m, &defaults());
+        assert_eq!(t.account_id, None);
+        assert!(t.credentials_secret_arn.is_some());
+        assert_eq!(t.region.as_deref(), Some("us-east-1"));
+    }
+}
