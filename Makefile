@@ -15,9 +15,10 @@ $(STAMP): tests/requirements.txt
 
 venv: $(STAMP)
 
-lint:
+lint: venv
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint template.yaml
 
 # Unit tests of every crate, then the integration suite (real binary, moto, emulator), then the
 # emulator checked against Databricks' own Python SDK.
