@@ -1,0 +1,837 @@
+"""`make demo`: one CloudFormation lifecycle of Custom::DatabricksBackendPrivateLink, locally.
+
+Owns: wiring the real Lambda binary to stand-ins on 127.0.0.1 (moto for AWS, the Databricks
+account API emulator, a minimal Lambda Runtime API), playing Create, an in-place Update and
+Delete as CloudFormation would, and printing what each side holds after every step.
+Must not know: how the resource converges or deletes; it only reads what the binary answered
+(the response document in S3) and what exists afterwards (EC2 and the emulator's state dump).
+
+Every process it starts is stopped on the way out, on Ctrl-C and on SIGTERM; on Linux the
+children also get SIGTERM from the kernel if this script is killed outright. Exits 0 only when
+every step answered SUCCESS and left the state the step promises.
+"""
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import queue
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "support"))
+
+import aws_fixture  # noqa: E402  (lives with the integration tests; shared, not copied)
+
+LAMBDA_BIN = REPO / "target" / "debug" / "databricks-backend-privatelink"
+EMULATOR_BIN = REPO / "target" / "debug" / "databricks-account-emulator"
+MOTO_RUNNER = REPO / "tests" / "support" / "moto_runner.py"
+
+REGION = "us-east-1"
+# The AWS account moto uses for the `testing` credentials, so ARNs match moto's resources.
+AWS_ACCOUNT = "123456789012"
+# Fixed so repeated runs read the same; any UUID works against the emulator.
+DATABRICKS_ACCOUNT = "0d3f7c1e-2b4a-4c5d-9e8f-1a2b3c4d5e6f"
+# The emulator's default service principal (emulator/src/main.rs, --client).
+CREDENTIALS = {"client_id": "emulator-client", "client_secret": "emulator-secret"}
+FUNCTION_NAME = "databricks-backend-privatelink-demo"
+STACK_NAME = "databricks-demo"
+LOGICAL_ID = "PrivateLink"
+RESOURCE_TYPE = "Custom::DatabricksBackendPrivateLink"
+# What the demo function is configured with; the binary's guard answers FAILED 3 s before it.
+FUNCTION_TIMEOUT_S = 60
+# How long past the deadline to wait for an answer before calling the step lost.
+ANSWER_GRACE_S = 5
+STARTUP_TIMEOUT_S = 30
+
+
+class DemoError(Exception):
+    """A stand-in could not start or the binary did not answer; the message says what to do."""
+
+
+class Stopped(BaseException):
+    """SIGTERM arrived; unwinds like Ctrl-C so the cleanup runs. A BaseException, like
+    KeyboardInterrupt, because botocore retries a call that raised any Exception."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Child processes
+
+
+def _parent_death_signal():
+    """A preexec_fn that makes Linux SIGTERM the child when this script dies, even by SIGKILL,
+    so a killed demo cannot leave the emulator or the Lambda running. None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        # Loaded here, before fork: the child must only make the one call.
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def arm():
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return arm
+
+
+PDEATHSIG = _parent_death_signal()
+
+
+def spawn(args, log, **kwargs):
+    """Starts a child in its own session (a terminal Ctrl-C reaches only this script, which then
+    stops the children in order) with stderr into `log`."""
+    return subprocess.Popen(
+        [str(a) for a in args],
+        stderr=log,
+        start_new_session=True,
+        preexec_fn=PDEATHSIG,
+        **kwargs,
+    )
+
+
+def read_first_line(proc, prefix, timeout, what):
+    """The first stdout line of `proc` that starts with `prefix`, or DemoError."""
+    deadline = time.monotonic() + timeout
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    buffered = b""
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DemoError(f"{what} did not start within {timeout} s")
+            if not selector.select(timeout=min(left, 0.5)):
+                if proc.poll() is not None:
+                    raise DemoError(f"{what} exited with status {proc.returncode} while starting")
+                continue
+            # os.read, not readline: a buffered reader would hide bytes from select.
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                proc.wait(timeout=5)
+                raise DemoError(f"{what} exited with status {proc.returncode} while starting")
+            buffered += chunk
+            while b"\n" in buffered:
+                line, buffered = buffered.split(b"\n", 1)
+                text = line.decode(errors="replace").strip()
+                if text.startswith(prefix):
+                    return text[len(prefix):].strip()
+    finally:
+        selector.close()
+
+
+def drain(stream, sink):
+    """Copies what a child still writes to stdout into `sink`, so a full pipe never blocks it."""
+
+    def run():
+        for chunk in iter(lambda: stream.read1(4096), b""):
+            sink.write(chunk)
+            sink.flush()
+
+    threading.Thread(target=run, daemon=True).start()
+
+
+def stop_process(proc, name, graceful=None, timeout=5):
+    """Asks `proc` to stop (graceful(), else SIGTERM), then kills it; always reaps it."""
+    if proc.poll() is not None:
+        return
+    try:
+        if graceful is not None:
+            graceful()
+        else:
+            proc.terminate()
+        proc.wait(timeout=timeout)
+    except (subprocess.TimeoutExpired, OSError):
+        proc.kill()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            print(f"warning: {name} (pid {proc.pid}) did not stop after SIGKILL", file=sys.stderr)
+
+
+def start_moto(stack, log):
+    # moto_runner serves until its stdin closes: if this script dies, moto goes with it.
+    proc = spawn(
+        [sys.executable, MOTO_RUNNER], log, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+
+    def close_stdin():
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+
+    stack.callback(stop_process, proc, "moto", graceful=close_stdin)
+    port = read_first_line(proc, "PORT", STARTUP_TIMEOUT_S, "moto")
+    drain(proc.stdout, log)
+    return f"http://127.0.0.1:{int(port)}"
+
+
+def start_emulator(stack, log):
+    if not EMULATOR_BIN.exists():
+        raise DemoError(f"{EMULATOR_BIN.relative_to(REPO)} is missing; run `cargo build --workspace --bins`")
+    # Port 0: the emulator binds a free port itself and reports it, so no port can be taken
+    # between choosing and binding it.
+    proc = spawn([EMULATOR_BIN, "--port", "0"], log, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    stack.callback(stop_process, proc, "emulator")
+    url = read_first_line(proc, "listening on", STARTUP_TIMEOUT_S, "the Databricks account emulator")
+    drain(proc.stdout, log)
+    return url.rstrip("/")
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain HTTP to the stand-ins (never through a proxy: everything is on 127.0.0.1)
+
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_json(method, url, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with _HTTP.open(request, timeout=10) as answer:
+            return json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as error:
+        detail = error.read()[:300].decode(errors="replace")
+        raise DemoError(f"{method} {url.split('?')[0]} answered {error.code}: {detail}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# A minimal AWS Lambda Runtime API
+
+
+class RuntimeApi:
+    """The HTTP interface a Lambda polls: hands out one queued event per `next` and collects the
+    answer. Paths and headers are those lambda_runtime uses (tests/integration/support/runtime.rs)."""
+
+    PREFIX = "/2018-06-01/runtime"
+
+    def __init__(self):
+        self.events = queue.Queue()
+        self.answers = {}  # request id -> queue of ("response" | "error", body)
+        self.init_errors = []
+        self.polled = False
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass  # the binary's own log tells the story
+
+            def reply(self, status, body=b"", headers=()):
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    # The Lambda is stopped before this server: its last long poll has no reader.
+                    self.wfile.write(body)
+
+            def body(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def do_GET(self):
+                if self.path != f"{api.PREFIX}/invocation/next":
+                    return self.reply(404, b'{"errorMessage":"unknown path"}')
+                api.polled = True
+                while not api.stopping.is_set():
+                    try:
+                        request_id, deadline_ms, event = api.events.get(timeout=0.2)
+                        break
+                    except queue.Empty:
+                        continue
+                else:
+                    return self.reply(503, b'{"errorMessage":"shutting down"}')
+                self.reply(
+                    200,
+                    json.dumps(event).encode(),
+                    [
+                        ("Lambda-Runtime-Aws-Request-Id", request_id),
+                        ("Lambda-Runtime-Deadline-Ms", str(deadline_ms)),
+                        (
+                            "Lambda-Runtime-Invoked-Function-Arn",
+                            f"arn:aws:lambda:{REGION}:{AWS_ACCOUNT}:function:{FUNCTION_NAME}",
+                        ),
+                        (
+                            "Lambda-Runtime-Trace-Id",
+                            f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};"
+                            f"Parent={uuid.uuid4().hex[:16]};Sampled=0",
+                        ),
+                    ],
+                )
+
+            def do_POST(self):
+                payload = self.body()
+                if self.path == f"{api.PREFIX}/init/error":
+                    api.init_errors.append(payload.decode(errors="replace"))
+                    return self.reply(202, b'{"status":"OK"}')
+                parts = self.path[len(api.PREFIX):].strip("/").split("/")
+                if len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
+                    with api.lock:
+                        waiting = api.answers.get(parts[1])
+                    if waiting is None:
+                        return self.reply(400, b'{"errorMessage":"unknown request id"}')
+                    waiting.put((parts[2], payload))
+                    return self.reply(202, b'{"status":"OK"}')
+                return self.reply(404, b'{"errorMessage":"unknown path"}')
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                # A poll cut off by the Lambda's stop is expected; anything else is worth a trace.
+                if not api.stopping.is_set():
+                    super().handle_error(request, client_address)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def invoke(self, event, timeout_s, exit_code):
+        """Queues `event`; returns ("response" | "error", body) or raises DemoError."""
+        request_id = str(uuid.uuid4())
+        answer = queue.Queue()
+        with self.lock:
+            self.answers[request_id] = answer
+        deadline_ms = int((time.time() + timeout_s) * 1000)
+        self.events.put((request_id, deadline_ms, event))
+        give_up = time.monotonic() + timeout_s + ANSWER_GRACE_S
+        while time.monotonic() < give_up:
+            try:
+                return answer.get(timeout=0.2)
+            except queue.Empty:
+                if self.init_errors:
+                    raise DemoError(f"the Lambda failed to initialise: {self.init_errors[-1][:300]}")
+                code = exit_code()
+                if code is not None:
+                    raise DemoError(
+                        f"the Lambda process exited with status {code} before answering"
+                        + (
+                            " without polling for the event: is target/debug/databricks-backend-privatelink"
+                            " a stub? Rebuild it with `cargo build --workspace --bins`"
+                            if code == 0 and not self.polled
+                            else ""
+                        )
+                    )
+        raise DemoError(f"the Lambda did not answer within {timeout_s + ANSWER_GRACE_S} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# The Lambda binary and its log
+
+
+class LambdaProcess:
+    """The real binary, its JSON log copied to a file, and the records of the current step."""
+
+    def __init__(self, log_path):
+        self.log_path = log_path
+        self.records = []
+        self.lock = threading.Lock()
+        self.proc = None
+
+    def start(self, stack, env):
+        if not LAMBDA_BIN.exists():
+            raise DemoError(f"{LAMBDA_BIN.relative_to(REPO)} is missing; run `cargo build --workspace --bins`")
+        log = open(self.log_path, "wb")
+        stack.callback(log.close)
+        self.proc = spawn(
+            [LAMBDA_BIN], subprocess.STDOUT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env
+        )
+        stack.callback(stop_process, self.proc, "the Lambda binary")
+
+        def copy():
+            for line in iter(self.proc.stdout.readline, b""):
+                log.write(line)
+                log.flush()
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = {"level": "OUTPUT", "fields": {"message": line.decode(errors="replace").strip()}}
+                with self.lock:
+                    self.records.append(record)
+
+        self.reader = threading.Thread(target=copy, daemon=True)
+        self.reader.start()
+
+    def exit_code(self):
+        """None while running."""
+        return self.proc.poll()
+
+    def take_records(self, limit_s=1.0):
+        """The records since the last call. The binary logs the response's fate just before it
+        answers the Runtime API, but this copy may lag behind the pipe: wait for that line."""
+        give_up = time.monotonic() + limit_s
+        while time.monotonic() < give_up:
+            with self.lock:
+                if any(is_last_record(r) for r in self.records):
+                    break
+            time.sleep(0.01)
+        with self.lock:
+            records, self.records = self.records, []
+        return records
+
+
+def is_last_record(record):
+    message = str((record.get("fields") or {}).get("message", ""))
+    return message == "CloudFormation response delivered" or message.startswith("CloudFormation was not answered")
+
+
+# Fields already shown elsewhere, or too long to read in a one-line summary.
+_QUIET_FIELDS = {"message", "budget_ms", "reason", "target", "attempt"}
+
+
+def summarize(record):
+    """One short line per log record: steps as `· step`, the rest as `LEVEL message k=v`."""
+    fields = record.get("fields") or {}
+    level = record.get("level", "")
+    message = str(fields.get("message", ""))
+    if message == "step" and "step" in fields:
+        return f"    · {fields['step']}"
+    extras = [f"{k}={v}" for k, v in fields.items() if k not in _QUIET_FIELDS and k != "step"]
+    line = f"    {'' if level == 'INFO' else level + ' '}{message}"
+    if extras:
+        line += "  (" + ", ".join(extras) + ")"
+    if len(line) > 150:
+        line = line[:147] + "..."
+    return line
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def short(value):
+    """A Databricks UUID cut to its first 8 characters, like a short git hash: the full ids are
+    in the response's Data and in the log, and the tables stay readable in 120 columns."""
+    if isinstance(value, str) and len(value) == 36 and value.count("-") == 4:
+        return value[:8]
+    return value
+
+
+def cell(value):
+    if value is None or value == "" or value == []:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def table(title, headers, rows):
+    print(f"  {title}")
+    if not rows:
+        print("    (none)")
+        return
+    cells = [list(headers)] + [[cell(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for index, row in enumerate(cells):
+        print("    " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if index == 0:
+            print("    " + "  ".join("-" * w for w in widths))
+
+
+def show_state(ec2, emulator, endpoint_ids):
+    endpoints = ec2.describe_vpc_endpoints(VpcEndpointIds=endpoint_ids)["VpcEndpoints"]
+    order = {vpce: i for i, vpce in enumerate(endpoint_ids)}
+    endpoints.sort(key=lambda e: order.get(e["VpcEndpointId"], 99))
+    print()
+    table(
+        "AWS (moto): interface VPC endpoints",
+        ["vpce", "service", "state", "private DNS"],
+        [
+            [e["VpcEndpointId"], e["ServiceName"], e.get("State", ""), "on" if e.get("PrivateDnsEnabled") else "off"]
+            for e in endpoints
+        ],
+    )
+    state = http_json("GET", f"{emulator}/_emulator/state?account_id={DATABRICKS_ACCOUNT}")
+    print()
+    table(
+        "Databricks (emulator): VPC endpoint registrations (ids shortened to 8 characters)",
+        ["id", "name", "vpce", "use_case", "state"],
+        [
+            [short(r["vpc_endpoint_id"]), r["vpc_endpoint_name"], r["aws_vpc_endpoint_id"], r["use_case"], r["state"]]
+            for r in state["vpc_endpoints"]
+        ],
+    )
+    print()
+    table(
+        "Databricks (emulator): private access settings",
+        ["id", "name", "public access", "level", "allowed vpce ids"],
+        [
+            [
+                short(p["private_access_settings_id"]),
+                p["private_access_settings_name"],
+                p["public_access_enabled"],
+                p["private_access_level"],
+                ",".join(short(i) for i in p.get("allowed_vpc_endpoint_ids") or []),
+            ]
+            for p in state["private_access_settings"]
+        ],
+    )
+    print()
+    table(
+        "Databricks (emulator): network configurations",
+        ["id", "name", "vpc", "rest_api vpce", "relay vpce"],
+        [
+            [
+                short(n.get("network_id")),
+                n.get("network_name"),
+                n.get("vpc_id"),
+                ",".join((n.get("vpc_endpoints") or {}).get("rest_api") or []),
+                ",".join((n.get("vpc_endpoints") or {}).get("dataplane_relay") or []),
+            ]
+            for n in state["networks"]
+        ],
+    )
+    print()
+    table(
+        "Databricks (emulator): workspaces",
+        ["id", "name", "status", "network", "private access settings"],
+        [
+            [
+                w["workspace_id"],
+                w["workspace_name"],
+                w["workspace_status"],
+                short(w.get("network_id")),
+                short(w.get("private_access_settings_id")),
+            ]
+            for w in state["workspaces"]
+        ],
+    )
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# The lifecycle
+
+
+def cfn_event(request_type, request_id, stack_id, response_url, props, physical_id=None, old_props=None):
+    """An event as CloudFormation sends it: scalars as strings, ServiceToken among the properties."""
+    token = f"arn:aws:lambda:{REGION}:{AWS_ACCOUNT}:function:{FUNCTION_NAME}"
+
+    def template(p):
+        return {"ServiceToken": token, **{k: v if isinstance(v, (str, list)) else json.dumps(v) for k, v in p.items()}}
+
+    event = {
+        "RequestType": request_type,
+        "ServiceToken": token,
+        "ResponseURL": response_url,
+        "StackId": stack_id,
+        "RequestId": request_id,
+        "LogicalResourceId": LOGICAL_ID,
+        "ResourceType": RESOURCE_TYPE,
+        "ResourceProperties": template(props),
+    }
+    if physical_id is not None:
+        event["PhysicalResourceId"] = physical_id
+    if old_props is not None:
+        event["OldResourceProperties"] = template(old_props)
+    return event
+
+
+def show_response(response, elapsed):
+    print(f"  CloudFormation receives, {elapsed:.2f} s after sending the request: Status={response.get('Status')}")
+    print(f"    PhysicalResourceId {response.get('PhysicalResourceId')}")
+    if response.get("Reason"):
+        print(f"    Reason             {response['Reason']}")
+    data = response.get("Data") or {}
+    width = max([len(k) for k in data] + [14])
+    for key, value in sorted(data.items()):
+        print(f"    Data.{key:<{width}} {value}")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--verbose-log",
+        action="store_true",
+        help="print every log record of the binary, not only its steps and outcomes",
+    )
+    return parser.parse_args()
+
+
+def run(stack, args, log_dir, failures):
+    """The demo proper; everything it starts registers its own stop on `stack`."""
+    side_log = open(log_dir / "moto-and-emulator.log", "wb")
+    stack.callback(side_log.close)
+    status(f"logs in {log_dir}")
+
+    # --- AWS -------------------------------------------------------------------
+    began = time.monotonic()
+    moto = start_moto(stack, side_log)
+    fixtures = aws_fixture.Fixtures(moto, REGION)
+    network = fixtures.op_network(private_dns=True, name="demo")
+    secret = fixtures.op_secret("databricks/demo-service-principal", json.dumps(CREDENTIALS))
+    status(
+        f"moto on {moto}: {network['vpc_id']}, subnets {', '.join(network['subnet_ids'])}, "
+        f"endpoints {network['rest_vpce_id']} (REST) and {network['relay_vpce_id']} (relay) "
+        f"[{time.monotonic() - began:.1f} s]"
+    )
+
+    # --- Databricks -----------------------------------------------------------------
+    began = time.monotonic()
+    emulator = start_emulator(stack, side_log)
+    for role in ("rest", "relay"):
+        http_json(
+            "POST",
+            f"{emulator}/_emulator/aws-endpoints",
+            {
+                "vpc_endpoint_id": network[f"{role}_vpce_id"],
+                "service_name": network[f"{role}_service"],
+                "aws_account_id": AWS_ACCOUNT,
+            },
+        )
+    workspace = http_json(
+        "POST",
+        f"{emulator}/_emulator/workspaces",
+        {
+            "account_id": DATABRICKS_ACCOUNT,
+            "name": "demo-workspace",
+            "region": REGION,
+            "network": {
+                "vpc_id": network["vpc_id"],
+                "subnet_ids": network["subnet_ids"],
+                "security_group_ids": [network["cluster_sg_id"]],
+            },
+        },
+    )
+    status(
+        f"emulator on {emulator}: account {DATABRICKS_ACCOUNT}, customer-managed workspace "
+        f"{workspace['workspace_id']} (attaching workspaces is not part of the resource yet) [{time.monotonic() - began:.1f} s]"
+    )
+
+    # --- The Lambda -----------------------------------------------------------------
+    runtime = RuntimeApi()
+    runtime.start()
+    stack.callback(runtime.stop)
+    binary = LambdaProcess(log_dir / "lambda.log")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(log_dir),
+        "AWS_LAMBDA_RUNTIME_API": runtime.address,
+        "AWS_LAMBDA_FUNCTION_NAME": FUNCTION_NAME,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": moto,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.environ["AWS_CONFIG_FILE"],
+        "AWS_SHARED_CREDENTIALS_FILE": os.environ["AWS_SHARED_CREDENTIALS_FILE"],
+        "DATABRICKS_HOST": emulator,
+        "ALLOW_INSECURE_ENDPOINTS": "true",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "RUST_LOG": "info",
+    }
+    binary.start(stack, env)
+    status(f"Lambda runtime API on {runtime.address}; {LAMBDA_BIN.relative_to(REPO)} polling it")
+
+    endpoint_ids = [network["rest_vpce_id"], network["relay_vpce_id"]]
+    stack_id = f"arn:aws:cloudformation:{REGION}:{AWS_ACCOUNT}:stack/{STACK_NAME}/{uuid.uuid4()}"
+    create_props = {
+        "AccountId": DATABRICKS_ACCOUNT,
+        "CredentialsSecretArn": secret["arn"],
+        "RestApiVpcEndpointId": network["rest_vpce_id"],
+        "RelayVpcEndpointId": network["relay_vpce_id"],
+    }
+    update_props = {**create_props, "PrivateAccessLevel": "ENDPOINT"}
+
+    timings = []
+
+    def play(title, request_type, props, physical_id=None, old_props=None):
+        print()
+        print("=" * 100)
+        print(f"{title}")
+        print("=" * 100)
+        request_id = str(uuid.uuid4())
+        key = f"{STACK_NAME}/{LOGICAL_ID}/{request_id}"
+        urls = fixtures.op_response_url(key)
+        event = cfn_event(request_type, request_id, stack_id, urls["put_url"], props, physical_id, old_props)
+        began = time.monotonic()
+        kind, body = runtime.invoke(event, FUNCTION_TIMEOUT_S, binary.exit_code)
+        elapsed = time.monotonic() - began
+        for record in binary.take_records():
+            if args.verbose_log or _worth_showing(record):
+                print(summarize(record))
+        if kind != "response":
+            failures.append(f"{request_type}: the invocation failed: {body[:300].decode(errors='replace')}")
+            print(f"  the invocation failed: {body[:300].decode(errors='replace')}")
+            return None
+        try:
+            stored = fixtures.s3.get_object(Bucket=aws_fixture.RESPONSE_BUCKET, Key=key)["Body"].read()
+            response = json.loads(stored)
+        except Exception as error:  # noqa: BLE001 (any reason is reported the same way)
+            failures.append(f"{request_type}: no response reached the ResponseURL ({type(error).__name__})")
+            print(f"  no response reached the ResponseURL: {type(error).__name__}: {error}")
+            return None
+        show_response(response, elapsed)
+        timings.append((request_type, elapsed, response.get("Status")))
+        if response.get("Status") != "SUCCESS":
+            failures.append(f"{request_type}: {response.get('Status')}: {response.get('Reason')}")
+        return response
+
+    def expect(step, ok, what):
+        print(f"  {'ok  ' if ok else 'FAIL'} {what}")
+        if not ok:
+            failures.append(f"{step}: expected {what}")
+
+    # --- Create -----------------------------------------------------------------
+    created = play(
+        "1. Create: register both endpoints, create private access settings (level ACCOUNT)",
+        "Create",
+        create_props,
+    )
+    state = show_state(fixtures.ec2, emulator, endpoint_ids)
+    if created is None or created.get("Status") != "SUCCESS":
+        if created is not None:
+            # What CloudFormation does next: roll back with a Delete of the id the Create gave.
+            play(
+                "1b. Delete (rollback of the failed Create)",
+                "Delete",
+                create_props,
+                physical_id=created.get("PhysicalResourceId"),
+            )
+            show_state(fixtures.ec2, emulator, endpoint_ids)
+        raise DemoError("Create did not succeed, so the demo stops before Update and Delete")
+    physical_id = created["PhysicalResourceId"]
+    registered = {r["aws_vpc_endpoint_id"] for r in state["vpc_endpoints"]}
+    print()
+    expect("Create", set(endpoint_ids) <= registered, "both vpce ids registered with Databricks")
+    expect("Create", len(state["private_access_settings"]) == 1, "one private access settings object")
+
+    # --- Update -----------------------------------------------------------------
+    updated = play(
+        "2. Update in place: PrivateAccessLevel=ENDPOINT",
+        "Update",
+        update_props,
+        physical_id=physical_id,
+        old_props=create_props,
+    )
+    state = show_state(fixtures.ec2, emulator, endpoint_ids)
+    print()
+    if updated is not None:
+        expect(
+            "Update",
+            updated.get("PhysicalResourceId") == physical_id,
+            "the same PhysicalResourceId (no replacement, so no cleanup Delete)",
+        )
+    levels = [p["private_access_level"] for p in state["private_access_settings"]]
+    expect("Update", levels == ["ENDPOINT"], "private access settings at level ENDPOINT")
+
+    # --- Delete -----------------------------------------------------------------
+    play("3. Delete: remove what the resource owns", "Delete", update_props, physical_id=physical_id)
+    state = show_state(fixtures.ec2, emulator, endpoint_ids)
+    print()
+    expect("Delete", not state["vpc_endpoints"], "no endpoint registration left")
+    expect("Delete", not state["private_access_settings"], "no private access settings left")
+    expect(
+        "Delete",
+        any(w["workspace_id"] == workspace["workspace_id"] for w in state["workspaces"]),
+        "the workspace untouched",
+    )
+    print()
+    print("timings: " + ", ".join(f"{kind} {seconds:.2f} s ({outcome})" for kind, seconds, outcome in timings))
+
+
+def main():
+    args = parse_args()
+    started = time.monotonic()
+    log_dir = Path(tempfile.mkdtemp(prefix="databricks-privatelink-demo-"))
+    # A developer's AWS profile or proxy must not leak into a run that only talks to 127.0.0.1.
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
+    for name, file in (("AWS_CONFIG_FILE", "aws-config"), ("AWS_SHARED_CREDENTIALS_FILE", "aws-credentials")):
+        (log_dir / file).touch()
+        os.environ[name] = str(log_dir / file)
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+
+    def on_sigterm(signum, frame):
+        raise Stopped()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    # Explicitly: a shell starts background jobs with SIGINT ignored, and Python keeps that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    failures = []
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                run(stack, args, log_dir, failures)
+            finally:
+                # Leaving the `with` block stops everything; a second Ctrl-C must not cut that
+                # short (and if this process is killed anyway, the kernel signals the children).
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                print("\nstopping the Lambda, the runtime API, the emulator and moto ...", flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted; everything the demo started is stopped", file=sys.stderr)
+        return 130
+    except Stopped:
+        print("\nstopped by SIGTERM; everything the demo started is stopped", file=sys.stderr)
+        return 143
+    except DemoError as error:
+        failures.append(str(error))
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    print()
+    print(f"Lambda log (JSON lines): {log_dir / 'lambda.log'}")
+    print(f"moto and emulator log:   {log_dir / 'moto-and-emulator.log'}")
+    print(f"total {time.monotonic() - started:.1f} s")
+    sys.stdout.flush()
+    if failures:
+        print("\nDEMO FAILED:", file=sys.stderr)
+        for failure in failures:
+            print(f"  - {failure}", file=sys.stderr)
+        return 1
+    print("demo passed: Create, Update and Delete answered SUCCESS; nothing left running")
+    return 0
+
+
+def _worth_showing(record):
+    """Steps, outcomes and anything above INFO; the request/response plumbing stays in the file."""
+    fields = record.get("fields") or {}
+    if record.get("level") not in ("INFO", "DEBUG", "TRACE"):
+        return True
+    if fields.get("message") == "Databricks account API retries spent":
+        return str(fields.get("retries", "0")) != "0"
+    return fields.get("message") not in (
+        "custom-resource request received",
+        "custom-resource request handled",
+        "CloudFormation response delivered",
+    )
+
+
+def status(text):
+    print(f"-- {text}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
