@@ -482,7 +482,7 @@ def show_state(ec2, emulator, endpoint_ids):
     print()
     table(
         "Databricks (emulator): private access settings",
-        ["id", "name", "public access", "level", "allowed vpce ids"],
+        ["id", "name", "public access", "level", "allowed registrations"],
         [
             [
                 short(p["private_access_settings_id"]),
