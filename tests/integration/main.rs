@@ -1,1 +1,4 @@
+//! Integration tests that drive the real compiled Lambda binary through a Runtime API stand-in.
 
+mod harness_smoke;
+mod support;

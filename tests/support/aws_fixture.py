@@ -1,0 +1,207 @@
+"""Create AWS fixtures in the moto server for the integration tests.
+
+Owns: the boto3 calls that build VPCs, subnets, security groups, VPC endpoints,
+Secrets Manager secrets and presigned S3 response URLs in moto.
+Must not know: anything about the Lambda under test or the Databricks account API.
+
+Input (stdin, one JSON document):
+  {"endpoint": "http://127.0.0.1:PORT", "region": "us-east-1",
+   "operations": [{"op": "network", ...}, {"op": "secret", ...}, ...]}
+Output (stdout, one JSON document): {"results": [<one result per operation, same order>]}
+All operations of one document run in this one process, because starting Python and
+importing boto3 costs far more than the calls themselves.
+A failure prints the reason on stderr and exits non-zero.
+"""
+
+import json
+import sys
+import uuid
+
+import boto3
+from botocore.config import Config
+
+# The Databricks endpoint services per region, copied from the shared reference table
+# databricks-privatelink-services.csv (commercial variant). Only the regions the tests use.
+DATABRICKS_SERVICES = {
+    "us-east-1": {
+        "rest": "com.amazonaws.vpce.us-east-1.vpce-svc-09143d1e626de2f04",
+        "relay": "com.amazonaws.vpce.us-east-1.vpce-svc-00018a8c3ff62ffdf",
+    },
+    "eu-west-1": {
+        "rest": "com.amazonaws.vpce.eu-west-1.vpce-svc-0da6ebf1461278016",
+        "relay": "com.amazonaws.vpce.eu-west-1.vpce-svc-09b4eb2bc775f4e8c",
+    },
+    "us-west-2": {
+        "rest": "com.amazonaws.vpce.us-west-2.vpce-svc-0129f463fcfbc46c5",
+        "relay": "com.amazonaws.vpce.us-west-2.vpce-svc-0158114c0c730c3bb",
+    },
+}
+
+# Ports Databricks requires from the compute plane to the back-end endpoints:
+# HTTPS, the secure cluster connectivity relay, and the 8443-8451 control-plane range.
+ENDPOINT_INGRESS_PORTS = [(443, 443), (6666, 6666), (2443, 2443), (8443, 8451)]
+
+# The bucket CloudFormation uses for us-east-1 responses; the name only adds realism.
+RESPONSE_BUCKET = "cloudformation-custom-resource-response-useast1"
+
+# CloudFormation's presigned response URLs are valid for two hours.
+RESPONSE_URL_EXPIRY_SECONDS = 7200
+
+
+# moto answers in milliseconds; boto3's defaults (60 s reads, several retries) would turn
+# a stuck moto into minutes of silence before the test fails.
+CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 2})
+
+
+class Fixtures:
+    def __init__(self, endpoint, region):
+        self.region = region
+        session = boto3.session.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name=region,
+        )
+        self.ec2 = session.client("ec2", endpoint_url=endpoint, config=CLIENT_CONFIG)
+        self.secretsmanager = session.client("secretsmanager", endpoint_url=endpoint, config=CLIENT_CONFIG)
+        # Real ResponseURLs are SigV4 query-string signatures; path style keeps the
+        # bucket out of the host name, which must stay 127.0.0.1.
+        self.s3 = session.client(
+            "s3",
+            endpoint_url=endpoint,
+            config=CLIENT_CONFIG.merge(Config(signature_version="s3v4", s3={"addressing_style": "path"})),
+        )
+
+    def services(self, region):
+        try:
+            return DATABRICKS_SERVICES[region]
+        except KeyError:
+            raise SystemExit(
+                f"aws_fixture.py knows the Databricks services of {sorted(DATABRICKS_SERVICES)} only; "
+                f"add {region} from databricks-privatelink-services.csv"
+            )
+
+    def tag(self, resource_type, name):
+        return [{"ResourceType": resource_type, "Tags": [{"Key": "Name", "Value": name}]}]
+
+    def op_network(self, private_dns=True, name=None):
+        name = name or f"harness-{uuid.uuid4().hex[:8]}"
+        services = self.services(self.region)
+        ec2 = self.ec2
+        vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16", TagSpecifications=self.tag("vpc", name))["Vpc"]["VpcId"]
+        # Private DNS on an interface endpoint needs both attributes on the VPC; AWS
+        # accepts only one attribute per ModifyVpcAttribute call.
+        ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsSupport={"Value": True})
+        ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+
+        zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
+        subnet_ids = []
+        for index, zone in enumerate(zones[:2]):
+            subnet = ec2.create_subnet(
+                VpcId=vpc_id,
+                CidrBlock=f"10.0.{index}.0/24",
+                AvailabilityZone=zone,
+                TagSpecifications=self.tag("subnet", f"{name}-{zone}"),
+            )
+            subnet_ids.append(subnet["Subnet"]["SubnetId"])
+
+        cluster_sg_id = ec2.create_security_group(
+            GroupName=f"{name}-cluster", Description="Databricks compute plane", VpcId=vpc_id
+        )["GroupId"]
+        endpoint_sg_id = ec2.create_security_group(
+            GroupName=f"{name}-endpoints", Description="Databricks back-end endpoints", VpcId=vpc_id
+        )["GroupId"]
+        ec2.authorize_security_group_ingress(
+            GroupId=endpoint_sg_id,
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": low,
+                    "ToPort": high,
+                    "UserIdGroupPairs": [{"GroupId": cluster_sg_id}],
+                }
+                for low, high in ENDPOINT_INGRESS_PORTS
+            ],
+        )
+
+        endpoints = {}
+        for role in ("rest", "relay"):
+            endpoints[role] = self.create_interface_endpoint(
+                vpc_id, subnet_ids, [endpoint_sg_id], services[role], private_dns, f"{name}-{role}"
+            )
+        return {
+            "vpc_id": vpc_id,
+            "subnet_ids": subnet_ids,
+            "cluster_sg_id": cluster_sg_id,
+            "endpoint_sg_id": endpoint_sg_id,
+            "rest_vpce_id": endpoints["rest"],
+            "relay_vpce_id": endpoints["relay"],
+            "rest_service": services["rest"],
+            "relay_service": services["relay"],
+        }
+
+    def create_interface_endpoint(self, vpc_id, subnet_ids, sg_ids, service, private_dns, name):
+        return self.ec2.create_vpc_endpoint(
+            VpcEndpointType="Interface",
+            VpcId=vpc_id,
+            ServiceName=service,
+            SubnetIds=subnet_ids,
+            SecurityGroupIds=sg_ids,
+            PrivateDnsEnabled=private_dns,
+            TagSpecifications=self.tag("vpc-endpoint", name),
+        )["VpcEndpoint"]["VpcEndpointId"]
+
+    def op_endpoint(self, vpc_id, service_name, endpoint_type="Interface", private_dns=True,
+                    subnet_ids=None, security_group_ids=None, name=None):
+        name = name or f"harness-{uuid.uuid4().hex[:8]}"
+        if endpoint_type == "Interface":
+            vpce_id = self.create_interface_endpoint(
+                vpc_id, subnet_ids or [], security_group_ids or [], service_name, private_dns, name
+            )
+        else:
+            # A Gateway endpoint has no private DNS in AWS; say so explicitly because
+            # moto otherwise reports PrivateDnsEnabled=true for every endpoint.
+            vpce_id = self.ec2.create_vpc_endpoint(
+                VpcEndpointType=endpoint_type,
+                VpcId=vpc_id,
+                ServiceName=service_name,
+                PrivateDnsEnabled=False,
+                TagSpecifications=self.tag("vpc-endpoint", name),
+            )["VpcEndpoint"]["VpcEndpointId"]
+        return {"vpce_id": vpce_id}
+
+    def op_secret(self, name, secret_string):
+        created = self.secretsmanager.create_secret(Name=name, SecretString=secret_string)
+        return {"arn": created["ARN"]}
+
+    def op_response_url(self, key):
+        try:
+            self.s3.create_bucket(Bucket=RESPONSE_BUCKET)
+        except self.s3.exceptions.BucketAlreadyOwnedByYou:
+            pass  # another test of the same process created it first
+        params = {"Bucket": RESPONSE_BUCKET, "Key": key}
+        return {
+            "put_url": self.s3.generate_presigned_url(
+                "put_object", Params=params, ExpiresIn=RESPONSE_URL_EXPIRY_SECONDS
+            ),
+            "get_url": self.s3.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=RESPONSE_URL_EXPIRY_SECONDS
+            ),
+        }
+
+
+def main():
+    request = json.load(sys.stdin)
+    fixtures = Fixtures(request["endpoint"], request["region"])
+    results = []
+    for operation in request["operations"]:
+        arguments = dict(operation)
+        handler = getattr(fixtures, "op_" + arguments.pop("op"), None)
+        if handler is None:
+            raise SystemExit(f"aws_fixture.py has no operation {operation['op']!r}")
+        results.append(handler(**arguments))
+    json.dump({"results": results}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
