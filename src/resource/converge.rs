@@ -301,7 +301,15 @@ pub async fn converge(
         private_access_level: props.private_access_level.as_api().to_string(),
         allowed_vpc_endpoint_ids: allowed,
     };
-    let pas_id = ensure_access_settings(client, key, &desired, &access_settings, created).await?;
+    let pas_id = ensure_access_settings(
+        client,
+        key,
+        &props.name_prefix,
+        &desired,
+        &access_settings,
+        created,
+    )
+    .await?;
 
     progress.step("removing superseded registrations");
     let superseded: Vec<&VpcEndpoint> = registrations
@@ -452,78 +460,104 @@ async fn enable_private_dns(
 }
 
 /// One private access settings object per resource. Names are not unique in Databricks, so two
-/// deliveries of the same Create running at once can both create one: after creating, list
-/// again and keep a deterministic winner (smallest id); every delivery removes the others.
+/// deliveries of the same Create running at once can both create one. Each creator stamps the
+/// name with its clock; after creating, it lists again and, if an older owned object exists,
+/// removes its own and uses that one. The oldest wins everywhere, so every delivery gives the
+/// same answer without a sleep.
 async fn ensure_access_settings(
     client: &AccountClient,
     key: &OwnershipKey,
+    prefix: &str,
     desired: &PrivateAccessSettingsRequest,
     known: &[PrivateAccessSettings],
     created: &Created,
 ) -> Result<String, ResourceError> {
+    let role = Role::AccessSettings;
     let owned = |list: &[PrivateAccessSettings]| -> Vec<PrivateAccessSettings> {
         let mut v: Vec<PrivateAccessSettings> = list
             .iter()
-            .filter(|p| {
-                key.owns(
-                    p.private_access_settings_name.as_deref(),
-                    Role::AccessSettings,
-                )
-            })
+            .filter(|p| key.owns(p.private_access_settings_name.as_deref(), role))
             .cloned()
             .collect();
-        v.sort_by(|a, b| {
-            a.private_access_settings_id
-                .cmp(&b.private_access_settings_id)
+        v.sort_by_key(|p| {
+            (
+                key.stamp(p.private_access_settings_name.as_deref(), role)
+                    .unwrap_or(0),
+                p.private_access_settings_id.clone(),
+            )
         });
         v
     };
-    let mut mine = owned(known);
     // A PAS is region-specific; a region change is a new object (whether PUT may change the
     // region is unconfirmed: shared/reference/databricks-account-api.md §4).
-    let keep = mine
-        .iter()
-        .position(|p| p.region.as_deref() == Some(desired.region.as_str()));
-    let winner = match keep {
-        Some(i) => {
-            let current = mine.remove(i);
-            if !matches_desired(&current, desired) {
+    let in_region =
+        |p: &PrivateAccessSettings| p.region.as_deref() == Some(desired.region.as_str());
+    let mine = owned(known);
+    let winner = match mine.iter().find(|p| in_region(p)) {
+        Some(current) => {
+            let stamp = key.stamp(current.private_access_settings_name.as_deref(), role);
+            let want = PrivateAccessSettingsRequest {
+                private_access_settings_name: match stamp {
+                    Some(stamp) => key.stamped_name(prefix, role, stamp),
+                    None => key.object_name(prefix, role),
+                },
+                ..desired.clone()
+            };
+            if !matches_desired(current, &want) {
                 client
-                    .replace_private_access_settings(&current.private_access_settings_id, desired)
+                    .replace_private_access_settings(&current.private_access_settings_id, &want)
                     .await?;
                 tracing::info!(pas = %current.private_access_settings_id, "replaced private access settings");
             }
-            current.private_access_settings_id
+            current.private_access_settings_id.clone()
         }
         None => {
-            let new = client.create_private_access_settings(desired).await?;
+            let want = PrivateAccessSettingsRequest {
+                private_access_settings_name: key.stamped_name(prefix, role, epoch_ms()),
+                ..desired.clone()
+            };
+            let new = client.create_private_access_settings(&want).await?;
             created.access_settings(&new.private_access_settings_id);
             tracing::info!(pas = %new.private_access_settings_id, "created private access settings");
             let now = owned(&client.list_private_access_settings().await?);
-            let same_region: Vec<&PrivateAccessSettings> = now
-                .iter()
-                .filter(|p| p.region.as_deref() == Some(desired.region.as_str()))
-                .collect();
-            let winner = same_region
-                .first()
-                .map(|p| p.private_access_settings_id.clone())
-                .unwrap_or(new.private_access_settings_id.clone());
-            mine = now
-                .into_iter()
-                .filter(|p| p.private_access_settings_id != winner)
-                .collect();
-            winner
+            match now.iter().find(|p| in_region(p)) {
+                Some(oldest)
+                    if oldest.private_access_settings_id != new.private_access_settings_id =>
+                {
+                    tracing::info!(pas = %oldest.private_access_settings_id, "a concurrent delivery created the private access settings first; using those");
+                    delete::delete_owned(
+                        client,
+                        delete::Kind::AccessSettings,
+                        &new.private_access_settings_id,
+                    )
+                    .await?;
+                    oldest.private_access_settings_id.clone()
+                }
+                _ => new.private_access_settings_id,
+            }
         }
     };
-    for loser in &mine {
+    // Leftovers: settings of a previous region, or newer duplicates whose creators will also
+    // give way (a 404 when they get there is fine).
+    for other in mine
+        .iter()
+        .filter(|p| p.private_access_settings_id != winner)
+    {
         delete::delete_owned(
             client,
             delete::Kind::AccessSettings,
-            &loser.private_access_settings_id,
+            &other.private_access_settings_id,
         )
         .await?;
     }
     Ok(winner)
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn matches_desired(

@@ -54,10 +54,39 @@ impl OwnershipKey {
         format!("{prefix}-{MARKER}{}-{}", self.0, role.suffix())
     }
 
+    /// `<prefix>-cfn<key>-<role>-<stamp>`: for objects whose names Databricks does not keep
+    /// unique (private access settings, networks), the creator's clock in epoch milliseconds,
+    /// so concurrent deliveries that each created one agree on the oldest as the winner.
+    pub fn stamped_name(&self, prefix: &str, role: Role, stamp_ms: u64) -> String {
+        format!("{}-{stamp_ms}", self.object_name(prefix, role))
+    }
+
     /// Whether `name` is one of this resource's objects of `role`, whatever prefix it was
-    /// created with (the prefix may change on Update).
+    /// created with (the prefix may change on Update) and whether or not it is stamped.
     pub fn owns(&self, name: Option<&str>, role: Role) -> bool {
-        name.is_some_and(|n| n.ends_with(&format!("-{MARKER}{}-{}", self.0, role.suffix())))
+        self.split(name, role).is_some()
+    }
+
+    /// The creation stamp of an owned, stamped name.
+    pub fn stamp(&self, name: Option<&str>, role: Role) -> Option<u64> {
+        self.split(name, role).flatten()
+    }
+
+    /// `Some(stamp)` when owned: the stamp itself is `None` for unstamped names.
+    fn split(&self, name: Option<&str>, role: Role) -> Option<Option<u64>> {
+        let name = name?;
+        let marker = format!("-{MARKER}{}-{}", self.0, role.suffix());
+        let at = name.rfind(&marker)?;
+        match &name[at + marker.len()..] {
+            "" => Some(None),
+            rest => {
+                let digits = rest.strip_prefix('-')?;
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                digits.parse().ok().map(Some)
+            }
+        }
     }
 }
 
@@ -92,6 +121,23 @@ mod tests {
     }
 
     #[test]
+    fn stamped_names_are_owned_and_carry_their_stamp() {
+        let key = OwnershipKey::new("s", "l");
+        let name = key.stamped_name("p", Role::AccessSettings, 1_764_160_000_123);
+        assert!(key.owns(Some(&name), Role::AccessSettings));
+        assert_eq!(
+            key.stamp(Some(&name), Role::AccessSettings),
+            Some(1_764_160_000_123)
+        );
+        let plain = key.object_name("p", Role::AccessSettings);
+        assert!(key.owns(Some(&plain), Role::AccessSettings));
+        assert_eq!(key.stamp(Some(&plain), Role::AccessSettings), None);
+        assert!(!key.owns(Some(&format!("{plain}-x1")), Role::AccessSettings));
+        assert!(!key.owns(Some(&format!("{plain}-")), Role::AccessSettings));
+        assert!(!key.owns(Some(&name), Role::Network));
+    }
+
+    #[test]
     fn longest_names_fit_databricks_limit() {
         let key = OwnershipKey::new("s", "l");
         let prefix = "p".repeat(super::super::properties::MAX_NAME_PREFIX);
@@ -101,7 +147,7 @@ mod tests {
             Role::AccessSettings,
             Role::Network,
         ] {
-            let n = key.object_name(&prefix, role).len();
+            let n = key.stamped_name(&prefix, role, u64::MAX).len();
             assert!((4..=256).contains(&n), "{n}");
         }
         assert!(key.object_name("a", Role::Relay).len() >= 4);

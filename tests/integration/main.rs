@@ -2,3 +2,6 @@
 
 mod harness_smoke;
 mod support;
+
+mod lifecycle;
+mod scenario;

@@ -1,0 +1,354 @@
+//! CloudFormation's request sequences through the real binary: after each, the account holds
+//! exactly the objects of the stack's current state.
+
+use serde_json::json;
+
+use crate::scenario::{World, WorldOptions};
+use crate::support::events::RequestType::{Create, Delete, Update};
+use crate::support::lambda::Lambda;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_registers_both_endpoints_and_public_access_settings() {
+    let world = World::new().await;
+    let mut stack = world.stack("create");
+    let net = &world.networks[0];
+    let answer = world.create(&mut stack, world.props(0)).await;
+    answer.assert_success();
+    world.assert_exactly(&[&net.rest_vpce_id, &net.relay_vpce_id], &answer);
+
+    assert!(
+        answer
+            .physical_id()
+            .starts_with("databricks-backend-privatelink-"),
+        "{}",
+        answer.physical_id()
+    );
+    assert_eq!(
+        answer.data("RelayHostname"),
+        "tunnel.us-east-1.cloud.databricks.com"
+    );
+    let pas = &world.access_settings()[0];
+    assert_eq!(pas["public_access_enabled"], json!(true), "{pas:#}");
+    assert_eq!(pas["private_access_level"], json!("ACCOUNT"), "{pas:#}");
+    assert_eq!(pas["region"], json!("us-east-1"));
+    for r in world.registrations() {
+        assert_eq!(
+            r["state"].as_str().map(str::to_ascii_lowercase).as_deref(),
+            Some("available"),
+            "{r:#}"
+        );
+        assert!(
+            r["vpc_endpoint_name"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("create-"),
+            "{r:#}"
+        );
+    }
+    // The secret never leaves for anything but the accounts host, and never reaches the logs.
+    assert!(!world.lambda.logs().contains(crate::scenario::CLIENT_SECRET));
+
+    let deleted = world.send(Delete, &stack, world.props(0), None).await;
+    deleted.assert_success();
+    assert_eq!(deleted.physical_id(), answer.physical_id());
+    assert!(world.registrations().is_empty(), "{:#}", world.account());
+    assert!(world.access_settings().is_empty(), "{:#}", world.account());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_of_access_settings_replaces_them_in_place() {
+    let world = World::new().await;
+    let mut stack = world.stack("pas-update");
+    let created = world.create(&mut stack, world.props(0)).await;
+    created.assert_success();
+    let pas_id = created.data("PrivateAccessSettingsId").to_string();
+
+    let mut props = world.props(0);
+    props["PrivateAccessLevel"] = json!("ENDPOINT");
+    let updated = world
+        .send(Update, &stack, props, Some(world.props(0)))
+        .await;
+    updated.assert_success();
+    assert_eq!(updated.physical_id(), created.physical_id());
+    assert_eq!(
+        updated.data("PrivateAccessSettingsId"),
+        pas_id,
+        "replaced in place, not recreated"
+    );
+    let pas = &world.access_settings()[0];
+    assert_eq!(pas["private_access_level"], json!("ENDPOINT"));
+    assert_eq!(
+        pas["public_access_enabled"],
+        json!(true),
+        "PUT must send public_access_enabled explicitly"
+    );
+    let mut allowed: Vec<&str> = pas["allowed_vpc_endpoint_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect();
+    allowed.sort();
+    let mut own = vec![
+        created.data("RestApiVpcEndpointRegistrationId"),
+        created.data("RelayVpcEndpointRegistrationId"),
+    ];
+    own.sort();
+    assert_eq!(
+        allowed, own,
+        "the resource's own endpoints are always allowed"
+    );
+    let net = &world.networks[0];
+    world.assert_exactly(&[&net.rest_vpce_id, &net.relay_vpce_id], &updated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_to_a_new_relay_endpoint_replaces_only_that_registration() {
+    let world = World::with(WorldOptions {
+        networks: 2,
+        ..WorldOptions::default()
+    })
+    .await;
+    let mut stack = world.stack("relay-swap");
+    let created = world.create(&mut stack, world.props(0)).await;
+    created.assert_success();
+
+    // A new relay endpoint (from the second VPC's fixture would be another VPC: make one in the same VPC).
+    let net = &world.networks[0];
+    let new_relay = net
+        .create_endpoint(world.moto, &net.relay_service, true)
+        .await;
+    world
+        .emulator
+        .state()
+        .register_aws_endpoint(&new_relay, &net.relay_service);
+    let mut props = world.props(0);
+    props["RelayVpcEndpointId"] = json!(new_relay);
+    let updated = world
+        .send(Update, &stack, props, Some(world.props(0)))
+        .await;
+    updated.assert_success();
+    assert_eq!(updated.physical_id(), created.physical_id());
+    assert_eq!(
+        updated.data("RestApiVpcEndpointRegistrationId"),
+        created.data("RestApiVpcEndpointRegistrationId"),
+        "the REST registration stays"
+    );
+    assert_ne!(
+        updated.data("RelayVpcEndpointRegistrationId"),
+        created.data("RelayVpcEndpointRegistrationId")
+    );
+    world.assert_exactly(&[&net.rest_vpce_id, &new_relay], &updated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_update_then_rollback_restores_the_old_state() {
+    let world = World::new().await;
+    let mut stack = world.stack("rollback");
+    let created = world.create(&mut stack, world.props(0)).await;
+    created.assert_success();
+
+    let net = &world.networks[0];
+    let new_relay = net
+        .create_endpoint(world.moto, &net.relay_service, true)
+        .await;
+    world
+        .emulator
+        .state()
+        .register_aws_endpoint(&new_relay, &net.relay_service);
+    world
+        .emulator
+        .state()
+        .set_endpoint_state(&new_relay, Some("rejected"));
+    let mut props = world.props(0);
+    props["RelayVpcEndpointId"] = json!(new_relay);
+    let failed = world
+        .send(Update, &stack, props.clone(), Some(world.props(0)))
+        .await;
+    failed.assert_failed_with("rejected");
+    assert_eq!(
+        failed.physical_id(),
+        created.physical_id(),
+        "a failed Update keeps the id it was sent"
+    );
+
+    // CloudFormation rolls back with the properties swapped.
+    let rolled_back = world
+        .send(Update, &stack, world.props(0), Some(props))
+        .await;
+    rolled_back.assert_success();
+    assert_eq!(
+        rolled_back.data("RelayVpcEndpointRegistrationId"),
+        created.data("RelayVpcEndpointRegistrationId")
+    );
+    world.assert_exactly(&[&net.rest_vpce_id, &net.relay_vpce_id], &rolled_back);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_create_cleans_up_and_its_rollback_delete_succeeds() {
+    let world = World::new().await;
+    let mut stack = world.stack("failed-create");
+    let net = &world.networks[0];
+    world
+        .emulator
+        .state()
+        .set_endpoint_state(&net.relay_vpce_id, Some("rejected"));
+    let failed = world.create(&mut stack, world.props(0)).await;
+    failed.assert_failed_with("rejected");
+    assert!(
+        failed
+            .physical_id()
+            .starts_with("databricks-backend-privatelink-")
+    );
+    assert!(world.access_settings().is_empty(), "{:#}", world.account());
+    assert!(
+        world.registrations().is_empty(),
+        "what the failed Create made is removed: {:#}",
+        world.account()
+    );
+
+    let deleted = world.send(Delete, &stack, world.props(0), None).await;
+    deleted.assert_success();
+    assert_eq!(deleted.physical_id(), failed.physical_id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_create_writes_nothing_and_its_rollback_delete_succeeds() {
+    let world = World::new().await;
+    let mut stack = world.stack("bad-input");
+    let mut props = world.props(0);
+    props["PublicAccessEnabled"] = json!(false);
+    props["Colour"] = json!("blue");
+    let failed = world.create(&mut stack, props.clone()).await;
+    failed.assert_failed_with("lock users out");
+    assert!(failed.reason().contains("Colour"), "{}", failed.reason());
+    assert_eq!(
+        world.writes(),
+        0,
+        "nothing is written to Databricks before validation"
+    );
+
+    let deleted = world.send(Delete, &stack, props, None).await;
+    deleted.assert_success();
+    assert_eq!(world.writes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_create_delivered_twice_at_once_converges_on_one_set() {
+    let world = World::new().await;
+    let second = Lambda::start(&[("DATABRICKS_HOST", world.emulator.base_url().as_str())]).await;
+    let stack = world.stack("duplicate");
+    let (a, b) = tokio::join!(
+        world.send(Create, &stack, world.props(0), None),
+        world.send_via(&second, Create, &stack, world.props(0), None),
+    );
+    a.assert_success();
+    b.assert_success();
+    assert_eq!(a.physical_id(), b.physical_id());
+    for attribute in [
+        "RestApiVpcEndpointRegistrationId",
+        "RelayVpcEndpointRegistrationId",
+        "PrivateAccessSettingsId",
+    ] {
+        assert_eq!(a.data(attribute), b.data(attribute), "{attribute}");
+    }
+    let net = &world.networks[0];
+    world.assert_exactly(&[&net.rest_vpce_id, &net.relay_vpce_id], &a);
+
+    // And again, in a row: nothing new.
+    let again = world.send(Create, &stack, world.props(0), None).await;
+    again.assert_success();
+    assert_eq!(
+        again.data("PrivateAccessSettingsId"),
+        a.data("PrivateAccessSettingsId")
+    );
+    world.assert_exactly(&[&net.rest_vpce_id, &net.relay_vpce_id], &again);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_of_objects_already_gone_and_with_a_generated_id_succeeds() {
+    let world = World::new().await;
+    let mut stack = world.stack("generated-id");
+    world
+        .create(&mut stack, world.props(0))
+        .await
+        .assert_success();
+
+    // A Delete after a cancelled Create carries an id CloudFormation made up.
+    let mut generated = stack.clone();
+    generated.physical_id = Some("generated-id-PrivateLink-1X2Y3Z4W5V6U".into());
+    let deleted = world.send(Delete, &generated, world.props(0), None).await;
+    deleted.assert_success();
+    assert_eq!(
+        deleted.physical_id(),
+        "generated-id-PrivateLink-1X2Y3Z4W5V6U"
+    );
+    assert!(
+        world.registrations().is_empty() && world.access_settings().is_empty(),
+        "{:#}",
+        world.account()
+    );
+
+    let again = world.send(Delete, &stack, world.props(0), None).await;
+    again.assert_success();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stacks_in_one_account_never_touch_each_other() {
+    let world = World::with(WorldOptions {
+        networks: 2,
+        ..WorldOptions::default()
+    })
+    .await;
+    let mut a = world.stack("stack-a");
+    let mut b = world.stack("stack-b");
+    world.create(&mut a, world.props(0)).await.assert_success();
+    let created_b = world.create(&mut b, world.props(1)).await;
+    created_b.assert_success();
+    assert_eq!(world.registrations().len(), 4);
+    assert_eq!(world.access_settings().len(), 2);
+
+    world
+        .send(Delete, &a, world.props(0), None)
+        .await
+        .assert_success();
+    let net_b = &world.networks[1];
+    world.assert_exactly(&[&net_b.rest_vpce_id, &net_b.relay_vpce_id], &created_b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_foreign_registration_is_used_but_never_deleted() {
+    let world = World::new().await;
+    let net = &world.networks[0];
+    let foreign = world
+        .emulator
+        .state()
+        .seed_vpc_endpoint(
+            &world.account_id,
+            emulator::CreateVpcEndpoint {
+                vpc_endpoint_name: Some("registered-by-terraform".into()),
+                aws_vpc_endpoint_id: Some(net.rest_vpce_id.clone()),
+                region: Some(crate::scenario::REGION.into()),
+                gcp_vpc_endpoint_info: None,
+            },
+        )
+        .expect("seeding a registration");
+    let mut stack = world.stack("foreign");
+    let created = world.create(&mut stack, world.props(0)).await;
+    created.assert_success();
+    assert_eq!(
+        created.data("RestApiVpcEndpointRegistrationId"),
+        foreign.vpc_endpoint_id
+    );
+
+    world
+        .send(Delete, &stack, world.props(0), None)
+        .await
+        .assert_success();
+    assert_eq!(
+        world.registered_vpces(),
+        vec![net.rest_vpce_id.clone()],
+        "{:#}",
+        world.account()
+    );
+}
