@@ -1,5 +1,6 @@
 //! Integration tests that drive the real compiled Lambda binary through a Runtime API stand-in.
 
+mod client;
 mod harness_smoke;
 mod support;
 
