@@ -142,6 +142,9 @@ pub struct Network {
     pub workspace_id: Option<i64>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub error_messages: Vec<serde_json::Value>,
+    /// Epoch milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<i64>,
 }
 
 /// Databricks `vpc_endpoint_id`s (not `vpce-…`) a network uses for back-end PrivateLink.

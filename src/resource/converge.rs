@@ -23,7 +23,7 @@ use crate::databricks::{
 use super::error::ResourceError;
 use super::names::{OwnershipKey, Role};
 use super::properties::{AccessLevel, Properties};
-use super::{Handler, delete};
+use super::{Handler, delete, workspaces};
 
 /// What the stack can read with `Fn::GetAtt`.
 #[derive(Clone, Debug)]
@@ -32,11 +32,12 @@ pub struct Converged {
     pub relay_registration_id: String,
     pub private_access_settings_id: String,
     pub relay_hostname: String,
+    pub attached: workspaces::Attached,
 }
 
 impl Converged {
     pub fn attributes(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut data = BTreeMap::from([
             (
                 "RestApiVpcEndpointRegistrationId".to_string(),
                 self.rest_api_registration_id.clone(),
@@ -50,7 +51,24 @@ impl Converged {
                 self.private_access_settings_id.clone(),
             ),
             ("RelayHostname".to_string(), self.relay_hostname.clone()),
-        ])
+            (
+                "AttachedWorkspaceIds".to_string(),
+                self.attached
+                    .workspace_ids
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "ReadyAfter".to_string(),
+                workspaces::iso8601(self.attached.ready_after_ms),
+            ),
+        ]);
+        if let Some(network) = &self.attached.network_id {
+            data.insert("NetworkId".to_string(), network.clone());
+        }
+        data
     }
 }
 
@@ -229,12 +247,26 @@ pub async fn converge(
     created: &Created,
 ) -> Result<Converged, ResourceError> {
     progress.step("listing the account's VPC endpoint registrations and private access settings");
-    let (registrations, access_settings, ()) = tokio::join!(
+    let (registrations, access_settings, networks, workspaces, ()) = tokio::join!(
         client.list_vpc_endpoints(),
         client.list_private_access_settings(),
+        client.list_networks(),
+        async {
+            if props.workspace_ids.is_empty() {
+                Ok(Vec::new())
+            } else {
+                client.list_workspaces().await
+            }
+        },
         warn_about_ports(handler, &props.region, endpoints, deadline),
     );
-    let (registrations, access_settings) = (registrations?, access_settings?);
+    let (registrations, access_settings, networks, workspaces) =
+        (registrations?, access_settings?, networks?, workspaces?);
+    let vpc_id = endpoints
+        .first()
+        .map(|e| e.vpc_id.clone())
+        .unwrap_or_default();
+    workspaces::check(props, &vpc_id, &workspaces, &networks)?;
 
     // Foreign endpoints allowed with ENDPOINT access must already be registered: this resource
     // never registers, owns or deletes them.
@@ -311,6 +343,33 @@ pub async fn converge(
     )
     .await?;
 
+    let attached = if props.network.is_some()
+        || !props.workspace_ids.is_empty()
+        || networks.iter().any(|n| workspaces::owns_network(key, n))
+    {
+        progress.step("creating the network configuration and switching the workspaces");
+        let ids = workspaces::Registrations {
+            rest_api: &rest_id,
+            relay: &relay_id,
+        };
+        workspaces::converge(
+            client,
+            key,
+            props,
+            &vpc_id,
+            &ids,
+            &pas_id,
+            &workspaces,
+            &networks,
+        )
+        .await?
+    } else {
+        workspaces::Attached {
+            ready_after_ms: epoch_ms() as i64,
+            ..Default::default()
+        }
+    };
+
     progress.step("removing superseded registrations");
     let superseded: Vec<&VpcEndpoint> = registrations
         .iter()
@@ -329,6 +388,7 @@ pub async fn converge(
         relay_registration_id: relay_id,
         private_access_settings_id: pas_id,
         relay_hostname: services::relay_hostname(&props.region),
+        attached,
     })
 }
 

@@ -16,6 +16,7 @@ use super::properties::LenientTarget;
 pub enum Kind {
     Registration,
     AccessSettings,
+    Network,
 }
 
 impl Kind {
@@ -23,6 +24,7 @@ impl Kind {
         match self {
             Kind::Registration => "VPC endpoint registration",
             Kind::AccessSettings => "private access settings",
+            Kind::Network => "network configuration",
         }
     }
 }
@@ -45,6 +47,7 @@ pub async fn delete_owned(
     let result = match kind {
         Kind::Registration => client.delete_vpc_endpoint(id).await,
         Kind::AccessSettings => client.delete_private_access_settings(id).await,
+        Kind::Network => client.delete_network(id).await,
     };
     match result {
         Ok(()) => {
@@ -132,18 +135,32 @@ pub async fn delete_all(
         return Ok(());
     };
     progress.step("listing the objects this resource owns");
-    let (registrations, access_settings) = tokio::join!(
+    let (registrations, access_settings, networks) = tokio::join!(
         client.list_vpc_endpoints(),
-        client.list_private_access_settings()
+        client.list_private_access_settings(),
+        client.list_networks()
     );
-    let (registrations, access_settings) = match (registrations, access_settings) {
-        (Ok(r), Ok(p)) => (r, p),
-        (Err(e), _) | (_, Err(e)) if e.is_permanent_credentials() => {
-            unusable(key, &e.to_string());
-            return Ok(());
-        }
-        (Err(e), _) | (_, Err(e)) => return Err(e.into()),
-    };
+    let (registrations, access_settings, networks) =
+        match (registrations, access_settings, networks) {
+            (Ok(r), Ok(p), Ok(n)) => (r, p, n),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) if e.is_permanent_credentials() => {
+                unusable(key, &e.to_string());
+                return Ok(());
+            }
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e.into()),
+        };
+
+    // Networks first: they reference the registrations. One a workspace uses cannot go (a
+    // workspace cannot be switched back), so it and what it references are kept and logged;
+    // the network a workspace had before the switch is not ours and never touched.
+    progress.step("deleting the network configurations");
+    let owned_networks = networks
+        .iter()
+        .filter(|n| super::workspaces::owns_network(key, n));
+    futures_util::future::try_join_all(
+        owned_networks.map(|n| delete_owned(&client, Kind::Network, &n.network_id)),
+    )
+    .await?;
 
     // Access settings first: they may list the registrations among their allowed endpoints.
     progress.step("deleting the private access settings");

@@ -52,8 +52,18 @@ pub enum ResourceError {
     )]
     AllowedEndpointNotRegistered(String),
 
-    #[error("Databricks returned a registration for {vpce} without an id")]
-    MissingRegistration { vpce: String },
+    #[error("{}", .0.join("; "))]
+    Workspaces(Vec<String>),
+
+    #[error(
+        "switching workspaces to back-end PrivateLink failed for {}; {}. Switched workspaces stay switched: PrivateLink cannot be removed from a workspace",
+        .failed.join("; "),
+        if .switched.is_empty() { "no workspace was switched".to_string() } else { format!("switched: {}", .switched.join(", ")) }
+    )]
+    SwitchFailed {
+        switched: Vec<String>,
+        failed: Vec<String>,
+    },
 }
 
 fn join_problems(problems: &[EndpointProblem]) -> String {

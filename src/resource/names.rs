@@ -16,16 +16,20 @@ pub enum Role {
     RestApi,
     Relay,
     AccessSettings,
+    /// The network configuration built from the `Network` property.
     Network,
+    /// A copy of one workspace's own network configuration with the endpoints added.
+    WorkspaceNetwork(i64),
 }
 
 impl Role {
-    fn suffix(self) -> &'static str {
+    fn suffix(self) -> String {
         match self {
-            Role::RestApi => "rest",
-            Role::Relay => "relay",
-            Role::AccessSettings => "pas",
-            Role::Network => "network",
+            Role::RestApi => "rest".into(),
+            Role::Relay => "relay".into(),
+            Role::AccessSettings => "pas".into(),
+            Role::Network => "network".into(),
+            Role::WorkspaceNetwork(id) => format!("ws{id}"),
         }
     }
 }

@@ -22,6 +22,11 @@ pub const FRONT_END_PRIVATE_LINK: &str = "FrontEndPrivateLink";
 pub const PRIVATE_ACCESS_LEVEL: &str = "PrivateAccessLevel";
 pub const ALLOWED_VPC_ENDPOINT_IDS: &str = "AllowedVpcEndpointIds";
 pub const ENABLE_PRIVATE_DNS: &str = "EnablePrivateDns";
+pub const NETWORK: &str = "Network";
+pub const WORKSPACE_IDS: &str = "WorkspaceIds";
+const SUBNET_IDS: &str = "SubnetIds";
+const SECURITY_GROUP_IDS: &str = "SecurityGroupIds";
+const VPC_ID: &str = "VpcId";
 
 /// Longest accepted `NamePrefix`: the longest derived name adds a separator, the ownership
 /// marker and a role suffix, and Databricks caps object names at 256 characters
@@ -89,6 +94,19 @@ pub struct Properties {
     /// `vpce-` ids allowed with `ENDPOINT` access, besides the resource's own two.
     pub allowed_vpc_endpoint_ids: Vec<String>,
     pub enable_private_dns: bool,
+    /// The network configuration to create with both endpoints, when given.
+    pub network: Option<NetworkSpec>,
+    /// Workspaces to switch to the endpoints and the private access settings, in the given order.
+    pub workspace_ids: Vec<i64>,
+}
+
+/// `Network`: the cluster subnets and security groups of a network configuration that carries
+/// the endpoints. `vpc_id` defaults to the endpoints' VPC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub vpc_id: Option<String>,
+    pub subnet_ids: Vec<String>,
+    pub security_group_ids: Vec<String>,
 }
 
 /// What a Delete needs to find and remove the owned objects; every field may be missing.
@@ -177,9 +195,19 @@ pub fn parse(
         note(e);
         None
     });
+    let network = reader.object(NETWORK).unwrap_or_else(|e| {
+        note(e);
+        None
+    });
+    let workspaces = reader.string_list(WORKSPACE_IDS).unwrap_or_else(|e| {
+        note(e);
+        None
+    });
     if let Err(e) = reader.reject_unknown(&[]) {
         note(e);
     }
+    let network = network.and_then(|n| parse_network(&n, &mut problems));
+    let workspace_ids = parse_workspace_ids(workspaces.unwrap_or_default(), &mut problems);
 
     let account_id = required(
         account_id,
@@ -333,6 +361,8 @@ pub fn parse(
             private_access_level,
             allowed_vpc_endpoint_ids,
             enable_private_dns: enable_dns.unwrap_or(false),
+            network,
+            workspace_ids,
         }),
         _ => Err(InvalidProperties(vec![
             "required properties are missing".to_string(),
@@ -367,6 +397,108 @@ pub fn parse_lenient(props: &Map<String, Value>, defaults: &Defaults) -> Lenient
             .or_else(|| defaults.credentials_secret_arn.clone()),
         region,
     }
+}
+
+fn parse_network(map: &Map<String, Value>, problems: &mut Vec<String>) -> Option<NetworkSpec> {
+    let mut reader = PropertyReader::new(map);
+    let mut nested = |r: Result<Option<Vec<String>>, PropertyError>| {
+        r.unwrap_or_else(|e| {
+            problems.push(format!("{NETWORK}: {e}"));
+            None
+        })
+    };
+    let subnets = nested(reader.string_list(SUBNET_IDS));
+    let groups = nested(reader.string_list(SECURITY_GROUP_IDS));
+    let vpc = match reader.string(VPC_ID) {
+        Ok(v) => v,
+        Err(e) => {
+            problems.push(format!("{NETWORK}: {e}"));
+            None
+        }
+    };
+    if let Err(e) = reader.reject_unknown(&[]) {
+        problems.push(format!("{NETWORK}: {e}"));
+    }
+    let before = problems.len();
+    let subnet_ids = distinct_ids(subnets.unwrap_or_default(), "subnet-", SUBNET_IDS, problems);
+    let security_group_ids = distinct_ids(
+        groups.unwrap_or_default(),
+        "sg-",
+        SECURITY_GROUP_IDS,
+        problems,
+    );
+    if subnet_ids.len() < 2 {
+        problems.push(format!(
+            "{NETWORK}.{SUBNET_IDS} needs at least two subnets in different availability zones (the existing cluster subnets)"
+        ));
+    }
+    if !(1..=5).contains(&security_group_ids.len()) {
+        problems.push(format!(
+            "{NETWORK}.{SECURITY_GROUP_IDS} needs one to five security groups (the cluster security group); got {}",
+            security_group_ids.len()
+        ));
+    }
+    if let Some(v) = &vpc
+        && !is_aws_id(v, "vpc-")
+    {
+        problems.push(format!(
+            "{NETWORK}.{VPC_ID} must be a VPC id like vpc-0a1b2c3d4e5f60718; got {}",
+            quote(v)
+        ));
+    }
+    (problems.len() == before).then_some(NetworkSpec {
+        vpc_id: vpc,
+        subnet_ids,
+        security_group_ids,
+    })
+}
+
+fn distinct_ids(
+    values: Vec<String>,
+    prefix: &str,
+    name: &str,
+    problems: &mut Vec<String>,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in values {
+        if !is_aws_id(&v, prefix) {
+            problems.push(format!(
+                "{NETWORK}.{name} entries must look like {prefix}0a1b2c3d; got {}",
+                quote(&v)
+            ));
+        } else if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn parse_workspace_ids(values: Vec<String>, problems: &mut Vec<String>) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for v in values {
+        match v.trim().parse::<i64>() {
+            Ok(id) if id > 0 => {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            _ => problems.push(format!(
+                "{WORKSPACE_IDS} entries must be numeric Databricks workspace ids like 1234567890123456; got {}",
+                quote(&v)
+            )),
+        }
+    }
+    ids
+}
+
+/// `<prefix>` followed by 8 or 17 lowercase hex digits, as EC2 ids are.
+fn is_aws_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|hex| {
+        (hex.len() == 8 || hex.len() == 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 fn required(
@@ -646,6 +778,43 @@ mod tests {
         let msg = problems(with(&[("RelayVpcEndpointId", json!(long))]));
         assert!(msg.len() < 600, "{}", msg.len());
         assert!(!msg.chars().any(|c| c == '\u{0007}'));
+    }
+
+    #[test]
+    fn network_and_workspaces_are_parsed_and_checked() {
+        let p = parse(
+            &with(&[
+                (
+                    "Network",
+                    json!({"SubnetIds": ["subnet-0a1b2c3d", "subnet-1a1b2c3d"], "SecurityGroupIds": "sg-0a1b2c3d"}),
+                ),
+                ("WorkspaceIds", json!(["1234567890123456", "42"])),
+            ]),
+            &defaults(),
+            &identity(),
+        )
+        .unwrap();
+        let n = p.network.unwrap();
+        assert_eq!(n.subnet_ids.len(), 2);
+        assert_eq!(n.security_group_ids, vec!["sg-0a1b2c3d".to_string()]);
+        assert_eq!(n.vpc_id, None);
+        assert_eq!(p.workspace_ids, vec![1234567890123456, 42]);
+
+        let msg = problems(with(&[(
+            "Network",
+            json!({"SubnetIds": ["subnet-0a1b2c3d"], "SecurityGroupIds": []}),
+        )]));
+        assert!(msg.contains("at least two subnets"), "{msg}");
+        assert!(msg.contains("one to five security groups"), "{msg}");
+        let msg = problems(with(&[(
+            "Network",
+            json!({"SubnetIds": ["subnet-0a1b2c3d", "subnet-1a1b2c3d"], "SecurityGroupIds": ["sg-0a1b2c3d"], "Subnets": 1}),
+        )]));
+        assert!(msg.contains("Subnets"), "{msg}");
+        let msg = problems(with(&[("WorkspaceIds", json!(["abc"]))]));
+        assert!(msg.contains("WorkspaceIds"), "{msg}");
+        let msg = problems(with(&[("Network", json!("subnet-0a1b2c3d"))]));
+        assert!(msg.contains("Network"), "{msg}");
     }
 
     #[test]

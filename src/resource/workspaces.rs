@@ -1,0 +1,420 @@
+//! Network configurations and workspace attachment: the step that actually ends
+//! `BOOTSTRAP_TIMEOUT`. A workspace only uses the endpoints once a network configuration lists
+//! them under `vpc_endpoints` and the workspace points at that network and at the private access
+//! settings. Networks are immutable in Databricks, so a change is a new network, the workspaces
+//! re-pointed to it, and the superseded one removed once nothing uses it. PrivateLink cannot be
+//! removed from a workspace, so nothing here ever switches a workspace back.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use crate::databricks::{
+    AccountClient, CreateNetwork, Network, NetworkVpcEndpoints, Workspace, WorkspaceStatus,
+    WorkspaceUpdate,
+};
+
+use super::delete;
+use super::error::ResourceError;
+use super::names::{OwnershipKey, Role};
+use super::properties::Properties;
+
+/// Workspaces switched at once: enough to overlap their polling, few enough not to trip the
+/// account API's rate limit.
+const CONCURRENT_SWITCHES: usize = 4;
+/// Databricks: "you cannot use or create clusters for another 20 minutes" after the switch
+/// (shared/reference/databricks-account-api.md §6.4).
+const PROPAGATION: Duration = Duration::from_secs(20 * 60);
+
+/// What the stack reads back about networks and workspaces.
+#[derive(Clone, Debug, Default)]
+pub struct Attached {
+    pub network_id: Option<String>,
+    pub workspace_ids: Vec<i64>,
+    /// Epoch milliseconds after which clusters can be launched.
+    pub ready_after_ms: i64,
+}
+
+/// The endpoints as Databricks knows them, for the networks that carry them.
+pub struct Registrations<'a> {
+    pub rest_api: &'a str,
+    pub relay: &'a str,
+}
+
+/// Everything about the workspaces and the `Network` property that can be checked before any
+/// Databricks write; every problem in one reason.
+pub fn check(
+    props: &Properties,
+    vpc_id: &str,
+    workspaces: &[Workspace],
+    networks: &[Network],
+) -> Result<(), ResourceError> {
+    let mut problems = Vec::new();
+    if let Some(spec) = &props.network
+        && let Some(v) = spec.vpc_id.as_deref().filter(|v| *v != vpc_id)
+    {
+        problems.push(format!(
+                "Network.VpcId {v} is not the VPC of the endpoints ({vpc_id}): the network configuration must be the VPC the endpoints are in"
+            ));
+    }
+    for id in &props.workspace_ids {
+        let Some(ws) = workspaces.iter().find(|w| w.workspace_id == *id) else {
+            problems.push(format!(
+                "workspace {id} is not in Databricks account {}",
+                props.target.account_id
+            ));
+            continue;
+        };
+        if ws
+            .compute_mode
+            .as_deref()
+            .is_some_and(|m| m.eq_ignore_ascii_case("SERVERLESS"))
+        {
+            problems.push(format!(
+                "workspace {id} is serverless: it has no network of its own, so back-end PrivateLink does not apply"
+            ));
+            continue;
+        }
+        if let Some(region) = ws.aws_region.as_deref().filter(|r| *r != props.region) {
+            problems.push(format!(
+                "workspace {id} is in {region}, the endpoints in {}: private access settings only serve workspaces of their region",
+                props.region
+            ));
+        }
+        let Some(network_id) = ws.network_id.as_deref() else {
+            problems.push(format!(
+                "workspace {id} does not run in a customer-managed VPC (it has no network configuration): back-end PrivateLink needs one"
+            ));
+            continue;
+        };
+        match networks.iter().find(|n| n.network_id == network_id) {
+            Some(n) if n.vpc_id.as_deref() != Some(vpc_id) => problems.push(format!(
+                "workspace {id} runs in VPC {}, but the endpoints are in {vpc_id}: the endpoints must be in the workspace's VPC",
+                n.vpc_id.as_deref().unwrap_or("(unknown)")
+            )),
+            Some(_) => {}
+            None => problems.push(format!(
+                "workspace {id} uses network configuration {network_id}, which is not in the account"
+            )),
+        }
+        match ws.status() {
+            WorkspaceStatus::Running => {}
+            other => problems.push(format!(
+                "workspace {id} is {}, not RUNNING: only a running workspace can be switched{}",
+                status_name(&other),
+                ws.workspace_status_message
+                    .as_deref()
+                    .map(|m| format!(" ({})", crate::cfn::shorten(m, 200)))
+                    .unwrap_or_default()
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ResourceError::Workspaces(problems))
+    }
+}
+
+fn status_name(status: &WorkspaceStatus) -> String {
+    match status {
+        WorkspaceStatus::Running => "RUNNING".into(),
+        WorkspaceStatus::Provisioning => "PROVISIONING".into(),
+        WorkspaceStatus::NotProvisioned => "NOT_PROVISIONED".into(),
+        WorkspaceStatus::Failed => "FAILED".into(),
+        WorkspaceStatus::Banned => "BANNED".into(),
+        WorkspaceStatus::Cancelling => "CANCELLING".into(),
+        WorkspaceStatus::Other(s) => s.clone(),
+    }
+}
+
+/// Whether `network` is one of this resource's networks, of either kind.
+pub fn owns_network(key: &OwnershipKey, network: &Network) -> bool {
+    let name = network.network_name.as_deref();
+    key.owns(name, Role::Network)
+        || network
+            .workspace_id
+            .is_some_and(|id| key.owns(name, Role::WorkspaceNetwork(id)))
+        || name.is_some_and(|n| {
+            // A copy not attached (yet): its workspace id is only in the name.
+            n.rsplit_once("-ws")
+                .and_then(|(_, rest)| rest.split('-').next())
+                .and_then(|id| id.parse::<i64>().ok())
+                .is_some_and(|id| key.owns(name, Role::WorkspaceNetwork(id)))
+        })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn converge(
+    client: &AccountClient,
+    key: &OwnershipKey,
+    props: &Properties,
+    vpc_id: &str,
+    registrations: &Registrations<'_>,
+    pas_id: &str,
+    workspaces: &[Workspace],
+    networks: &[Network],
+) -> Result<Attached, ResourceError> {
+    let endpoints = NetworkVpcEndpoints {
+        rest_api: vec![registrations.rest_api.to_string()],
+        dataplane_relay: vec![registrations.relay.to_string()],
+    };
+    let shared = match &props.network {
+        Some(spec) => {
+            let desired = CreateNetwork {
+                network_name: String::new(),
+                vpc_id: vpc_id.to_string(),
+                subnet_ids: spec.subnet_ids.clone(),
+                security_group_ids: spec.security_group_ids.clone(),
+                vpc_endpoints: endpoints.clone(),
+            };
+            Some(
+                ensure_network(
+                    client,
+                    key,
+                    &props.name_prefix,
+                    Role::Network,
+                    desired,
+                    networks,
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
+
+    // The network each workspace should use: the shared one, or a copy of its own with the
+    // endpoints added, so nothing about its cluster subnets changes.
+    let mut targets: Vec<(i64, String)> = Vec::new();
+    let mut switches: Vec<(i64, String)> = Vec::new();
+    for id in &props.workspace_ids {
+        let Some(ws) = workspaces.iter().find(|w| w.workspace_id == *id) else {
+            continue;
+        };
+        let target = match &shared {
+            Some(n) => n.clone(),
+            None => {
+                let current = ws
+                    .network_id
+                    .as_deref()
+                    .and_then(|nid| networks.iter().find(|n| n.network_id == nid))
+                    .ok_or_else(|| {
+                        ResourceError::Workspaces(vec![format!(
+                            "workspace {id} has no network configuration"
+                        )])
+                    })?;
+                let desired = CreateNetwork {
+                    network_name: String::new(),
+                    vpc_id: current.vpc_id.clone().unwrap_or_else(|| vpc_id.to_string()),
+                    subnet_ids: current.subnet_ids.clone(),
+                    security_group_ids: current.security_group_ids.clone(),
+                    vpc_endpoints: endpoints.clone(),
+                };
+                ensure_network(
+                    client,
+                    key,
+                    &props.name_prefix,
+                    Role::WorkspaceNetwork(*id),
+                    desired,
+                    networks,
+                )
+                .await?
+            }
+        };
+        if ws.network_id.as_deref() != Some(target.as_str())
+            || ws.private_access_settings_id.as_deref() != Some(pas_id)
+        {
+            switches.push((*id, target.clone()));
+        }
+        targets.push((*id, target));
+    }
+
+    let results: Vec<(i64, Result<(), String>)> =
+        futures_util::stream::iter(switches.iter().cloned())
+            .map(|(id, network)| async move { (id, switch(client, id, &network, pas_id).await) })
+            .buffer_unordered(CONCURRENT_SWITCHES)
+            .collect()
+            .await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|(id, r)| r.as_ref().err().map(|e| format!("{id}: {e}")))
+        .collect();
+    if !failed.is_empty() {
+        let switched: Vec<String> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(id, _)| id.to_string())
+            .collect();
+        return Err(ResourceError::SwitchFailed { switched, failed });
+    }
+    for (id, _) in &results {
+        tracing::info!(workspace = id, "workspace switched to back-end PrivateLink");
+    }
+
+    // Networks of this resource that no workspace should use any more; one still in use (a
+    // workspace removed from WorkspaceIds cannot be switched back) is kept and logged.
+    let wanted: BTreeSet<&str> = targets
+        .iter()
+        .map(|(_, n)| n.as_str())
+        .chain(shared.as_deref())
+        .collect();
+    let stale = networks
+        .iter()
+        .filter(|n| owns_network(key, n) && !wanted.contains(n.network_id.as_str()));
+    futures_util::future::try_join_all(
+        stale.map(|n| delete::delete_owned(client, delete::Kind::Network, &n.network_id)),
+    )
+    .await?;
+
+    let now = epoch_ms();
+    let ready_after_ms = if !results.is_empty() {
+        now + PROPAGATION.as_millis() as i64
+    } else if targets.is_empty() {
+        now
+    } else {
+        // Nothing switched now: 20 minutes after the newest network in use was made, which is
+        // when its workspaces were switched to it, give or take the seconds between the two.
+        networks
+            .iter()
+            .filter(|n| wanted.contains(n.network_id.as_str()))
+            .filter_map(|n| n.creation_time)
+            .max()
+            .map_or(now, |ms| ms + PROPAGATION.as_millis() as i64)
+    };
+    Ok(Attached {
+        network_id: shared,
+        workspace_ids: targets.iter().map(|(id, _)| *id).collect(),
+        ready_after_ms,
+    })
+}
+
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The owned network with exactly this content, created if there is none. Names are not unique
+/// in Databricks: as for the private access settings, concurrent creators agree on the oldest.
+async fn ensure_network(
+    client: &AccountClient,
+    key: &OwnershipKey,
+    prefix: &str,
+    role: Role,
+    desired: CreateNetwork,
+    known: &[Network],
+) -> Result<String, ResourceError> {
+    let matching = |list: &[Network]| -> Vec<Network> {
+        let mut v: Vec<Network> = list
+            .iter()
+            .filter(|n| key.owns(n.network_name.as_deref(), role) && same_content(n, &desired))
+            .cloned()
+            .collect();
+        v.sort_by_key(|n| {
+            (
+                key.stamp(n.network_name.as_deref(), role).unwrap_or(0),
+                n.network_id.clone(),
+            )
+        });
+        v
+    };
+    if let Some(existing) = matching(known).first() {
+        return Ok(existing.network_id.clone());
+    }
+    let request = CreateNetwork {
+        network_name: key.stamped_name(prefix, role, epoch_ms().max(0) as u64),
+        ..desired.clone()
+    };
+    let created = client.create_network(&request).await?;
+    tracing::info!(network = %created.network_id, "created network configuration with both endpoints");
+    let now = matching(&client.list_networks().await?);
+    match now.first() {
+        Some(oldest) if oldest.network_id != created.network_id => {
+            delete::delete_owned(client, delete::Kind::Network, &created.network_id).await?;
+            Ok(oldest.network_id.clone())
+        }
+        _ => Ok(created.network_id),
+    }
+}
+
+fn same_content(network: &Network, desired: &CreateNetwork) -> bool {
+    let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+    let endpoints = network.vpc_endpoints.clone().unwrap_or_default();
+    network.vpc_id.as_deref() == Some(desired.vpc_id.as_str())
+        && set(&network.subnet_ids) == set(&desired.subnet_ids)
+        && set(&network.security_group_ids) == set(&desired.security_group_ids)
+        && set(&endpoints.rest_api) == set(&desired.vpc_endpoints.rest_api)
+        && set(&endpoints.dataplane_relay) == set(&desired.vpc_endpoints.dataplane_relay)
+}
+
+/// One `PATCH` with both ids, then reads until `RUNNING`. The read that sees `RUNNING` also
+/// confirms both ids took: Databricks documents that a failed update may revert silently.
+async fn switch(
+    client: &AccountClient,
+    id: i64,
+    network_id: &str,
+    pas_id: &str,
+) -> Result<(), String> {
+    let update = WorkspaceUpdate {
+        network_id: Some(network_id.to_string()),
+        private_access_settings_id: Some(pas_id.to_string()),
+    };
+    client
+        .update_workspace(id, &update)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let ws = client.get_workspace(id).await.map_err(|e| e.to_string())?;
+        match ws.status() {
+            WorkspaceStatus::Running => {
+                if ws.network_id.as_deref() == Some(network_id)
+                    && ws.private_access_settings_id.as_deref() == Some(pas_id)
+                {
+                    return Ok(());
+                }
+                return Err(format!(
+                    "Databricks accepted the update but the workspace reverted silently to network {} and private access settings {}; check the network configuration's errors in the account console",
+                    ws.network_id.as_deref().unwrap_or("(none)"),
+                    ws.private_access_settings_id.as_deref().unwrap_or("(none)")
+                ));
+            }
+            status @ (WorkspaceStatus::Failed | WorkspaceStatus::Banned) => {
+                return Err(format!(
+                    "the workspace went {}: {}",
+                    status_name(&status),
+                    crate::cfn::shorten(
+                        ws.workspace_status_message
+                            .as_deref()
+                            .unwrap_or("no status message"),
+                        300
+                    )
+                ));
+            }
+            _ => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// ISO 8601 UTC to the second, as `Fn::GetAtt` users read it.
+pub fn iso8601(epoch_ms: i64) -> String {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    DateTime::from_secs(epoch_ms.div_euclid(1000))
+        .fmt(Format::DateTime)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_after_is_iso8601_utc_to_the_second() {
+        assert_eq!(iso8601(1_795_696_496_789), "2026-11-26T12:34:56Z");
+    }
+}
