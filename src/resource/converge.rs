@@ -77,11 +77,18 @@ impl Converged {
 pub struct Created {
     registrations: Mutex<Vec<String>>,
     access_settings: Mutex<Vec<String>>,
+    networks: Mutex<Vec<String>>,
 }
 
 impl Created {
     fn registration(&self, id: &str) {
         if let Ok(mut v) = self.registrations.lock() {
+            v.push(id.to_string());
+        }
+    }
+
+    pub fn network(&self, id: &str) {
+        if let Ok(mut v) = self.networks.lock() {
             v.push(id.to_string());
         }
     }
@@ -95,20 +102,15 @@ impl Created {
     /// Best effort: whatever cannot be removed now is still found by the ownership key when
     /// CloudFormation's rollback Delete arrives.
     pub async fn remove(&self, client: &AccountClient) {
-        let pas: Vec<String> = self
-            .access_settings
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default();
-        let regs: Vec<String> = self
-            .registrations
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default();
-        for id in pas {
+        let take = |m: &Mutex<Vec<String>>| m.lock().map(|v| v.clone()).unwrap_or_default();
+        // Networks reference registrations; a network a workspace was switched to stays.
+        for id in take(&self.networks) {
+            delete::delete_quietly(client, delete::Kind::Network, &id).await;
+        }
+        for id in take(&self.access_settings) {
             delete::delete_quietly(client, delete::Kind::AccessSettings, &id).await;
         }
-        for id in regs {
+        for id in take(&self.registrations) {
             delete::delete_quietly(client, delete::Kind::Registration, &id).await;
         }
     }
@@ -361,6 +363,7 @@ pub async fn converge(
             &pas_id,
             &workspaces,
             &networks,
+            created,
         )
         .await?
     } else {

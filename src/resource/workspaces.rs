@@ -15,6 +15,7 @@ use crate::databricks::{
     WorkspaceUpdate,
 };
 
+use super::converge::Created;
 use super::delete;
 use super::error::ResourceError;
 use super::names::{OwnershipKey, Role};
@@ -155,6 +156,7 @@ pub async fn converge(
     pas_id: &str,
     workspaces: &[Workspace],
     networks: &[Network],
+    created: &Created,
 ) -> Result<Attached, ResourceError> {
     let endpoints = NetworkVpcEndpoints {
         rest_api: vec![registrations.rest_api.to_string()],
@@ -177,6 +179,7 @@ pub async fn converge(
                     Role::Network,
                     desired,
                     networks,
+                    created,
                 )
                 .await?,
             )
@@ -218,6 +221,7 @@ pub async fn converge(
                     Role::WorkspaceNetwork(*id),
                     desired,
                     networks,
+                    created,
                 )
                 .await?
             }
@@ -305,6 +309,7 @@ async fn ensure_network(
     role: Role,
     desired: CreateNetwork,
     known: &[Network],
+    created_here: &Created,
 ) -> Result<String, ResourceError> {
     let matching = |list: &[Network]| -> Vec<Network> {
         let mut v: Vec<Network> = list
@@ -328,6 +333,7 @@ async fn ensure_network(
         ..desired.clone()
     };
     let created = client.create_network(&request).await?;
+    created_here.network(&created.network_id);
     tracing::info!(network = %created.network_id, "created network configuration with both endpoints");
     let now = matching(&client.list_networks().await?);
     match now.first() {

@@ -331,3 +331,53 @@ impl World {
         }
     }
 }
+
+impl World {
+    /// A running, customer-managed workspace in `networks[n]`'s VPC, on its own two subnets
+    /// (Databricks refuses subnets shared by two attached networks).
+    pub fn seed_workspace(&self, n: usize, name: &str) -> i64 {
+        let net = &self.networks[n];
+        let subnet = || format!("subnet-{}", &crate::support::uuid().replace('-', "")[..17]);
+        self.seed_workspace_with(emulator::WorkspaceSeed {
+            name: name.to_string(),
+            network: Some(emulator::NetworkSeed {
+                vpc_id: net.vpc_id.clone(),
+                subnet_ids: vec![subnet(), subnet()],
+                security_group_ids: vec![net.cluster_sg_id.clone()],
+            }),
+            ..emulator::WorkspaceSeed::default()
+        })
+    }
+
+    pub fn seed_workspace_with(&self, seed: emulator::WorkspaceSeed) -> i64 {
+        self.emulator
+            .state()
+            .seed_workspace(&self.account_id, seed)
+            .expect("seeding a workspace")
+            .workspace_id
+    }
+
+    pub fn workspace(&self, id: i64) -> Value {
+        self.account()["workspaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| w["workspace_id"].as_i64() == Some(id))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn networks(&self) -> Vec<Value> {
+        self.account()["networks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn network(&self, id: &str) -> Value {
+        self.networks()
+            .into_iter()
+            .find(|n| n["network_id"].as_str() == Some(id))
+            .unwrap_or(Value::Null)
+    }
+}
