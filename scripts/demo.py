@@ -623,7 +623,7 @@ def run(stack, args, log_dir, failures):
     )
     status(
         f"emulator on {emulator}: account {DATABRICKS_ACCOUNT}, customer-managed workspace "
-        f"{workspace['workspace_id']} (attaching workspaces is not part of the resource yet) [{time.monotonic() - began:.1f} s]"
+        f"{workspace['workspace_id']} [{time.monotonic() - began:.1f} s]"
     )
 
     # --- The Lambda -----------------------------------------------------------------
@@ -660,6 +660,7 @@ def run(stack, args, log_dir, failures):
         "CredentialsSecretArn": secret["arn"],
         "RestApiVpcEndpointId": network["rest_vpce_id"],
         "RelayVpcEndpointId": network["relay_vpce_id"],
+        "WorkspaceIds": [str(workspace["workspace_id"])],
     }
     update_props = {**create_props, "PrivateAccessLevel": "ENDPOINT"}
 
@@ -704,7 +705,8 @@ def run(stack, args, log_dir, failures):
 
     # --- Create -----------------------------------------------------------------
     created = play(
-        "1. Create: register both endpoints, create private access settings (level ACCOUNT)",
+        "1. Create: register both endpoints, create private access settings (level ACCOUNT),\n"
+        "   and switch the workspace to a copy of its network that carries both endpoints",
         "Create",
         create_props,
     )
@@ -725,6 +727,13 @@ def run(stack, args, log_dir, failures):
     print()
     expect("Create", set(endpoint_ids) <= registered, "both vpce ids registered with Databricks")
     expect("Create", len(state["private_access_settings"]) == 1, "one private access settings object")
+    switched = next((w for w in state["workspaces"] if w["workspace_id"] == workspace["workspace_id"]), {})
+    expect(
+        "Create",
+        switched.get("private_access_settings_id") == created.get("Data", {}).get("PrivateAccessSettingsId")
+        and switched.get("network_id") != workspace.get("network_id"),
+        "the workspace switched to the new network and the private access settings",
+    )
 
     # --- Update -----------------------------------------------------------------
     updated = play(
@@ -746,15 +755,26 @@ def run(stack, args, log_dir, failures):
     expect("Update", levels == ["ENDPOINT"], "private access settings at level ENDPOINT")
 
     # --- Delete -----------------------------------------------------------------
-    play("3. Delete: remove what the resource owns", "Delete", update_props, physical_id=physical_id)
+    play(
+        "3. Delete: remove what the resource owns, keeping what the workspace still uses",
+        "Delete",
+        update_props,
+        physical_id=physical_id,
+    )
     state = show_state(fixtures.ec2, emulator, endpoint_ids)
     print()
-    expect("Delete", not state["vpc_endpoints"], "no endpoint registration left")
-    expect("Delete", not state["private_access_settings"], "no private access settings left")
+    # PrivateLink cannot be removed from a workspace, so the objects it uses stay (and are
+    # logged); the stack still deletes.
+    still = next((w for w in state["workspaces"] if w["workspace_id"] == workspace["workspace_id"]), {})
     expect(
         "Delete",
-        any(w["workspace_id"] == workspace["workspace_id"] for w in state["workspaces"]),
-        "the workspace untouched",
+        still.get("private_access_settings_id") is not None and len(state["vpc_endpoints"]) == 2,
+        "what the workspace uses is kept (PrivateLink cannot be removed from a workspace)",
+    )
+    expect(
+        "Delete",
+        any(n["network_id"] == workspace.get("network_id") for n in state["networks"]),
+        "the workspace's original network untouched",
     )
     print()
     print("timings: " + ", ".join(f"{kind} {seconds:.2f} s ({outcome})" for kind, seconds, outcome in timings))
