@@ -4,5 +4,6 @@ mod client;
 mod harness_smoke;
 mod support;
 
+mod invocation_modes;
 mod lifecycle;
 mod scenario;
