@@ -352,3 +352,110 @@ async fn an_existing_foreign_registration_is_used_but_never_deleted() {
         world.account()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_dns_off_fails_clearly_or_is_enabled_on_request() {
+    let world = World::with(WorldOptions {
+        private_dns: false,
+        ..WorldOptions::default()
+    })
+    .await;
+    let mut stack = world.stack("private-dns");
+    let failed = world.create(&mut stack, world.props(0)).await;
+    failed.assert_failed_with("BOOTSTRAP_TIMEOUT");
+    assert!(
+        failed.reason().contains("EnablePrivateDns"),
+        "{}",
+        failed.reason()
+    );
+    assert_eq!(world.writes(), 0, "refused before any Databricks write");
+
+    let mut props = world.props(0);
+    props["EnablePrivateDns"] = json!(true);
+    let created = world.create(&mut stack, props).await;
+    created.assert_success();
+    // Logged only once EC2 reports private DNS on for the endpoint (read back after the change).
+    assert!(
+        world
+            .lambda
+            .wait_for_log("private DNS enabled", std::time::Duration::from_secs(2))
+            .await,
+        "{}",
+        world.lambda.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_to_another_account_cleans_up_the_old_one() {
+    let world = World::new().await;
+    let mut stack = world.stack("move");
+    world
+        .create(&mut stack, world.props(0))
+        .await
+        .assert_success();
+    let old_account = world.account_id.clone();
+
+    let new_account = crate::support::uuid();
+    let mut props = world.props(0);
+    props["AccountId"] = json!(new_account);
+    let moved = world
+        .send(Update, &stack, props, Some(world.props(0)))
+        .await;
+    moved.assert_success();
+    let old = world.emulator.state().dump(&old_account);
+    assert!(
+        old["vpc_endpoints"]
+            .as_array()
+            .is_some_and(|v| v.is_empty()),
+        "{old:#}"
+    );
+    assert!(
+        old["private_access_settings"]
+            .as_array()
+            .is_some_and(|v| v.is_empty()),
+        "{old:#}"
+    );
+    let new = world.emulator.state().dump(&new_account);
+    assert_eq!(
+        new["vpc_endpoints"].as_array().map(Vec::len),
+        Some(2),
+        "{new:#}"
+    );
+    assert_eq!(
+        new["private_access_settings"].as_array().map(Vec::len),
+        Some(1),
+        "{new:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_with_unusable_credentials_succeeds_and_says_what_may_remain() {
+    let world = World::new().await;
+    let mut stack = world.stack("no-secret");
+    world
+        .create(&mut stack, world.props(0))
+        .await
+        .assert_success();
+    let mut props = world.props(0);
+    props["CredentialsSecretArn"] =
+        json!("arn:aws:secretsmanager:us-east-1:123456789012:secret:gone-AbCdEf");
+    let deleted = world.send(Delete, &stack, props, None).await;
+    deleted.assert_success();
+    assert!(
+        world
+            .lambda
+            .wait_for_log(
+                "objects owned by this resource may remain",
+                std::time::Duration::from_secs(2)
+            )
+            .await,
+        "{}",
+        world.lambda.logs()
+    );
+    assert!(world.lambda.logs().contains("\"level\":\"ERROR\""));
+    assert_eq!(
+        world.registrations().len(),
+        2,
+        "nothing could be checked, so nothing was touched"
+    );
+}
