@@ -7,3 +7,4 @@ mod support;
 mod invocation_modes;
 mod lifecycle;
 mod scenario;
+mod workspaces;
