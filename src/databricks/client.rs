@@ -36,6 +36,10 @@ const OFFICIAL_ACCOUNT_HOSTS: [&str; 3] = [
 /// Environment variable that lets the client talk to a non-official host (an emulator).
 const ALLOW_INSECURE_ENV: &str = "ALLOW_INSECURE_ENDPOINTS";
 
+/// Environment variable overriding the per-attempt timeout, in whole seconds. Tests use a short
+/// one so a hanging API costs seconds, not the default 30 s per attempt.
+const REQUEST_TIMEOUT_ENV: &str = "DATABRICKS_HTTP_TIMEOUT_SECS";
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shorter than the idle timeouts of load balancers in front of the API, so a pooled
@@ -78,15 +82,36 @@ impl Default for HttpSettings {
 }
 
 impl HttpSettings {
-    /// Defaults, with `allow_insecure` from `ALLOW_INSECURE_ENDPOINTS=true`.
+    /// Defaults, with `allow_insecure` from `ALLOW_INSECURE_ENDPOINTS=true` and the per-attempt
+    /// timeout from `DATABRICKS_HTTP_TIMEOUT_SECS` (a positive number of seconds; anything else
+    /// keeps the default, with a warning).
     pub fn from_env() -> Self {
-        Self::from_env_value(std::env::var(ALLOW_INSECURE_ENV).ok().as_deref())
+        Self::from_env_value(
+            std::env::var(ALLOW_INSECURE_ENV).ok().as_deref(),
+            std::env::var(REQUEST_TIMEOUT_ENV).ok().as_deref(),
+        )
     }
 
-    fn from_env_value(allow_insecure: Option<&str>) -> Self {
+    fn from_env_value(allow_insecure: Option<&str>, request_timeout_secs: Option<&str>) -> Self {
+        let default = Self::default();
+        let request_timeout = match request_timeout_secs.map(str::trim) {
+            None | Some("") => default.request_timeout,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(secs) if secs > 0 => Duration::from_secs(secs),
+                _ => {
+                    tracing::warn!(
+                        value = %shorten(raw, 40),
+                        default_secs = default.request_timeout.as_secs(),
+                        "{REQUEST_TIMEOUT_ENV} is not a positive whole number of seconds; using the default"
+                    );
+                    default.request_timeout
+                }
+            },
+        };
         Self {
             allow_insecure: allow_insecure.is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
-            ..Self::default()
+            request_timeout,
+            ..default
         }
     }
 }

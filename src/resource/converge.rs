@@ -151,23 +151,48 @@ pub async fn prepare(
         props.rest_api_vpc_endpoint_id.clone(),
         props.relay_vpc_endpoint_id.clone(),
     ];
-    let (endpoints, principal) = try_join(
-        async {
-            handler
-                .ec2
-                .describe_vpc_endpoints(&props.region, &ids, deadline)
-                .await
-                .map_err(ResourceError::from)
-        },
-        async {
-            handler
-                .secrets
-                .service_principal(&props.target.credentials_secret_arn, deadline)
-                .await
-                .map_err(ResourceError::from)
-        },
-    )
-    .await?;
+    let (endpoints, principal) = tokio::join!(
+        handler
+            .ec2
+            .describe_vpc_endpoints(&props.region, &ids, deadline),
+        handler
+            .secrets
+            .service_principal(&props.target.credentials_secret_arn, deadline),
+    );
+    // Both are checked before either failure is reported, so one failed deployment names every
+    // problem with the endpoints and the secret.
+    let checked = endpoints
+        .map_err(ResourceError::from)
+        .and_then(|endpoints| check_endpoints(props, endpoints));
+    let (principal, (rest, relay)) = match (principal, checked) {
+        (Ok(p), Ok(pair)) => (p, pair),
+        (Err(secret), Err(endpoints)) => {
+            return Err(ResourceError::Several(vec![
+                endpoints.to_string(),
+                secret.to_string(),
+            ]));
+        }
+        (Err(secret), _) => return Err(secret.into()),
+        (_, Err(endpoints)) => return Err(endpoints),
+    };
+    let client = AccountClient::new(
+        &handler.http,
+        &props.target.account_host,
+        &props.target.account_id,
+        crate::databricks::ClientCredentials::new(
+            principal.client_id.clone(),
+            principal.client_secret.clone(),
+        ),
+        deadline,
+    )?;
+    Ok((client, vec![rest, relay]))
+}
+
+/// The two endpoints as EC2 describes them, checked against the region's Databricks services.
+fn check_endpoints(
+    props: &Properties,
+    endpoints: Vec<VpcEndpointInfo>,
+) -> Result<(VpcEndpointInfo, VpcEndpointInfo), ResourceError> {
     let find = |id: &str| endpoints.iter().find(|e| e.id == id).cloned();
     let (Some(rest), Some(relay)) = (
         find(&props.rest_api_vpc_endpoint_id),
@@ -186,17 +211,7 @@ pub async fn prepare(
     if !check.private_dns_missing.is_empty() && !props.enable_private_dns {
         return Err(ResourceError::PrivateDnsDisabled(check.private_dns_missing));
     }
-    let client = AccountClient::new(
-        &handler.http,
-        &props.target.account_host,
-        &props.target.account_id,
-        crate::databricks::ClientCredentials::new(
-            principal.client_id.clone(),
-            principal.client_secret.clone(),
-        ),
-        deadline,
-    )?;
-    Ok((client, vec![rest, relay]))
+    Ok((rest, relay))
 }
 
 /// Logs a warning when the endpoints' security groups do not admit the ports the compute plane

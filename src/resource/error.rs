@@ -55,6 +55,9 @@ pub enum ResourceError {
     #[error("{}", .0.join("; "))]
     Workspaces(Vec<String>),
 
+    #[error("{}", .0.join("; "))]
+    Several(Vec<String>),
+
     #[error(
         "switching workspaces to back-end PrivateLink failed for {}; {}. Switched workspaces stay switched: PrivateLink cannot be removed from a workspace",
         .failed.join("; "),

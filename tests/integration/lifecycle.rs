@@ -459,3 +459,21 @@ async fn delete_with_unusable_credentials_succeeds_and_says_what_may_remain() {
         "nothing could be checked, so nothing was touched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_endpoint_and_a_missing_secret_are_named_together() {
+    let world = World::new().await;
+    let mut props = world.props(0);
+    props["RelayVpcEndpointId"] = json!("vpce-0123456789abcdef0");
+    props["CredentialsSecretArn"] =
+        json!("arn:aws:secretsmanager:us-east-1:123456789012:secret:gone-AbCdEf");
+    let mut stack = world.stack("two-problems");
+    let failed = world.create(&mut stack, props).await;
+    failed.assert_failed_with("vpce-0123456789abcdef0");
+    assert!(
+        failed.reason().contains("gone-AbCdEf"),
+        "{}",
+        failed.reason()
+    );
+    assert_eq!(world.writes(), 0);
+}

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::scenario::{World, WorldOptions};
-use crate::support::events::RequestType::{Create, Delete, Update};
+use crate::support::events::RequestType::{Delete, Update};
 
 fn with_workspaces(mut props: Value, ids: &[i64]) -> Value {
     props["WorkspaceIds"] = json!(ids.iter().map(i64::to_string).collect::<Vec<_>>());

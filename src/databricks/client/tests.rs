@@ -232,15 +232,36 @@ async fn ids_that_could_change_the_path_are_refused_without_a_request() {
 
 #[test]
 fn allow_insecure_comes_from_the_environment_value() {
-    assert!(HttpSettings::from_env_value(Some("true")).allow_insecure);
-    assert!(HttpSettings::from_env_value(Some("TRUE")).allow_insecure);
-    assert!(!HttpSettings::from_env_value(Some("false")).allow_insecure);
-    assert!(!HttpSettings::from_env_value(Some("1")).allow_insecure);
-    assert!(!HttpSettings::from_env_value(None).allow_insecure);
+    assert!(HttpSettings::from_env_value(Some("true"), None).allow_insecure);
+    assert!(HttpSettings::from_env_value(Some("TRUE"), None).allow_insecure);
+    assert!(!HttpSettings::from_env_value(Some("false"), None).allow_insecure);
+    assert!(!HttpSettings::from_env_value(Some("1"), None).allow_insecure);
+    assert!(!HttpSettings::from_env_value(None, None).allow_insecure);
     assert_eq!(
-        HttpSettings::from_env_value(None).request_timeout,
+        HttpSettings::from_env_value(None, None).request_timeout,
         Duration::from_secs(30)
     );
+}
+
+#[test]
+fn the_per_attempt_timeout_comes_from_the_environment_value_or_stays_30_s() {
+    let timeout = |raw: Option<&str>| HttpSettings::from_env_value(None, raw).request_timeout;
+    assert_eq!(timeout(Some("2")), Duration::from_secs(2));
+    assert_eq!(timeout(Some(" 45 ")), Duration::from_secs(45));
+    for unusable in [
+        None,
+        Some(""),
+        Some("0"),
+        Some("-3"),
+        Some("1.5"),
+        Some("fast"),
+    ] {
+        assert_eq!(timeout(unusable), Duration::from_secs(30), "{unusable:?}");
+    }
+    // The other settings keep their defaults.
+    let settings = HttpSettings::from_env_value(Some("true"), Some("2"));
+    assert!(settings.allow_insecure);
+    assert_eq!(settings.retry, HttpSettings::default().retry);
 }
 
 // --- tokens ---
