@@ -410,6 +410,41 @@ pub async fn converge(
     })
 }
 
+/// The first object `converged` reports that Databricks no longer has (404), if any. Nothing
+/// but a Delete for this resource removes them, so one gone at the end of a Create means a Delete
+/// ran meanwhile. Any other error proves nothing: it is logged and the check moves on.
+pub async fn vanished(client: &AccountClient, converged: &Converged) -> Option<String> {
+    let mut objects = vec![
+        (
+            delete::Kind::Registration,
+            &converged.rest_api_registration_id,
+        ),
+        (delete::Kind::Registration, &converged.relay_registration_id),
+        (
+            delete::Kind::AccessSettings,
+            &converged.private_access_settings_id,
+        ),
+    ];
+    if let Some(network) = &converged.attached.network_id {
+        objects.push((delete::Kind::Network, network));
+    }
+    for (kind, id) in objects {
+        let found = match kind {
+            delete::Kind::Registration => client.get_vpc_endpoint(id).await.map(drop),
+            delete::Kind::AccessSettings => client.get_private_access_settings(id).await.map(drop),
+            delete::Kind::Network => client.get_network(id).await.map(drop),
+        };
+        match found {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => return Some(format!("{} {id}", kind.describe())),
+            Err(e) => {
+                tracing::warn!(object = kind.describe(), id = %id, error = %e, "could not confirm that the object still exists")
+            }
+        }
+    }
+    None
+}
+
 pub fn owns_registration(key: &OwnershipKey, r: &VpcEndpoint) -> bool {
     let name = r.vpc_endpoint_name.as_deref();
     key.owns(name, Role::RestApi) || key.owns(name, Role::Relay)

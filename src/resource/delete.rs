@@ -20,7 +20,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn describe(self) -> &'static str {
+    pub(super) fn describe(self) -> &'static str {
         match self {
             Kind::Registration => "VPC endpoint registration",
             Kind::AccessSettings => "private access settings",
@@ -134,6 +134,20 @@ pub async fn delete_all(
     let Some(client) = client_for(handler, key, target, deadline).await? else {
         return Ok(());
     };
+    remove_owned(&client, key, progress).await?;
+    tracing::info!(
+        retries = client.retries_spent(),
+        "Databricks account API retries spent"
+    );
+    Ok(())
+}
+
+/// Removes every object the resource owns in the account `client` is for.
+pub async fn remove_owned(
+    client: &AccountClient,
+    key: &OwnershipKey,
+    progress: &Progress,
+) -> Result<(), ResourceError> {
     progress.step("listing the objects this resource owns");
     let (registrations, access_settings, networks) = tokio::join!(
         client.list_vpc_endpoints(),
@@ -158,7 +172,7 @@ pub async fn delete_all(
         .iter()
         .filter(|n| super::workspaces::owns_network(key, n));
     futures_util::future::try_join_all(
-        owned_networks.map(|n| delete_owned(&client, Kind::Network, &n.network_id)),
+        owned_networks.map(|n| delete_owned(client, Kind::Network, &n.network_id)),
     )
     .await?;
 
@@ -172,7 +186,7 @@ pub async fn delete_all(
     });
     futures_util::future::try_join_all(
         owned_pas
-            .map(|p| delete_owned(&client, Kind::AccessSettings, &p.private_access_settings_id)),
+            .map(|p| delete_owned(client, Kind::AccessSettings, &p.private_access_settings_id)),
     )
     .await?;
 
@@ -181,12 +195,8 @@ pub async fn delete_all(
         .iter()
         .filter(|r| super::converge::owns_registration(key, r));
     futures_util::future::try_join_all(
-        owned_regs.map(|r| delete_owned(&client, Kind::Registration, &r.vpc_endpoint_id)),
+        owned_regs.map(|r| delete_owned(client, Kind::Registration, &r.vpc_endpoint_id)),
     )
     .await?;
-    tracing::info!(
-        retries = client.retries_spent(),
-        "Databricks account API retries spent"
-    );
     Ok(())
 }

@@ -54,6 +54,18 @@ impl Handler {
             self, &client, &key, &props, &endpoints, progress, deadline, &created,
         )
         .await;
+        // When the stack rolls back while this Create still runs, CloudFormation cancels it and
+        // sends a Delete at once (reference §1.3), which another invocation carries out. Objects
+        // made after that Delete listed the account would stay, owned by no stack, while nobody
+        // reads this answer. The Delete removes what it found, so anything reported here that is
+        // gone means exactly that.
+        let vanished = match &converged {
+            Ok(c) if req.request_type == RequestType::Create => {
+                progress.step("checking that the resource was not deleted meanwhile");
+                converge::vanished(&client, c).await
+            }
+            _ => None,
+        };
         tracing::info!(
             retries = client.retries_spent(),
             "Databricks account API retries spent"
@@ -68,6 +80,21 @@ impl Handler {
                 return Outcome::failed(physical_id, e.to_string());
             }
         };
+        if let Some(gone) = vanished {
+            tracing::warn!(%gone, ownership_key = key.as_str(), "the resource was deleted while this Create ran; removing what it made");
+            progress.step("removing what this Create made after the resource was deleted");
+            let removed = delete::remove_owned(&client, &key, progress).await;
+            let outcome = match removed {
+                Ok(()) => "everything it made was removed again".to_string(),
+                Err(e) => format!("removing what it made failed ({e}); the next Delete removes it"),
+            };
+            return Outcome::failed(
+                physical_id,
+                format!(
+                    "the resource was deleted while this Create was still running ({gone} disappeared): CloudFormation cancelled the Create, for example because the stack rolled back, and does not wait for it any more; {outcome}"
+                ),
+            );
+        }
         // Objects in an account or on a host the resource no longer uses are cleaned up there,
         // with the old properties' credentials.
         if req.request_type == RequestType::Update

@@ -1,6 +1,7 @@
 //! Integration tests that drive the real compiled Lambda binary through a Runtime API stand-in.
 
 mod client;
+mod faults;
 mod harness_smoke;
 mod support;
 

@@ -1,0 +1,1376 @@
+//! Faults through the real binary (issue 6, parts 1–4): Databricks answers that fail at every
+//! step of Create, Update and Delete, a ResponseURL that refuses the answer, credentials secrets
+//! that cannot be used, overlapping deliveries, a Create cancelled by a concurrent Delete, and an
+//! invocation left with almost no time. In every case CloudFormation gets its answer before the
+//! invocation's deadline, and once the request CloudFormation sends next has run, the account
+//! holds no object the stack does not own.
+//!
+//! It owns these expectations; the harness knows nothing of them. Each case runs against its own
+//! emulator, so faults, token caches and request logs never cross cases, while the moto VPC and
+//! secret are shared by the whole file. The binary runs with a 2 s per-attempt timeout
+//! (`DATABRICKS_HTTP_TIMEOUT_SECS`), so a hanging answer costs seconds, not the default 30 s.
+
+use std::time::{Duration, Instant};
+
+use backend_privatelink::resource::names::OwnershipKey;
+use emulator::{Emulator, EmulatorConfig, FaultBody, FaultKind, FaultSpec, StateHandle};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use crate::scenario::{CLIENT_ID, CLIENT_SECRET, REGION};
+use crate::support::events::{RequestType, cfn_event, stack_id};
+use crate::support::fixtures::{AwsFixture, NetworkOptions, Setup};
+use crate::support::lambda::Lambda;
+use crate::support::moto::Moto;
+use crate::support::runtime::InvocationResult;
+use crate::support::sink::{RecordedRequest, RecordingSink};
+
+const LOGICAL_ID: &str = "PrivateLink";
+/// Per-attempt timeout of the binary's Databricks client in this file, in seconds.
+const ATTEMPT_TIMEOUT_SECS: &str = "2";
+/// Invocation timeout for requests expected to finish: room for retries on a busy machine.
+const TIMEOUT: Duration = Duration::from_secs(25);
+/// Invocation timeout for requests expected to run into their deadline.
+const SHORT_TIMEOUT: Duration = Duration::from_secs(9);
+/// Table cases run at once; each mostly waits on backoffs and timeouts.
+const LANES: usize = 6;
+
+// ---------------------------------------------------------------------------------------------
+// The world: one moto VPC with a second relay endpoint, shared; one emulator per case.
+// ---------------------------------------------------------------------------------------------
+
+struct Lab {
+    net: AwsFixture,
+    /// Another relay endpoint in the same VPC, for Updates that move the relay.
+    new_relay: String,
+    secret_arn: String,
+}
+
+static LAB: OnceCell<Lab> = OnceCell::const_new();
+
+async fn lab() -> &'static Lab {
+    LAB.get_or_init(|| async {
+        let moto = Moto::shared();
+        let secret = json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}).to_string();
+        let mut created = Setup::new(REGION)
+            .network(NetworkOptions::default())
+            .secret(&crate::support::unique_name("faults-sp"), &secret)
+            .run(moto)
+            .await;
+        let net = created.networks.remove(0);
+        let new_relay = net.create_endpoint(moto, &net.relay_service, true).await;
+        Lab {
+            net,
+            new_relay,
+            secret_arn: created.secret_arns.remove(0),
+        }
+    })
+    .await
+}
+
+/// What a stack's properties ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// The two endpoints, no workspace.
+    Plain,
+    /// The two endpoints, ACCOUNT level, the seeded workspace attached through a network copy.
+    Attached,
+    /// `Attached`, moved to the second relay endpoint with ENDPOINT level.
+    Moved,
+    /// The two endpoints and a shared network configuration, no workspace.
+    SharedNetwork,
+}
+
+/// One Databricks account on its own emulator, with a running customer-managed workspace in the
+/// moto VPC, and a Lambda pointed at it.
+struct Bench {
+    lab: &'static Lab,
+    emulator: Emulator,
+    lambda: Lambda,
+    account_id: String,
+    workspace: i64,
+    original_network: String,
+    stack_id: String,
+    key: OwnershipKey,
+}
+
+impl Bench {
+    async fn new() -> Bench {
+        let lab = lab().await;
+        let emulator = Emulator::start(EmulatorConfig::default())
+            .await
+            .expect("the emulator starts");
+        let state = emulator.state();
+        let net = &lab.net;
+        state.register_aws_endpoint(&net.rest_vpce_id, &net.rest_service);
+        state.register_aws_endpoint(&net.relay_vpce_id, &net.relay_service);
+        state.register_aws_endpoint(&lab.new_relay, &net.relay_service);
+        let account_id = crate::support::uuid();
+        let subnet = || format!("subnet-{}", &crate::support::uuid().replace('-', "")[..17]);
+        let workspace = state
+            .seed_workspace(
+                &account_id,
+                emulator::WorkspaceSeed {
+                    name: "analytics".into(),
+                    network: Some(emulator::NetworkSeed {
+                        vpc_id: net.vpc_id.clone(),
+                        subnet_ids: vec![subnet(), subnet()],
+                        security_group_ids: vec![net.cluster_sg_id.clone()],
+                    }),
+                    ..emulator::WorkspaceSeed::default()
+                },
+            )
+            .expect("seeding the workspace");
+        let lambda = start_lambda(&emulator).await;
+        let stack_id = stack_id("faults");
+        let key = OwnershipKey::new(&stack_id, LOGICAL_ID);
+        Bench {
+            lab,
+            original_network: workspace.network_id.clone().unwrap_or_default(),
+            workspace: workspace.workspace_id,
+            emulator,
+            lambda,
+            account_id,
+            stack_id,
+            key,
+        }
+    }
+
+    fn props(&self, shape: Shape) -> Value {
+        let net = &self.lab.net;
+        let relay = match shape {
+            Shape::Moved => &self.lab.new_relay,
+            _ => &net.relay_vpce_id,
+        };
+        let mut props = json!({
+            "AccountId": self.account_id,
+            "CredentialsSecretArn": self.lab.secret_arn,
+            "RestApiVpcEndpointId": net.rest_vpce_id,
+            "RelayVpcEndpointId": relay,
+        });
+        match shape {
+            Shape::Plain => {}
+            Shape::Attached => props["WorkspaceIds"] = json!([self.workspace.to_string()]),
+            Shape::Moved => {
+                props["WorkspaceIds"] = json!([self.workspace.to_string()]);
+                props["PrivateAccessLevel"] = json!("ENDPOINT");
+            }
+            Shape::SharedNetwork => {
+                props["Network"] = json!({
+                    "SubnetIds": net.subnet_ids,
+                    "SecurityGroupIds": [net.cluster_sg_id],
+                });
+            }
+        }
+        props
+    }
+
+    fn physical_id(&self) -> String {
+        self.key.physical_resource_id()
+    }
+
+    async fn send(
+        &self,
+        request_type: RequestType,
+        props: Value,
+        old: Option<Value>,
+        timeout: Duration,
+    ) -> Reply {
+        self.send_via(&self.lambda, request_type, props, old, timeout)
+            .await
+    }
+
+    async fn send_via(
+        &self,
+        lambda: &Lambda,
+        request_type: RequestType,
+        props: Value,
+        old: Option<Value>,
+        timeout: Duration,
+    ) -> Reply {
+        let sink = RecordingSink::start().await;
+        let event = self.event(request_type, props, old, &sink);
+        send_event(lambda, &sink, event, timeout).await
+    }
+
+    /// The event CloudFormation sends for this stack's resource, answered to `sink`. Update and
+    /// Delete carry the PhysicalResourceId the Create answered with.
+    fn event(
+        &self,
+        request_type: RequestType,
+        props: Value,
+        old: Option<Value>,
+        sink: &RecordingSink,
+    ) -> Value {
+        let physical = (request_type != RequestType::Create).then(|| self.physical_id());
+        cfn_event(
+            request_type,
+            &self.stack_id,
+            LOGICAL_ID,
+            physical.as_deref(),
+            props,
+            old,
+            Some(&sink.url()),
+        )
+    }
+
+    fn account(&self) -> Value {
+        self.emulator.state().dump(&self.account_id)
+    }
+
+    fn list(&self, what: &str) -> Vec<Value> {
+        self.account()[what].as_array().cloned().unwrap_or_default()
+    }
+
+    fn owned(&self, name: &Value) -> bool {
+        name.as_str()
+            .is_some_and(|n| n.contains(&format!("cfn{}", self.key.as_str())))
+    }
+
+    fn workspace_now(&self) -> Value {
+        self.list("workspaces")
+            .into_iter()
+            .find(|w| w["workspace_id"].as_i64() == Some(self.workspace))
+            .unwrap_or(Value::Null)
+    }
+
+    /// Account API requests that changed something (not GET, not the token endpoint).
+    fn writes(&self) -> usize {
+        self.emulator
+            .state()
+            .request_log()
+            .iter()
+            .filter(|r| r.method != "GET" && r.path.starts_with("/api/"))
+            .count()
+    }
+
+    /// The account holds nothing of the stack: no registration, no private access settings, only
+    /// the workspace's own network, and the workspace as it was seeded.
+    fn check_nothing_owned(&self) -> Result<(), String> {
+        let regs = self.list("vpc_endpoints");
+        let pas = self.list("private_access_settings");
+        let networks: Vec<Value> = self
+            .list("networks")
+            .into_iter()
+            .filter(|n| n["network_id"].as_str() != Some(self.original_network.as_str()))
+            .collect();
+        let ws = self.workspace_now();
+        if !regs.is_empty() || !pas.is_empty() || !networks.is_empty() {
+            return Err(format!(
+                "objects remain: registrations {regs:#?}, private access settings {pas:#?}, networks {networks:#?}"
+            ));
+        }
+        if ws["network_id"].as_str() != Some(self.original_network.as_str())
+            || !ws["private_access_settings_id"].is_null()
+        {
+            return Err(format!("the workspace was changed: {ws:#}"));
+        }
+        Ok(())
+    }
+
+    /// The account holds exactly the stack's objects for `shape` (`Attached` or `Moved`), as
+    /// `reply` reports them, besides the workspace's own network.
+    fn check_attached(&self, shape: Shape, reply: &Reply) -> Result<(), String> {
+        let net = &self.lab.net;
+        let (relay, level) = match shape {
+            Shape::Moved => (&self.lab.new_relay, "ENDPOINT"),
+            _ => (&net.relay_vpce_id, "ACCOUNT"),
+        };
+        let account = self.account();
+        let fail = |what: &str| Err(format!("{what}; account: {account:#}"));
+        let regs = self.list("vpc_endpoints");
+        let mut vpces: Vec<&str> = regs
+            .iter()
+            .filter_map(|r| r["aws_vpc_endpoint_id"].as_str())
+            .collect();
+        vpces.sort();
+        let mut want = vec![net.rest_vpce_id.as_str(), relay.as_str()];
+        want.sort();
+        if vpces != want || !regs.iter().all(|r| self.owned(&r["vpc_endpoint_name"])) {
+            return fail(&format!("expected owned registrations of {want:?}"));
+        }
+        let reg_id = |vpce: &str| {
+            regs.iter()
+                .find(|r| r["aws_vpc_endpoint_id"].as_str() == Some(vpce))
+                .and_then(|r| r["vpc_endpoint_id"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (rest_id, relay_id) = (reg_id(&net.rest_vpce_id), reg_id(relay));
+        if reply.data("RestApiVpcEndpointRegistrationId") != rest_id
+            || reply.data("RelayVpcEndpointRegistrationId") != relay_id
+        {
+            return fail(&format!(
+                "the answer reports other registrations: {:#}",
+                reply.response
+            ));
+        }
+        let pas = self.list("private_access_settings");
+        if pas.len() != 1
+            || !self.owned(&pas[0]["private_access_settings_name"])
+            || pas[0]["private_access_level"].as_str() != Some(level)
+            || pas[0]["private_access_settings_id"].as_str()
+                != Some(reply.data("PrivateAccessSettingsId"))
+        {
+            return fail(&format!(
+                "expected one owned {level} private access settings, the answer's"
+            ));
+        }
+        let networks = self.list("networks");
+        let ours: Vec<&Value> = networks
+            .iter()
+            .filter(|n| n["network_id"].as_str() != Some(self.original_network.as_str()))
+            .collect();
+        if networks.len() != 2
+            || ours.len() != 1
+            || !self.owned(&ours[0]["network_name"])
+            || ours[0]["vpc_endpoints"]["rest_api"] != json!([rest_id])
+            || ours[0]["vpc_endpoints"]["dataplane_relay"] != json!([relay_id])
+        {
+            return fail(
+                "expected the workspace's own network and one owned copy with both endpoints",
+            );
+        }
+        let ws = self.workspace_now();
+        if ws["network_id"] != ours[0]["network_id"]
+            || ws["private_access_settings_id"] != pas[0]["private_access_settings_id"]
+            || ws["workspace_status"] != json!("RUNNING")
+            || reply.data("AttachedWorkspaceIds") != self.workspace.to_string()
+        {
+            return fail("the workspace does not use the owned network and settings");
+        }
+        Ok(())
+    }
+}
+
+async fn start_lambda(emulator: &Emulator) -> Lambda {
+    Lambda::start(&[
+        ("DATABRICKS_HOST", emulator.base_url().as_str()),
+        ("DATABRICKS_HTTP_TIMEOUT_SECS", ATTEMPT_TIMEOUT_SECS),
+    ])
+    .await
+}
+
+/// What CloudFormation and Lambda saw of one request.
+#[derive(Debug)]
+struct Reply {
+    invocation: InvocationResult,
+    /// The last document PUT to the ResponseURL (`Null` if none arrived).
+    response: Value,
+    puts: Vec<RecordedRequest>,
+    elapsed: Duration,
+    timeout: Duration,
+}
+
+impl Reply {
+    fn status(&self) -> &str {
+        self.response["Status"].as_str().unwrap_or_default()
+    }
+
+    fn reason(&self) -> &str {
+        self.response["Reason"].as_str().unwrap_or_default()
+    }
+
+    fn physical_id(&self) -> &str {
+        self.response["PhysicalResourceId"]
+            .as_str()
+            .unwrap_or_default()
+    }
+
+    fn data(&self, name: &str) -> &str {
+        self.response["Data"][name].as_str().unwrap_or_default()
+    }
+
+    /// CloudFormation got exactly one accepted answer before the deadline, and the function
+    /// returned normally (so Lambda does not run the request again).
+    fn check_answered_in_time(&self) -> Result<(), String> {
+        let accepted = self.puts.iter().filter(|p| p.status == 200).count();
+        if accepted != 1 {
+            return Err(format!(
+                "expected one accepted PUT, got {} of {} ({:?})",
+                accepted,
+                self.puts.len(),
+                self.invocation
+            ));
+        }
+        if self.elapsed >= self.timeout {
+            return Err(format!(
+                "answered after {:?}, the deadline was {:?}",
+                self.elapsed, self.timeout
+            ));
+        }
+        if !matches!(self.invocation, InvocationResult::Response(_)) {
+            return Err(format!(
+                "the invocation must succeed once CloudFormation has its answer: {:?}",
+                self.invocation
+            ));
+        }
+        let size = self.puts.last().map_or(0, |p| p.body.len());
+        if size > 4096 {
+            return Err(format!("the response is {size} bytes, over 4096"));
+        }
+        Ok(())
+    }
+
+    fn check_success(&self) -> Result<(), String> {
+        self.check_answered_in_time()?;
+        if self.status() != "SUCCESS" {
+            return Err(format!("expected SUCCESS, got {:#}", self.response));
+        }
+        Ok(())
+    }
+
+    /// FAILED with a reason a person can act on: it mentions one of `needles` and carries no
+    /// markup, secret or token.
+    fn check_failed(&self, needles: &[&str]) -> Result<(), String> {
+        self.check_answered_in_time()?;
+        let reason = self.reason();
+        if self.status() != "FAILED" {
+            return Err(format!("expected FAILED, got {:#}", self.response));
+        }
+        if !needles.iter().any(|n| reason.contains(n)) {
+            return Err(format!(
+                "the reason {reason:?} mentions none of {needles:?}"
+            ));
+        }
+        for banned in ["<html", "<pre", "<body", "<script", CLIENT_SECRET, "Bearer"] {
+            if reason.contains(banned) {
+                return Err(format!("the reason {reason:?} contains {banned:?}"));
+            }
+        }
+        if carries_token(reason) {
+            return Err(format!("the reason {reason:?} carries an access token"));
+        }
+        Ok(())
+    }
+}
+
+/// The emulator's access tokens are `emu` and 64 hex digits.
+fn carries_token(text: &str) -> bool {
+    text.match_indices("emu").any(|(at, _)| {
+        text[at + 3..]
+            .chars()
+            .take_while(char::is_ascii_hexdigit)
+            .count()
+            >= 32
+    })
+}
+
+/// Delivers `event` to `lambda` and collects what reached `sink` by the time it returned.
+async fn send_event(
+    lambda: &Lambda,
+    sink: &RecordingSink,
+    event: Value,
+    timeout: Duration,
+) -> Reply {
+    let started = Instant::now();
+    let invocation = lambda.invoke(event, timeout).await;
+    let elapsed = started.elapsed();
+    let puts = sink.requests();
+    let response = puts
+        .last()
+        .and_then(|p| serde_json::from_slice(&p.body).ok())
+        .unwrap_or(Value::Null);
+    Reply {
+        invocation,
+        response,
+        puts,
+        elapsed,
+        timeout,
+    }
+}
+
+/// The last lines of a Lambda's output, for failure messages.
+fn tail(lambda: &Lambda, lines: usize) -> String {
+    let logs = lambda.logs();
+    let all: Vec<&str> = logs.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Part 1: Databricks faults at every step of Create, Update and Delete.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+/// One step of an operation, as the requests that carry it: method and a path fragment.
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+}
+
+const TOKEN: Step = Step {
+    name: "token endpoint",
+    method: "POST",
+    path: "/v1/token",
+};
+/// The first GET of `/vpc-endpoints` is always the list.
+const LIST: Step = Step {
+    name: "list registrations",
+    method: "GET",
+    path: "/vpc-endpoints",
+};
+const REGISTER: Step = Step {
+    name: "create registration",
+    method: "POST",
+    path: "/vpc-endpoints",
+};
+const ACCEPTANCE: Step = Step {
+    name: "get registration (acceptance)",
+    method: "GET",
+    path: "/vpc-endpoints/",
+};
+const CREATE_PAS: Step = Step {
+    name: "create private access settings",
+    method: "POST",
+    path: "/private-access-settings",
+};
+const REPLACE_PAS: Step = Step {
+    name: "replace private access settings",
+    method: "PUT",
+    path: "/private-access-settings/",
+};
+const CREATE_NETWORK: Step = Step {
+    name: "create network",
+    method: "POST",
+    path: "/networks",
+};
+const PATCH_WORKSPACE: Step = Step {
+    name: "PATCH workspace",
+    method: "PATCH",
+    path: "/workspaces/",
+};
+const DELETE_NETWORK: Step = Step {
+    name: "delete network",
+    method: "DELETE",
+    path: "/networks/",
+};
+const DELETE_PAS: Step = Step {
+    name: "delete private access settings",
+    method: "DELETE",
+    path: "/private-access-settings/",
+};
+const DELETE_REGISTRATION: Step = Step {
+    name: "delete registration",
+    method: "DELETE",
+    path: "/vpc-endpoints/",
+};
+
+const CREATE_STEPS: [Step; 7] = [
+    TOKEN,
+    LIST,
+    REGISTER,
+    ACCEPTANCE,
+    CREATE_PAS,
+    CREATE_NETWORK,
+    PATCH_WORKSPACE,
+];
+/// An Update that moves the relay and the access level: it registers the new relay, replaces
+/// the settings, copies the network again, re-points the workspace and removes what it replaced.
+const UPDATE_STEPS: [Step; 9] = [
+    TOKEN,
+    LIST,
+    REGISTER,
+    ACCEPTANCE,
+    REPLACE_PAS,
+    CREATE_NETWORK,
+    PATCH_WORKSPACE,
+    DELETE_NETWORK,
+    DELETE_REGISTRATION,
+];
+const DELETE_STEPS: [Step; 5] = [TOKEN, LIST, DELETE_NETWORK, DELETE_PAS, DELETE_REGISTRATION];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// 429 with `Retry-After: 1`, once.
+    Throttled429RetryAfter,
+    /// 429 without `Retry-After`, twice.
+    Throttled429,
+    /// 503 with a JSON body, twice.
+    Unavailable503,
+    /// 500 with an empty body (not retried, as the SDKs do not).
+    Internal500Empty,
+    /// 400 with a plain-text `CODE: message` body.
+    PlainText400,
+    /// 502 with an HTML page, on every attempt: only the deadline ends it.
+    Html502Always,
+    /// The connection closes without an answer, twice.
+    Dropped,
+    /// No answer at all, once: the attempt times out and is retried.
+    Hang,
+    /// The relay registration never leaves `pendingAcceptance`.
+    PendingForever,
+    /// AWS rejects the relay endpoint's connection.
+    Rejected,
+}
+
+const KINDS: [Fault; 8] = [
+    Fault::Throttled429RetryAfter,
+    Fault::Throttled429,
+    Fault::Unavailable503,
+    Fault::Internal500Empty,
+    Fault::PlainText400,
+    Fault::Html502Always,
+    Fault::Dropped,
+    Fault::Hang,
+];
+
+const HTML_PAGE: &str = "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1><pre>upstream connect error or disconnect/reset before headers</pre><script>var tracking = 1;</script></body></html>";
+
+impl Fault {
+    fn spec(self, step: Step) -> Option<FaultSpec> {
+        let (kind, times) = match self {
+            Fault::Throttled429RetryAfter => (
+                FaultKind::Status {
+                    status: 429,
+                    retry_after: Some(1),
+                    body: FaultBody::Json {
+                        error_code: "REQUEST_LIMIT_EXCEEDED".into(),
+                        message: "Too many requests, retry later".into(),
+                    },
+                },
+                1,
+            ),
+            Fault::Throttled429 => (
+                FaultKind::status_json(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests"),
+                2,
+            ),
+            Fault::Unavailable503 => (
+                FaultKind::status_json(503, "TEMPORARILY_UNAVAILABLE", "The service is busy"),
+                2,
+            ),
+            Fault::Internal500Empty => (
+                FaultKind::Status {
+                    status: 500,
+                    retry_after: None,
+                    body: FaultBody::Empty,
+                },
+                1,
+            ),
+            Fault::PlainText400 => (
+                FaultKind::Status {
+                    status: 400,
+                    retry_after: None,
+                    body: FaultBody::PlainText(
+                        "MALFORMED_REQUEST: Could not parse request object".into(),
+                    ),
+                },
+                1,
+            ),
+            Fault::Html502Always => (
+                FaultKind::Status {
+                    status: 502,
+                    retry_after: None,
+                    body: FaultBody::Html(HTML_PAGE.into()),
+                },
+                LASTING,
+            ),
+            Fault::Dropped => (FaultKind::Drop, 2),
+            Fault::Hang => (FaultKind::Hang, 1),
+            Fault::PendingForever | Fault::Rejected => return None,
+        };
+        Some(
+            FaultSpec::new(kind)
+                .method(step.method)
+                .path_contains(step.path)
+                .times(times),
+        )
+    }
+
+    fn timeout(self) -> Duration {
+        match self {
+            Fault::Html502Always | Fault::PendingForever => SHORT_TIMEOUT,
+            _ => TIMEOUT,
+        }
+    }
+}
+
+/// How often a fault that lasts is armed: more than any deadline lets the client try.
+const LASTING: u32 = 10_000;
+
+/// The fault was met as armed, every time for a passing one, at least once for one that lasts;
+/// otherwise the case would show nothing.
+fn check_met(state: &StateHandle, step: Step, spec: &FaultSpec) -> Result<(), String> {
+    let status = match &spec.kind {
+        FaultKind::Status { status, .. } => *status,
+        // Drop and Hang are logged without a status.
+        _ => 0,
+    };
+    let hits = state
+        .request_log()
+        .iter()
+        .filter(|r| r.method == step.method && r.path.contains(step.path) && r.status == status)
+        .count();
+    let met = if spec.times >= LASTING {
+        hits >= 1
+    } else {
+        hits == spec.times as usize
+    };
+    if met {
+        Ok(())
+    } else {
+        Err(format!(
+            "the fault was met {hits} times, armed {}: {:?}",
+            spec.times,
+            state.request_counts()
+        ))
+    }
+}
+
+/// What CloudFormation must be told.
+#[derive(Debug)]
+enum Expect {
+    Success,
+    /// FAILED, with a reason mentioning one of these.
+    Failed(&'static [&'static str]),
+    /// Delete only: the credentials count as unusable, so nothing could be checked; SUCCESS
+    /// with an error-level log naming the ownership key, and the objects stay.
+    GivesUpWithErrorLog,
+}
+
+const DEADLINE_NEEDLES: &[&str] = &["before the invocation deadline", "timed out while"];
+
+fn expect(op: Op, step: Step, fault: Fault) -> Expect {
+    let token = step.path == TOKEN.path;
+    match fault {
+        Fault::Throttled429RetryAfter
+        | Fault::Throttled429
+        | Fault::Unavailable503
+        | Fault::Dropped
+        | Fault::Hang => Expect::Success,
+        Fault::Internal500Empty if token => Expect::Failed(&["OAuth token request failed (500)"]),
+        Fault::Internal500Empty => Expect::Failed(&["failed (500): Internal Server Error"]),
+        // Any 4xx but 429 from the token endpoint means the credentials will not work.
+        Fault::PlainText400 if token && op == Op::Delete => Expect::GivesUpWithErrorLog,
+        Fault::PlainText400 if token => {
+            Expect::Failed(&["rejected the service principal credentials (400 MALFORMED_REQUEST)"])
+        }
+        Fault::PlainText400 => {
+            Expect::Failed(&["failed (400 MALFORMED_REQUEST): Could not parse request object"])
+        }
+        Fault::Html502Always => Expect::Failed(DEADLINE_NEEDLES),
+        Fault::PendingForever => Expect::Failed(&[
+            "pendingAcceptance",
+            "timed out while waiting for Databricks to accept",
+        ]),
+        Fault::Rejected => Expect::Failed(&["rejected"]),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    op: Op,
+    step: Step,
+    fault: Fault,
+}
+
+fn table(op: Op, steps: &[Step]) -> Vec<Case> {
+    let mut cases: Vec<Case> = steps
+        .iter()
+        .flat_map(|&step| KINDS.iter().map(move |&fault| Case { op, step, fault }))
+        .collect();
+    if op != Op::Delete {
+        for fault in [Fault::PendingForever, Fault::Rejected] {
+            cases.push(Case {
+                op,
+                step: ACCEPTANCE,
+                fault,
+            });
+        }
+    }
+    cases
+}
+
+/// Plays one case: the setup CloudFormation would have done, the faulted request, the request
+/// CloudFormation sends next, and the checks on the account after each.
+async fn play(case: Case) -> Result<(), String> {
+    let bench = Bench::new().await;
+    let result = play_on(&bench, case).await;
+    result.map_err(|e| {
+        format!(
+            "{e}\n--- last Lambda output ---\n{}",
+            tail(&bench.lambda, 25)
+        )
+    })
+}
+
+async fn play_on(bench: &Bench, case: Case) -> Result<(), String> {
+    use RequestType::{Create, Delete, Update};
+    let state = bench.emulator.state();
+    let (shape, old) = match case.op {
+        Op::Create => (Shape::Attached, None),
+        Op::Update => (Shape::Moved, Some(Shape::Attached)),
+        Op::Delete => (Shape::SharedNetwork, None),
+    };
+    if case.op != Op::Create {
+        let setup_shape = old.unwrap_or(shape);
+        let created = bench
+            .send(Create, bench.props(setup_shape), None, TIMEOUT)
+            .await;
+        created
+            .check_success()
+            .map_err(|e| format!("setup Create: {e}"))?;
+        // The next request must fetch a token again, as a cold container or an expired token
+        // would, so the token endpoint's faults are met.
+        state.revoke_tokens();
+    }
+    let target = match case.fault {
+        Fault::PendingForever | Fault::Rejected if case.op == Op::Update => &bench.lab.new_relay,
+        _ => &bench.lab.net.relay_vpce_id,
+    };
+    match case.fault {
+        Fault::PendingForever => state.set_endpoint_state(target, Some("pendingAcceptance")),
+        Fault::Rejected => state.set_endpoint_state(target, Some("rejected")),
+        _ => {}
+    }
+    let spec = case.fault.spec(case.step);
+    if let Some(spec) = &spec {
+        state.inject_fault(spec.clone());
+    }
+
+    let request_type = match case.op {
+        Op::Create => Create,
+        Op::Update => Update,
+        Op::Delete => Delete,
+    };
+    let reply = bench
+        .send(
+            request_type,
+            bench.props(shape),
+            old.map(|s| bench.props(s)),
+            case.fault.timeout(),
+        )
+        .await;
+    let expected = expect(case.op, case.step, case.fault);
+    match &expected {
+        Expect::Success | Expect::GivesUpWithErrorLog => reply.check_success(),
+        Expect::Failed(needles) => reply.check_failed(needles),
+    }
+    .map_err(|e| format!("the faulted {:?}: {e}", case.op))?;
+    if let Some(spec) = &spec {
+        check_met(&state, case.step, spec)?;
+    }
+    if reply.physical_id() != bench.physical_id() {
+        return Err(format!(
+            "PhysicalResourceId {:?}, expected {:?}",
+            reply.physical_id(),
+            bench.physical_id()
+        ));
+    }
+    // Faults are over by the time CloudFormation sends its next request.
+    state.clear_faults();
+
+    match (case.op, &expected) {
+        (Op::Create, Expect::Success) => bench.check_attached(Shape::Attached, &reply),
+        (Op::Create, _) => {
+            let deleted = bench.send(Delete, bench.props(shape), None, TIMEOUT).await;
+            deleted
+                .check_success()
+                .map_err(|e| format!("the rollback Delete: {e}"))?;
+            bench.check_nothing_owned()
+        }
+        (Op::Update, Expect::Success) => bench.check_attached(Shape::Moved, &reply),
+        (Op::Update, _) => {
+            let rolled_back = bench
+                .send(
+                    Update,
+                    bench.props(Shape::Attached),
+                    Some(bench.props(Shape::Moved)),
+                    TIMEOUT,
+                )
+                .await;
+            rolled_back
+                .check_success()
+                .map_err(|e| format!("the rollback Update: {e}"))?;
+            bench.check_attached(Shape::Attached, &rolled_back)
+        }
+        (Op::Delete, Expect::Success) => bench.check_nothing_owned(),
+        (Op::Delete, Expect::GivesUpWithErrorLog) => {
+            let key = bench.key.as_str();
+            let logged = bench.lambda.logs().lines().any(|l| {
+                l.contains(r#""level":"ERROR""#) && l.contains(key) && l.contains("unusable")
+            });
+            if !logged {
+                return Err(format!(
+                    "no error-level log line names the ownership key {key}"
+                ));
+            }
+            if bench.list("vpc_endpoints").len() != 2 {
+                return Err("the objects were expected to stay".into());
+            }
+            Ok(())
+        }
+        (Op::Delete, _) => {
+            // CloudFormation reports DELETE_FAILED; the user retries the Delete.
+            let again = bench.send(Delete, bench.props(shape), None, TIMEOUT).await;
+            again
+                .check_success()
+                .map_err(|e| format!("the retried Delete: {e}"))?;
+            bench.check_nothing_owned()
+        }
+    }
+}
+
+/// Runs the cases a few at a time and reports every failure at once.
+async fn run_table(cases: Vec<Case>) {
+    let count = cases.len();
+    let started = Instant::now();
+    let failures: Vec<String> = futures_util::stream::iter(cases)
+        .map(|case| async move {
+            play(case)
+                .await
+                .err()
+                .map(|e| format!("{:?} / {} / {:?}: {e}", case.op, case.step.name, case.fault))
+        })
+        .buffer_unordered(LANES)
+        .filter_map(|f| async move { f })
+        .collect()
+        .await;
+    eprintln!("{count} cases in {:?}", started.elapsed());
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databricks_faults_at_every_step_of_create() {
+    run_table(table(Op::Create, &CREATE_STEPS)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databricks_faults_at_every_step_of_update() {
+    run_table(table(Op::Update, &UPDATE_STEPS)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databricks_faults_at_every_step_of_delete() {
+    run_table(table(Op::Delete, &DELETE_STEPS)).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Part 2: faults on the AWS side.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_answer_is_put_again_and_a_forbidden_one_is_logged_without_a_crash() {
+    use RequestType::{Create, Delete};
+    let bench = Bench::new().await;
+
+    // S3 refuses twice with 503: the same document is PUT again until it is accepted.
+    let sink = RecordingSink::start().await;
+    sink.fail_next(2, 503);
+    let event = bench.event(Create, bench.props(Shape::Attached), None, &sink);
+    let created = send_event(&bench.lambda, &sink, event, TIMEOUT).await;
+    let statuses: Vec<u16> = created.puts.iter().map(|p| p.status).collect();
+    assert_eq!(statuses, [503, 503, 200], "{created:?}");
+    assert!(
+        created.puts.iter().all(|p| p.body == created.puts[2].body),
+        "every attempt carries the same document"
+    );
+    created.check_success().unwrap();
+    bench.check_attached(Shape::Attached, &created).unwrap();
+
+    // A 403 (an expired presigned URL) is final: one attempt, an error in the log, and the
+    // invocation still returns normally so Lambda does not run the Delete again.
+    let sink = RecordingSink::start().await;
+    sink.fail_next(1, 403);
+    let event = bench.event(Delete, bench.props(Shape::Plain), None, &sink);
+    let refused = send_event(&bench.lambda, &sink, event, TIMEOUT).await;
+    assert_eq!(
+        refused.puts.iter().map(|p| p.status).collect::<Vec<_>>(),
+        [403],
+        "a 403 is not retried"
+    );
+    assert_eq!(refused.status(), "SUCCESS", "{:#}", refused.response);
+    assert!(
+        matches!(refused.invocation, InvocationResult::Response(_)),
+        "{:?}",
+        refused.invocation
+    );
+    assert!(
+        bench
+            .lambda
+            .wait_for_log("CloudFormation was not answered", Duration::from_secs(5))
+            .await,
+        "{}",
+        bench.lambda.logs()
+    );
+    let logs = bench.lambda.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("CloudFormation was not answered"))
+        .unwrap_or_default();
+    assert!(line.contains(r#""level":"ERROR""#), "{line}");
+    assert!(
+        !line.contains("X-Amz-Signature="),
+        "the presigned query string stays out of the log: {line}"
+    );
+
+    // The process is still there and answers the next request.
+    let again = bench
+        .send(Delete, bench.props(Shape::Plain), None, TIMEOUT)
+        .await;
+    again.check_success().unwrap();
+    assert!(bench.lambda.process.exit_status().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_secrets_fail_a_create_without_quoting_them_and_let_a_delete_go() {
+    use RequestType::{Create, Delete};
+    const MARKER: &str = "Zq7-not-for-your-eyes-Zq7";
+    let bench = Bench::new().await;
+    let moto = Moto::shared();
+    let created = Setup::new(REGION)
+        .secret(
+            &crate::support::unique_name("faults-not-json"),
+            &format!("client_id=emulator-client client_secret={MARKER}"),
+        )
+        .secret(
+            &crate::support::unique_name("faults-no-field"),
+            &json!({"client_id": CLIENT_ID, "clientSecret": MARKER}).to_string(),
+        )
+        .run(moto)
+        .await;
+    let missing = format!(
+        "arn:aws:secretsmanager:{REGION}:123456789012:secret:{}-AbCdEf",
+        crate::support::unique_name("faults-missing")
+    );
+    let secrets = [
+        (missing.as_str(), "does not exist"),
+        (created.secret_arns[0].as_str(), "is not JSON"),
+        (
+            created.secret_arns[1].as_str(),
+            "has no non-empty string field \"client_secret\"",
+        ),
+    ];
+
+    // The stack's objects exist (made with the good secret) when the secret goes bad.
+    let good = bench
+        .send(Create, bench.props(Shape::Plain), None, TIMEOUT)
+        .await;
+    good.check_success().unwrap();
+    let writes = bench.writes();
+
+    for (arn, needle) in secrets {
+        let mut props = bench.props(Shape::Plain);
+        props["CredentialsSecretArn"] = json!(arn);
+        let failed = bench.send(Create, props.clone(), None, TIMEOUT).await;
+        failed.check_failed(&[needle]).unwrap();
+        assert!(failed.reason().contains(arn), "{}", failed.reason());
+        assert!(!failed.reason().contains(MARKER), "{}", failed.reason());
+
+        // Nothing can be checked without credentials: the Delete succeeds, so the stack is not
+        // stuck, and an error names the ownership key so a person can find the objects.
+        let deleted = bench.send(Delete, props, None, TIMEOUT).await;
+        deleted.check_success().unwrap();
+    }
+    assert_eq!(
+        bench.writes(),
+        writes,
+        "nothing was written with a bad secret"
+    );
+    let key = bench.key.as_str();
+    let logs = bench.lambda.logs();
+    let errors = logs
+        .lines()
+        .filter(|l| l.contains(r#""level":"ERROR""#) && l.contains(key) && l.contains("unusable"))
+        .count();
+    assert_eq!(
+        errors, 3,
+        "one error naming the ownership key per Delete:\n{logs}"
+    );
+    assert!(!logs.contains(MARKER), "the secret text reached the log");
+    assert!(
+        !logs.contains(CLIENT_SECRET),
+        "the secret text reached the log"
+    );
+    assert_eq!(
+        bench.list("vpc_endpoints").len(),
+        2,
+        "the objects stay until a Delete can see them"
+    );
+
+    // With the secret fixed, the next Delete removes them.
+    bench
+        .send(Delete, bench.props(Shape::Plain), None, TIMEOUT)
+        .await
+        .check_success()
+        .unwrap();
+    bench.check_nothing_owned().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Part 3: delivery faults.
+// ---------------------------------------------------------------------------------------------
+
+/// Successful deletes the emulator answered, by path.
+fn deletes_done(bench: &Bench) -> Vec<String> {
+    let mut done: Vec<String> = bench
+        .emulator
+        .state()
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.status == 200)
+        .map(|r| r.path.clone())
+        .collect();
+    done.sort();
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_delete_delivered_twice_at_once_and_again_in_a_row_removes_everything_once() {
+    use RequestType::{Create, Delete};
+    let bench = Bench::new().await;
+    let second = start_lambda(&bench.emulator).await;
+    let props = bench.props(Shape::SharedNetwork);
+    bench
+        .send(Create, props.clone(), None, TIMEOUT)
+        .await
+        .check_success()
+        .unwrap();
+    let owned = bench.list("vpc_endpoints").len()
+        + bench.list("private_access_settings").len()
+        + bench.list("networks").len()
+        - 1;
+    assert_eq!(owned, 4, "two registrations, settings, a network");
+
+    let (a, b) = tokio::join!(
+        bench.send(Delete, props.clone(), None, TIMEOUT),
+        bench.send_via(&second, Delete, props.clone(), None, TIMEOUT),
+    );
+    a.check_success().unwrap();
+    b.check_success().unwrap();
+    bench.check_nothing_owned().unwrap();
+    let done = deletes_done(&bench);
+    assert_eq!(done.len(), owned, "each object deleted once: {done:?}");
+    let mut distinct = done.clone();
+    distinct.dedup();
+    assert_eq!(distinct, done);
+
+    let again = bench.send(Delete, props, None, TIMEOUT).await;
+    again.check_success().unwrap();
+    assert_eq!(deletes_done(&bench), done, "nothing left to delete");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_update_delivered_twice_at_once_and_again_in_a_row_converges_on_one_state() {
+    use RequestType::{Create, Update};
+    let bench = Bench::new().await;
+    let second = start_lambda(&bench.emulator).await;
+    bench
+        .send(Create, bench.props(Shape::Attached), None, TIMEOUT)
+        .await
+        .check_success()
+        .unwrap();
+
+    let update = || {
+        (
+            bench.props(Shape::Moved),
+            Some(bench.props(Shape::Attached)),
+        )
+    };
+    let ((new_a, old_a), (new_b, old_b)) = (update(), update());
+    let (a, b) = tokio::join!(
+        bench.send(Update, new_a, old_a, TIMEOUT),
+        bench.send_via(&second, Update, new_b, old_b, TIMEOUT),
+    );
+    a.check_success().unwrap();
+    b.check_success().unwrap();
+    assert_eq!(
+        a.response["Data"], b.response["Data"],
+        "both answer the same"
+    );
+    bench.check_attached(Shape::Moved, &a).unwrap();
+
+    let writes = bench.writes();
+    let (new, old) = update();
+    let again = bench.send(Update, new, old, TIMEOUT).await;
+    again.check_success().unwrap();
+    assert_eq!(
+        again.response["Data"]["PrivateAccessSettingsId"],
+        a.response["Data"]["PrivateAccessSettingsId"]
+    );
+    assert_eq!(bench.writes(), writes, "a repeated Update writes nothing");
+    bench.check_attached(Shape::Moved, &again).unwrap();
+}
+
+/// Where the Create is when CloudFormation gives up on it and sends the Delete.
+#[derive(Clone, Copy, Debug)]
+enum CancelledAt {
+    /// Waiting for Databricks to accept the endpoints: the registrations exist.
+    WaitingForAcceptance,
+    /// Creating the private access settings, which land after the Delete listed the account.
+    CreatingAccessSettings,
+}
+
+/// CloudFormation gives up on a Create still running (the stack rolls back) and sends a Delete
+/// with an id it made up; the Delete runs in another Lambda process at the same time. Once both
+/// have finished, nothing of the Create is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_cancelled_by_a_concurrent_delete_leaves_nothing_behind() {
+    use RequestType::{Create, Delete};
+    for at in [
+        CancelledAt::WaitingForAcceptance,
+        CancelledAt::CreatingAccessSettings,
+    ] {
+        let bench = Bench::new().await;
+        let second = start_lambda(&bench.emulator).await;
+        let state = bench.emulator.state();
+        let step = match at {
+            CancelledAt::WaitingForAcceptance => {
+                state.set_endpoint_state(&bench.lab.net.relay_vpce_id, Some("pendingAcceptance"));
+                "waiting for Databricks to accept the VPC endpoints"
+            }
+            CancelledAt::CreatingAccessSettings => {
+                state.inject_fault(
+                    FaultSpec::new(FaultKind::Latency(Duration::from_secs(3)))
+                        .method("POST")
+                        .path_contains("/private-access-settings"),
+                );
+                "creating or updating the private access settings"
+            }
+        };
+        let props = bench.props(Shape::Plain);
+        let create = bench.send(Create, props.clone(), None, TIMEOUT);
+        let cancel = async {
+            assert!(
+                bench.lambda.wait_for_log(step, TIMEOUT).await,
+                "{at:?}: the Create never got to {step:?}"
+            );
+            let sink = RecordingSink::start().await;
+            let event = cfn_event(
+                Delete,
+                &bench.stack_id,
+                LOGICAL_ID,
+                Some("faults-PrivateLink-1XJ2KQ8Z3ABCD"),
+                props.clone(),
+                None,
+                Some(&sink.url()),
+            );
+            send_event(&second, &sink, event, TIMEOUT).await
+        };
+        let (created, deleted) = tokio::join!(create, cancel);
+        deleted
+            .check_success()
+            .unwrap_or_else(|e| panic!("{at:?}: the Delete: {e}"));
+        assert_eq!(deleted.physical_id(), "faults-PrivateLink-1XJ2KQ8Z3ABCD");
+        // Nobody waits for the Create's answer any more; it still comes in time, and says the
+        // Create did not stand.
+        let needle = match at {
+            CancelledAt::WaitingForAcceptance => "get VPC endpoint registration failed (404",
+            CancelledAt::CreatingAccessSettings => {
+                "the resource was deleted while this Create was still running"
+            }
+        };
+        created
+            .check_failed(&[needle])
+            .unwrap_or_else(|e| panic!("{at:?}: the Create: {e}"));
+        bench.check_nothing_owned().unwrap_or_else(|e| {
+            panic!(
+                "{at:?}: the Create answered {:#}\n{e}\n{}",
+                created.response,
+                tail(&bench.lambda, 30)
+            )
+        });
+    }
+}
+
+/// The gap: a Delete that runs entirely before the Create's first write finds nothing, and the
+/// late Create cannot tell that nobody waits for it (only CloudFormation knows). What is
+/// guaranteed: everything it made carries the ownership key, so the next Delete for the resource
+/// (a retried rollback, or the stack's deletion) removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_that_runs_before_a_cancelled_create_writes_is_completed_by_the_next_delete() {
+    use RequestType::{Create, Delete};
+    let bench = Bench::new().await;
+    let second = start_lambda(&bench.emulator).await;
+    // The Create waits 3 s for its token; the Delete's token comes at once.
+    bench.emulator.state().inject_fault(
+        FaultSpec::new(FaultKind::Latency(Duration::from_secs(3)))
+            .method("POST")
+            .path_contains("/v1/token"),
+    );
+    let props = bench.props(Shape::Plain);
+    let create = bench.send(Create, props.clone(), None, TIMEOUT);
+    let cancel = async {
+        assert!(
+            bench
+                .lambda
+                .wait_for_log("listing the account's VPC endpoint registrations", TIMEOUT)
+                .await
+        );
+        bench
+            .send_via(&second, Delete, props.clone(), None, TIMEOUT)
+            .await
+    };
+    let (created, deleted) = tokio::join!(create, cancel);
+    deleted.check_success().unwrap();
+    created.check_answered_in_time().unwrap();
+    let left = bench.list("vpc_endpoints").len() + bench.list("private_access_settings").len();
+    assert_eq!(
+        (created.status(), left),
+        ("SUCCESS", 3),
+        "the known gap: the late Create answers nobody and its objects stay until the next Delete"
+    );
+
+    bench
+        .send(Delete, props, None, TIMEOUT)
+        .await
+        .check_success()
+        .unwrap();
+    bench.check_nothing_owned().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Part 4: the deadline.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_with_five_seconds_answers_failed_in_time_naming_the_step() {
+    use RequestType::{Create, Delete};
+    let bench = Bench::new().await;
+    bench.emulator.state().inject_fault(
+        FaultSpec::new(FaultKind::Hang)
+            .method("GET")
+            .path_contains("/vpc-endpoints")
+            .times(1_000),
+    );
+    let failed = bench
+        .send(
+            Create,
+            bench.props(Shape::Plain),
+            None,
+            Duration::from_secs(5),
+        )
+        .await;
+    failed
+        .check_failed(&[
+            "timed out while listing the account's VPC endpoint registrations",
+            "list VPC endpoint registrations did not succeed before the invocation deadline",
+        ])
+        .unwrap();
+    assert!(
+        failed.elapsed < Duration::from_secs(5),
+        "{:?}",
+        failed.elapsed
+    );
+
+    bench.emulator.state().clear_faults();
+    bench
+        .send(Delete, bench.props(Shape::Plain), None, TIMEOUT)
+        .await
+        .check_success()
+        .unwrap();
+    bench.check_nothing_owned().unwrap();
+}
