@@ -428,21 +428,27 @@ pub async fn vanished(client: &AccountClient, converged: &Converged) -> Option<S
     if let Some(network) = &converged.attached.network_id {
         objects.push((delete::Kind::Network, network));
     }
-    for (kind, id) in objects {
+    // One round trip: the reads run together.
+    let reads = objects.into_iter().map(|(kind, id)| async move {
         let found = match kind {
             delete::Kind::Registration => client.get_vpc_endpoint(id).await.map(drop),
             delete::Kind::AccessSettings => client.get_private_access_settings(id).await.map(drop),
             delete::Kind::Network => client.get_network(id).await.map(drop),
         };
         match found {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => return Some(format!("{} {id}", kind.describe())),
+            Ok(()) => None,
+            Err(e) if e.is_not_found() => Some(format!("{} {id}", kind.describe())),
             Err(e) => {
-                tracing::warn!(object = kind.describe(), id = %id, error = %e, "could not confirm that the object still exists")
+                tracing::warn!(object = kind.describe(), id = %id, error = %e, "could not confirm that the object still exists");
+                None
             }
         }
-    }
-    None
+    });
+    futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .flatten()
+        .next()
 }
 
 pub fn owns_registration(key: &OwnershipKey, r: &VpcEndpoint) -> bool {
