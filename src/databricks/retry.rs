@@ -23,7 +23,8 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Longest backoff between two attempts (a `Retry-After` may ask for longer).
     pub max_delay: Duration,
-    /// Attempts in total, the first included.
+    /// Attempts in total, the first included. A 429 does not count towards it: only the
+    /// deadline ends retries of a throttled request.
     pub max_attempts: u32,
 }
 
@@ -107,8 +108,9 @@ impl Exchange<'_> {
                 return Err(self.deadline_exceeded(last_error.as_ref()));
             }
             let attempt_timeout = self.request_timeout.min(time_left);
+            let sent_at = Instant::now();
             let outcome = send_once(build().timeout(attempt_timeout)).await;
-            let (error, retry_after) = match outcome {
+            let (error, retry_after, throttled) = match outcome {
                 Ok(response) => {
                     tracing::debug!(
                         operation = self.operation,
@@ -137,7 +139,8 @@ impl Exchange<'_> {
                     if !is_retryable_status(response.status) {
                         return Err(error);
                     }
-                    (error, response.retry_after)
+                    let throttled = response.status == StatusCode::TOO_MANY_REQUESTS;
+                    (error, response.retry_after, throttled)
                 }
                 Err(SendError::TooLarge) => {
                     return Err(DatabricksError::InvalidResponse {
@@ -147,6 +150,20 @@ impl Exchange<'_> {
                 }
                 Err(SendError::Transport(error)) => {
                     let message = describe_transport(&error, attempt_timeout);
+                    // An attempt the deadline cut short ended for lack of time, not because of
+                    // the API: what went wrong before it is the reason worth reporting.
+                    if error.is_timeout()
+                        && attempt_timeout < self.request_timeout
+                        && sent_at.elapsed() >= attempt_timeout
+                    {
+                        let cut_short = DatabricksError::Transport {
+                            operation: self.operation,
+                            message,
+                        };
+                        return Err(
+                            self.deadline_exceeded(Some(last_error.as_ref().unwrap_or(&cut_short)))
+                        );
+                    }
                     tracing::debug!(
                         operation = self.operation,
                         method = self.method,
@@ -159,10 +176,13 @@ impl Exchange<'_> {
                         operation: self.operation,
                         message,
                     };
-                    (error, None)
+                    (error, None, false)
                 }
             };
-            if attempt >= self.policy.max_attempts {
+            // A 429 says the request is fine, only early: the SDKs give it a budget of time, not
+            // attempts (reference §7.3). Counting it would fail one of many stacks throttled
+            // together while most of its time is left.
+            if attempt >= self.policy.max_attempts && !throttled {
                 return Err(error);
             }
             // Retry-After is a lower bound, never shortened by the backoff schedule.

@@ -887,6 +887,54 @@ async fn retry_after_is_honoured_on_429() {
 }
 
 #[tokio::test]
+async fn throttling_is_retried_past_max_attempts_until_the_deadline() {
+    let throttled = || {
+        Reply::json(
+            429,
+            r#"{"error_code":"REQUEST_LIMIT_EXCEEDED","message":"slow down"}"#,
+        )
+    };
+    // Twice max_attempts throttled answers, then success.
+    let mut script: Vec<Reply> = (0..10).map(|_| throttled()).collect();
+    script.push(Reply::json(200, "[]"));
+    let server = TestServer::scripted(script).await;
+    let account = client(&server);
+    account.list_networks().await.unwrap();
+    assert_eq!(server.api_requests().len(), 11);
+    assert_eq!(account.retries_spent(), 10);
+
+    // Throttled for good: the deadline ends it, with the last answer as the reason.
+    let server = TestServer::start(move |request| {
+        if request.is_token_request() {
+            token_reply()
+        } else {
+            throttled()
+        }
+    })
+    .await;
+    let started = Instant::now();
+    let account = client_with(&http(), &server, Duration::from_millis(800));
+    let error = account.list_networks().await.unwrap_err();
+    // Retries end by the deadline; the last attempt may finish a moment after it.
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        server.api_requests().len() > 5,
+        "{}",
+        server.api_requests().len()
+    );
+    match error {
+        DatabricksError::DeadlineExceeded { last_error, .. } => {
+            assert!(last_error.contains("429"), "{last_error}");
+        }
+        other => panic!("expected DeadlineExceeded, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn unavailable_and_gateway_errors_are_retried_until_success() {
     let server = TestServer::scripted(vec![
         Reply::empty(503),
