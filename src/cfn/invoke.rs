@@ -166,11 +166,15 @@ async fn answer_request<H: ResourceHandler>(
         }
         Answer::Direct => match outcome.status {
             Status::Success => Ok(doc),
+            // The document's Reason, not the outcome's: that one is cut to fit 4096 bytes like
+            // CloudFormation's, where the outcome's can run to megabytes (one problem per bad
+            // list entry) and would all go into the invocation's error.
             Status::Failed => Err(InvocationError::Failed {
-                reason: outcome
-                    .reason
+                reason: doc["Reason"]
+                    .as_str()
                     .filter(|r| !r.is_empty())
-                    .unwrap_or_else(|| "failed without a reason; see CloudWatch logs".to_owned()),
+                    .unwrap_or("failed without a reason; see CloudWatch logs")
+                    .to_owned(),
             }),
         },
     }
@@ -251,6 +255,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 mod tests {
     use super::*;
     use crate::cfn::GUARD_MARGIN;
+    use crate::cfn::response::MAX_RESPONSE_BYTES;
     use crate::cfn::test_server::TestServer;
     use serde_json::json;
     use std::collections::BTreeMap;
@@ -498,6 +503,25 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), "internal error while starting up: oops");
+    }
+
+    #[tokio::test]
+    async fn a_direct_failure_reason_is_cut_like_the_response_document() {
+        let long: &'static str =
+            Box::leak(format!("{} END", "bad entry; ".repeat(5000)).into_boxed_str());
+        let handler = TestHandler::new(Behaviour::Fail(long));
+        let err = handle_invocation(handler, &responder(false, false), event(None), in_secs(30))
+            .await
+            .unwrap_err();
+        let message = lambda_runtime::Diagnostic::from(err).error_message;
+        assert!(
+            message.len() < MAX_RESPONSE_BYTES,
+            "{} bytes",
+            message.len()
+        );
+        assert!(message.starts_with("bad entry; bad entry;"), "{message}");
+        assert!(message.ends_with("[truncated; the full text is in CloudWatch logs]"));
+        assert!(!message.contains("END"));
     }
 
     #[tokio::test]
