@@ -14,13 +14,20 @@ use backend_privatelink::databricks::{DatabricksHttp, HttpSettings};
 use backend_privatelink::resource::Handler;
 use backend_privatelink::resource::properties::Defaults;
 
+/// Caps the runtime module that logs each raw event (at TRACE) whatever RUST_LOG asks for; the
+/// module logs nothing else but errors, so the cap adds no output at the usual levels.
+const LAMBDA_RUNTIME_CEILING: &str = "lambda_runtime::layers::api_response=debug";
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+                // At TRACE the runtime logs every raw event, and with it the ResponseURL's
+                // presigned query string; RUST_LOG=trace for troubleshooting must not leak it.
+                .add_directive(LAMBDA_RUNTIME_CEILING.parse()?),
         )
         .with_current_span(true)
         .with_span_list(false)
