@@ -5,6 +5,7 @@ mod faults;
 mod harness_smoke;
 mod support;
 
+mod abuse;
 mod invocation_modes;
 mod lifecycle;
 mod scenario;
