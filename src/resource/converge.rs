@@ -62,7 +62,10 @@ impl Converged {
             ),
             (
                 "ReadyAfter".to_string(),
-                workspaces::iso8601(self.attached.ready_after_ms),
+                self.attached
+                    .ready_after_ms
+                    .map(workspaces::iso8601)
+                    .unwrap_or_default(),
             ),
         ]);
         if let Some(network) = &self.attached.network_id {
@@ -382,10 +385,7 @@ pub async fn converge(
         )
         .await?
     } else {
-        workspaces::Attached {
-            ready_after_ms: epoch_ms() as i64,
-            ..Default::default()
-        }
+        workspaces::Attached::default()
     };
 
     progress.step("removing superseded registrations");

@@ -33,8 +33,10 @@ const PROPAGATION: Duration = Duration::from_secs(20 * 60);
 pub struct Attached {
     pub network_id: Option<String>,
     pub workspace_ids: Vec<i64>,
-    /// Epoch milliseconds after which clusters can be launched.
-    pub ready_after_ms: i64,
+    /// Epoch milliseconds after which clusters can be launched; `None` when no workspace uses
+    /// the endpoints, so there is nothing to wait for (and the answer stays the same for
+    /// duplicate deliveries instead of carrying the time of each).
+    pub ready_after_ms: Option<i64>,
 }
 
 /// The endpoints as Databricks knows them, for the networks that carry them.
@@ -273,9 +275,9 @@ pub async fn converge(
 
     let now = epoch_ms();
     let ready_after_ms = if !results.is_empty() {
-        now + PROPAGATION.as_millis() as i64
+        Some(now + PROPAGATION.as_millis() as i64)
     } else if targets.is_empty() {
-        now
+        None
     } else {
         // Nothing switched now: 20 minutes after the newest network in use was made, which is
         // when its workspaces were switched to it, give or take the seconds between the two.
@@ -285,6 +287,7 @@ pub async fn converge(
             .filter_map(|n| n.creation_time)
             .max()
             .map_or(now, |ms| ms + PROPAGATION.as_millis() as i64)
+            .into()
     };
     Ok(Attached {
         network_id: shared,
