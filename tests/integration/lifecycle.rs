@@ -113,15 +113,9 @@ async fn update_to_a_new_relay_endpoint_replaces_only_that_registration() {
     let created = world.create(&mut stack, world.props(0)).await;
     created.assert_success();
 
-    // A new relay endpoint (from the second VPC's fixture would be another VPC: make one in the same VPC).
+    // A new relay endpoint in the same VPC.
     let net = &world.networks[0];
-    let new_relay = net
-        .create_endpoint(world.moto, &net.relay_service, true)
-        .await;
-    world
-        .emulator
-        .state()
-        .register_aws_endpoint(&new_relay, &net.relay_service);
+    let new_relay = world.new_relay_endpoint(0).await;
     let mut props = world.props(0);
     props["RelayVpcEndpointId"] = json!(new_relay);
     let updated = world
@@ -149,13 +143,7 @@ async fn failed_update_then_rollback_restores_the_old_state() {
     created.assert_success();
 
     let net = &world.networks[0];
-    let new_relay = net
-        .create_endpoint(world.moto, &net.relay_service, true)
-        .await;
-    world
-        .emulator
-        .state()
-        .register_aws_endpoint(&new_relay, &net.relay_service);
+    let new_relay = world.new_relay_endpoint(0).await;
     world
         .emulator
         .state()

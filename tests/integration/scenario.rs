@@ -357,6 +357,18 @@ impl World {
             .workspace_id
     }
 
+    /// A second endpoint to the relay service in `networks[n]`'s VPC, known to both sides.
+    pub async fn new_relay_endpoint(&self, n: usize) -> String {
+        let net = &self.networks[n];
+        let id = net
+            .create_endpoint(self.moto, &net.relay_service, true)
+            .await;
+        self.emulator
+            .state()
+            .register_aws_endpoint(&id, &net.relay_service);
+        id
+    }
+
     pub fn workspace(&self, id: i64) -> Value {
         self.account()["workspaces"]
             .as_array()

@@ -329,13 +329,7 @@ async fn an_endpoint_change_repoints_attached_workspaces_and_removes_what_it_sup
         .to_string();
 
     let net = &world.networks[0];
-    let new_relay = net
-        .create_endpoint(world.moto, &net.relay_service, true)
-        .await;
-    world
-        .emulator
-        .state()
-        .register_aws_endpoint(&new_relay, &net.relay_service);
+    let new_relay = world.new_relay_endpoint(0).await;
     let mut props = with_workspaces(world.props(0), &[ws]);
     props["RelayVpcEndpointId"] = json!(new_relay);
     let updated = world
