@@ -33,5 +33,16 @@ demo: venv
 	cargo build --workspace --bins
 	$(PY) scripts/demo.py
 
+# Issue 7's figures (README "Benchmarks"): table on stdout, JSON in bench-results/latest.json.
+# Profile bench-fast by default (Cargo.toml says why); `make bench BENCH_PROFILE=release` measures
+# the shipped profile instead. Two builds, not one with both packages: Cargo would otherwise
+# unify the emulator's tokio features into the measured binary.
+BENCH_PROFILE ?= bench-fast
+.PHONY: bench
+bench: venv
+	cargo build --profile $(BENCH_PROFILE) -p databricks-backend-privatelink --bin databricks-backend-privatelink
+	cargo build --profile $(BENCH_PROFILE) -p emulator --bin databricks-account-emulator
+	$(PY) scripts/bench.py --profile $(BENCH_PROFILE)
+
 clean:
 	rm -rf $(VENV) target
