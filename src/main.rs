@@ -40,16 +40,11 @@ async fn main() -> Result<(), Error> {
     let handler = Arc::new(Handler {
         ec2: Ec2::new(&sdk),
         secrets: Secrets::new(&sdk),
-        http,
+        http: http.clone(),
         defaults: Defaults::from_env(),
     });
-    let response_http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        // The ResponseURL host was checked; a redirect must not carry the answer elsewhere.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let responder = Arc::new(Responder::from_env(response_http));
+    // One HTTP client (and one load of the certificate store) for Databricks and the response.
+    let responder = Arc::new(Responder::from_env(http.client()));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handler = Arc::clone(&handler);

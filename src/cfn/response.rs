@@ -33,6 +33,8 @@ const DEFAULT_FAILED_REASON: &str = "failed without a reason; see CloudWatch log
 
 /// At most this many PUT attempts (CDK's provider framework makes 5, reference §2.3).
 const MAX_ATTEMPTS: usize = 5;
+/// One attempt may not use up the time a retry needs: S3 answers a 4 KB PUT well within this.
+const PUT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF: [Duration; MAX_ATTEMPTS - 1] = [
     Duration::from_millis(200),
     Duration::from_millis(500),
@@ -511,6 +513,7 @@ impl Responder {
                 .put(url.clone())
                 .header(CONTENT_TYPE, "")
                 .header(CONTENT_LENGTH, body.len())
+                .timeout(PUT_ATTEMPT_TIMEOUT)
                 .body(body.clone());
             last = match tokio::time::timeout_at(deadline, request.send()).await {
                 Err(_) => "the invocation deadline was reached".to_owned(),

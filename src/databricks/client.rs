@@ -138,6 +138,13 @@ impl fmt::Debug for DatabricksHttp {
 }
 
 impl DatabricksHttp {
+    /// The pooled HTTP client, for other HTTPS calls of the process (the CloudFormation response):
+    /// building a second one would load the system certificate store again at every cold start.
+    /// It follows no redirects and, unless insecure endpoints are allowed, speaks only https.
+    pub fn client(&self) -> reqwest::Client {
+        self.inner.client.clone()
+    }
+
     pub fn new(settings: HttpSettings) -> Result<Self, DatabricksError> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT.min(settings.request_timeout))

@@ -313,16 +313,20 @@ pub async fn converge(
         vpce: &props.relay_vpc_endpoint_id,
         role: Role::Relay,
     };
-    let (rest_id, relay_id) = try_join(
+    let (rest_registration, relay_registration) = try_join(
         ensure_registration(client, key, props, &rest, &registrations, created),
         ensure_registration(client, key, props, &relay, &registrations, created),
     )
     .await?;
+    let (rest_id, relay_id) = (
+        rest_registration.vpc_endpoint_id.clone(),
+        relay_registration.vpc_endpoint_id.clone(),
+    );
 
     progress.step("waiting for Databricks to accept the VPC endpoints");
     try_join(
-        wait_accepted(client, &rest, &rest_id),
-        wait_accepted(client, &relay, &relay_id),
+        wait_accepted(client, &rest, rest_registration),
+        wait_accepted(client, &relay, relay_registration),
     )
     .await?;
 
@@ -465,9 +469,9 @@ async fn ensure_registration(
     endpoint: &Endpoint<'_>,
     known: &[VpcEndpoint],
     created: &Created,
-) -> Result<String, ResourceError> {
+) -> Result<VpcEndpoint, ResourceError> {
     if let Some(existing) = pick_registration(key, endpoint.vpce, known) {
-        return Ok(existing.vpc_endpoint_id.clone());
+        return Ok(existing.clone());
     }
     let request = CreateVpcEndpoint {
         vpc_endpoint_name: key.object_name(&props.name_prefix, endpoint.role),
@@ -478,13 +482,13 @@ async fn ensure_registration(
         Ok(registration) => {
             tracing::info!(vpce = endpoint.vpce, registration = %registration.vpc_endpoint_id, "registered VPC endpoint");
             created.registration(&registration.vpc_endpoint_id);
-            Ok(registration.vpc_endpoint_id)
+            Ok(registration)
         }
         // Another delivery of the same event (or another stack) registered it meanwhile.
         Err(e) if is_already_registered(&e) => {
             let again = client.list_vpc_endpoints().await?;
             pick_registration(key, endpoint.vpce, &again)
-                .map(|r| r.vpc_endpoint_id.clone())
+                .cloned()
                 .ok_or(ResourceError::Databricks(e))
         }
         Err(e) => Err(e.into()),
@@ -518,11 +522,13 @@ fn pick_registration<'a>(
 async fn wait_accepted(
     client: &AccountClient,
     endpoint: &Endpoint<'_>,
-    id: &str,
+    known: VpcEndpoint,
 ) -> Result<(), ResourceError> {
-    let mut delay = Duration::from_millis(100);
+    // The registration in hand (listed or just created) is the first read: an endpoint already
+    // accepted costs no round trip. The next two reads follow at once, then the polls back off.
+    let mut registration = known;
+    let mut reads = 0u32;
     loop {
-        let registration = client.get_vpc_endpoint(id).await?;
         if let Some(actual) = registration.use_case_role()
             && actual != endpoint.api_role()
         {
@@ -541,11 +547,16 @@ async fn wait_accepted(
                     state,
                 });
             }
-            RegistrationState::Pending | RegistrationState::Unknown(_) => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+            RegistrationState::Pending | RegistrationState::Unknown(_) => {}
         }
+        if reads >= 2 {
+            let backoff = Duration::from_millis(100) * 2u32.pow((reads - 2).min(6));
+            tokio::time::sleep(backoff.min(Duration::from_secs(5))).await;
+        }
+        reads += 1;
+        registration = client
+            .get_vpc_endpoint(&registration.vpc_endpoint_id)
+            .await?;
     }
 }
 

@@ -164,29 +164,28 @@ pub async fn remove_owned(
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e.into()),
         };
 
-    // Networks first: they reference the registrations. One a workspace uses cannot go (a
-    // workspace cannot be switched back), so it and what it references are kept and logged;
-    // the network a workspace had before the switch is not ours and never touched.
-    progress.step("deleting the network configurations");
+    // Networks and access settings reference the registrations, so they go first, together. A
+    // network or settings a workspace uses cannot go (a workspace cannot be switched back), so it
+    // and what it references are kept and logged; the network a workspace had before the switch
+    // is not ours and never touched.
+    progress.step("deleting the network configurations and private access settings");
     let owned_networks = networks
         .iter()
-        .filter(|n| super::workspaces::owns_network(key, n));
+        .filter(|n| super::workspaces::owns_network(key, n))
+        .map(|n| (Kind::Network, n.network_id.as_str()));
+    let owned_pas = access_settings
+        .iter()
+        .filter(|p| {
+            key.owns(
+                p.private_access_settings_name.as_deref(),
+                Role::AccessSettings,
+            )
+        })
+        .map(|p| (Kind::AccessSettings, p.private_access_settings_id.as_str()));
     futures_util::future::try_join_all(
-        owned_networks.map(|n| delete_owned(client, Kind::Network, &n.network_id)),
-    )
-    .await?;
-
-    // Access settings first: they may list the registrations among their allowed endpoints.
-    progress.step("deleting the private access settings");
-    let owned_pas = access_settings.iter().filter(|p| {
-        key.owns(
-            p.private_access_settings_name.as_deref(),
-            Role::AccessSettings,
-        )
-    });
-    futures_util::future::try_join_all(
-        owned_pas
-            .map(|p| delete_owned(client, Kind::AccessSettings, &p.private_access_settings_id)),
+        owned_networks
+            .chain(owned_pas)
+            .map(|(kind, id)| delete_owned(client, kind, id)),
     )
     .await?;
 
