@@ -81,13 +81,12 @@ CRITICAL_PATH = {
     ("endpoints", "Update"): [
         ("OAuth token", 1, 1),
         ("lists (parallel)", 1, 1),
-        ("acceptance read of the adopted registrations (the lists already said available)", 1, 0),
-        ("replace PAS (PUT)", 1, 1),
+        ("replace PAS (PUT); the listed registrations are already available: no acceptance read", 1, 1),
     ],
     ("endpoints", "Delete"): [
         ("OAuth token", 1, 1),
         ("list registrations, PAS, networks (parallel)", 1, 1),
-        ("delete PAS", 1, 1),
+        ("delete PAS (with any networks, in parallel)", 1, 1),
         ("delete both registrations (parallel)", 1, 1),
     ],
     ("workspace", "Create"): [
@@ -106,14 +105,12 @@ CRITICAL_PATH = {
     ("workspace", "Update"): [
         ("OAuth token", 1, 1),
         ("lists (parallel)", 1, 1),
-        ("acceptance read of the adopted registrations (the lists already said available)", 1, 0),
-        ("replace PAS (PUT); network and workspace already right", 1, 1),
+        ("replace PAS (PUT); network and workspace already right, registrations available", 1, 1),
     ],
     ("workspace", "Delete"): [
         ("OAuth token", 1, 1),
         ("list registrations, PAS, networks (parallel)", 1, 1),
-        ("delete the network (kept: the workspace uses it)", 1, 1),
-        ("delete PAS (kept: in use); independent of the network, could run beside it", 1, 0),
+        ("delete the network and PAS together (both kept: the workspace uses them)", 1, 1),
         ("delete both registrations (kept: in use)", 1, 1),
     ],
 }
