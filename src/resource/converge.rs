@@ -343,7 +343,7 @@ pub async fn converge(
         }
     }
 
-    progress.step("creating or updating the private access settings");
+    progress.step("creating or updating the private access settings and network configurations");
     let mut allowed = Vec::new();
     if props.private_access_level == AccessLevel::Endpoint {
         // The resource's own endpoints carry the compute plane's traffic: always allowed.
@@ -357,39 +357,52 @@ pub async fn converge(
         private_access_level: props.private_access_level.as_api().to_string(),
         allowed_vpc_endpoint_ids: allowed,
     };
-    let pas_id = ensure_access_settings(
-        client,
-        key,
-        &props.name_prefix,
-        &desired,
-        &access_settings,
-        created,
+    let uses_networks = props.network.is_some()
+        || !props.workspace_ids.is_empty()
+        || networks.iter().any(|n| workspaces::owns_network(key, n));
+    let ids = workspaces::Registrations {
+        rest_api: &rest_id,
+        relay: &relay_id,
+    };
+    // The networks need only the registrations, the switch needs both: PAS and networks are
+    // made side by side.
+    let (pas_id, targets) = try_join(
+        ensure_access_settings(
+            client,
+            key,
+            &props.name_prefix,
+            &desired,
+            &access_settings,
+            created,
+        ),
+        async {
+            if uses_networks {
+                workspaces::ensure_networks(
+                    client,
+                    key,
+                    props,
+                    &vpc_id,
+                    &ids,
+                    &workspaces,
+                    &networks,
+                    created,
+                )
+                .await
+                .map(Some)
+            } else {
+                Ok(None)
+            }
+        },
     )
     .await?;
 
-    let attached = if props.network.is_some()
-        || !props.workspace_ids.is_empty()
-        || networks.iter().any(|n| workspaces::owns_network(key, n))
-    {
-        progress.step("creating the network configuration and switching the workspaces");
-        let ids = workspaces::Registrations {
-            rest_api: &rest_id,
-            relay: &relay_id,
-        };
-        workspaces::converge(
-            client,
-            key,
-            props,
-            &vpc_id,
-            &ids,
-            &pas_id,
-            &workspaces,
-            &networks,
-            created,
-        )
-        .await?
-    } else {
-        workspaces::Attached::default()
+    let attached = match targets {
+        Some(targets) => {
+            progress.step("switching the workspaces");
+            workspaces::switch_and_clean(client, key, &pas_id, &workspaces, &networks, targets)
+                .await?
+        }
+        None => workspaces::Attached::default(),
     };
 
     progress.step("removing superseded registrations");

@@ -148,93 +148,134 @@ pub fn owns_network(key: &OwnershipKey, network: &Network) -> bool {
         })
 }
 
+/// The networks the workspaces should use, built before the private access settings are known
+/// (they only need the registrations), so both are made in the same round trips.
+#[derive(Clone, Debug, Default)]
+pub struct Targets {
+    /// The network from the `Network` property, if any.
+    pub shared: Option<String>,
+    /// Each listed workspace with the network it should use.
+    pub workspaces: Vec<(i64, String)>,
+}
+
+/// Finds or creates the networks: the shared one, or for each workspace a copy of its own with
+/// the endpoints added, so nothing about its cluster subnets changes. Independent networks are
+/// made together.
 #[allow(clippy::too_many_arguments)]
-pub async fn converge(
+pub async fn ensure_networks(
     client: &AccountClient,
     key: &OwnershipKey,
     props: &Properties,
     vpc_id: &str,
     registrations: &Registrations<'_>,
-    pas_id: &str,
     workspaces: &[Workspace],
     networks: &[Network],
     created: &Created,
-) -> Result<Attached, ResourceError> {
+) -> Result<Targets, ResourceError> {
     let endpoints = NetworkVpcEndpoints {
         rest_api: vec![registrations.rest_api.to_string()],
         dataplane_relay: vec![registrations.relay.to_string()],
     };
-    let shared = match &props.network {
-        Some(spec) => {
+    let listed: Vec<&Workspace> = props
+        .workspace_ids
+        .iter()
+        .filter_map(|id| workspaces.iter().find(|w| w.workspace_id == *id))
+        .collect();
+    if let Some(spec) = &props.network {
+        let desired = CreateNetwork {
+            network_name: String::new(),
+            vpc_id: vpc_id.to_string(),
+            subnet_ids: spec.subnet_ids.clone(),
+            security_group_ids: spec.security_group_ids.clone(),
+            vpc_endpoints: endpoints,
+        };
+        let shared = ensure_network(
+            client,
+            key,
+            &props.name_prefix,
+            Role::Network,
+            desired,
+            networks,
+            created,
+        )
+        .await?;
+        let targets = listed
+            .iter()
+            .map(|ws| (ws.workspace_id, shared.clone()))
+            .collect();
+        return Ok(Targets {
+            shared: Some(shared),
+            workspaces: targets,
+        });
+    }
+    let copies = listed.iter().map(|ws| {
+        let id = ws.workspace_id;
+        let current = ws
+            .network_id
+            .as_deref()
+            .and_then(|nid| networks.iter().find(|n| n.network_id == nid));
+        let endpoints = endpoints.clone();
+        async move {
+            let current = current.ok_or_else(|| {
+                ResourceError::Workspaces(vec![format!(
+                    "workspace {id} has no network configuration"
+                )])
+            })?;
             let desired = CreateNetwork {
                 network_name: String::new(),
-                vpc_id: vpc_id.to_string(),
-                subnet_ids: spec.subnet_ids.clone(),
-                security_group_ids: spec.security_group_ids.clone(),
-                vpc_endpoints: endpoints.clone(),
+                vpc_id: current.vpc_id.clone().unwrap_or_else(|| vpc_id.to_string()),
+                subnet_ids: current.subnet_ids.clone(),
+                security_group_ids: current.security_group_ids.clone(),
+                vpc_endpoints: endpoints,
             };
-            Some(
-                ensure_network(
-                    client,
-                    key,
-                    &props.name_prefix,
-                    Role::Network,
-                    desired,
-                    networks,
-                    created,
-                )
-                .await?,
+            let role = Role::WorkspaceNetwork(id);
+            let network = ensure_network(
+                client,
+                key,
+                &props.name_prefix,
+                role,
+                desired,
+                networks,
+                created,
             )
+            .await?;
+            Ok::<_, ResourceError>((id, network))
         }
-        None => None,
-    };
+    });
+    let workspaces = futures_util::future::try_join_all(copies).await?;
+    Ok(Targets {
+        shared: None,
+        workspaces,
+    })
+}
 
-    // The network each workspace should use: the shared one, or a copy of its own with the
-    // endpoints added, so nothing about its cluster subnets changes.
-    let mut targets: Vec<(i64, String)> = Vec::new();
-    let mut switches: Vec<(i64, String)> = Vec::new();
-    for id in &props.workspace_ids {
-        let Some(ws) = workspaces.iter().find(|w| w.workspace_id == *id) else {
-            continue;
-        };
-        let target = match &shared {
-            Some(n) => n.clone(),
-            None => {
-                let current = ws
-                    .network_id
-                    .as_deref()
-                    .and_then(|nid| networks.iter().find(|n| n.network_id == nid))
-                    .ok_or_else(|| {
-                        ResourceError::Workspaces(vec![format!(
-                            "workspace {id} has no network configuration"
-                        )])
-                    })?;
-                let desired = CreateNetwork {
-                    network_name: String::new(),
-                    vpc_id: current.vpc_id.clone().unwrap_or_else(|| vpc_id.to_string()),
-                    subnet_ids: current.subnet_ids.clone(),
-                    security_group_ids: current.security_group_ids.clone(),
-                    vpc_endpoints: endpoints.clone(),
-                };
-                ensure_network(
-                    client,
-                    key,
-                    &props.name_prefix,
-                    Role::WorkspaceNetwork(*id),
-                    desired,
-                    networks,
-                    created,
-                )
-                .await?
-            }
-        };
-        if ws.network_id.as_deref() != Some(target.as_str())
-            || ws.private_access_settings_id.as_deref() != Some(pas_id)
-        {
-            switches.push((*id, target.clone()));
-        }
-        targets.push((*id, target));
-    }
+/// Switches every workspace that does not use its target network and the private access
+/// settings yet, then removes this resource's networks that nothing should use any more.
+pub async fn switch_and_clean(
+    client: &AccountClient,
+    key: &OwnershipKey,
+    pas_id: &str,
+    workspaces: &[Workspace],
+    networks: &[Network],
+    targets: Targets,
+) -> Result<Attached, ResourceError> {
+    let Targets {
+        shared,
+        workspaces: targets,
+    } = targets;
+    let switches: Vec<(i64, String)> = targets
+        .iter()
+        .filter(|(id, network)| {
+            workspaces
+                .iter()
+                .find(|w| w.workspace_id == *id)
+                .is_some_and(|ws| {
+                    ws.network_id.as_deref() != Some(network.as_str())
+                        || ws.private_access_settings_id.as_deref() != Some(pas_id)
+                })
+        })
+        .cloned()
+        .collect();
 
     let results: Vec<(i64, Result<(), String>)> =
         futures_util::stream::iter(switches.iter().cloned())
