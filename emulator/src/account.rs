@@ -63,6 +63,9 @@ struct WorkspaceRecord {
     /// PATCHes still to be answered with success but not applied (reference §6.4 "might revert
     /// silently to its original configuration").
     silent_reverts: u32,
+    /// When set, the next PATCH is applied and then the workspace goes `FAILED` with this
+    /// status message, as a failed update does (reference §6.3: "failed to reach RUNNING").
+    fail_next_patch: Option<String>,
 }
 
 /// A network to create and attach together with a seeded workspace.
@@ -622,6 +625,7 @@ impl Account {
             workspace: workspace.clone(),
             clusters_running: seed.running_clusters,
             silent_reverts: 0,
+            fail_next_patch: None,
         });
         Ok(workspace)
     }
@@ -661,6 +665,10 @@ impl Account {
 
     pub fn set_silent_reverts(&mut self, workspace_id: i64, count: u32) -> bool {
         self.with_workspace(workspace_id, |w| w.silent_reverts = count)
+    }
+
+    pub fn set_fail_next_patch(&mut self, workspace_id: i64, message: Option<String>) -> bool {
+        self.with_workspace(workspace_id, |w| w.fail_next_patch = message)
     }
 
     fn with_workspace(
@@ -784,6 +792,10 @@ impl Account {
             return Ok(updated);
         }
         record.workspace = updated.clone();
+        if let Some(message) = record.fail_next_patch.take() {
+            record.workspace.workspace_status = WorkspaceStatus::Failed;
+            record.workspace.workspace_status_message = message;
+        }
         if old_network_id != updated.network_id {
             if let Some(old) = old_network_id {
                 self.detach(&old);

@@ -497,6 +497,16 @@ impl StateHandle {
         Ok(())
     }
 
+    /// The next PATCH of this workspace is applied, then the workspace goes `FAILED` with
+    /// `message` as its status message.
+    pub fn fail_next_patch(&self, workspace_id: i64, message: &str) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        inner
+            .account_of_workspace(workspace_id)?
+            .set_fail_next_patch(workspace_id, Some(message.to_owned()));
+        Ok(())
+    }
+
     // ---- inspection ----
 
     /// All objects of one account as the API shows them, without counting registration reads:

@@ -358,3 +358,34 @@ async fn an_endpoint_change_repoints_attached_workspaces_and_removes_what_it_sup
     );
     world.assert_exactly(&[&net.rest_vpce_id, &new_relay], &updated);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_that_goes_failed_after_the_switch_is_named_with_its_status_message() {
+    let world = World::new().await;
+    let ws = world.seed_workspace(0, "fails");
+    world
+        .emulator
+        .state()
+        .fail_next_patch(
+            ws,
+            "Network validation failed: subnet has no route to the relay",
+        )
+        .expect("workspace exists");
+    let mut stack = world.stack("goes-failed");
+    let failed = world
+        .create(&mut stack, with_workspaces(world.props(0), &[ws]))
+        .await;
+    failed.assert_failed_with(&format!("{ws}: the workspace went FAILED"));
+    assert!(
+        failed.reason().contains("subnet has no route to the relay"),
+        "{}",
+        failed.reason()
+    );
+    assert!(
+        failed
+            .reason()
+            .contains("cannot be removed from a workspace"),
+        "{}",
+        failed.reason()
+    );
+}
