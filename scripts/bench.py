@@ -976,13 +976,7 @@ def run(stack, args, log_dir):
 def main():
     args = parse_args()
     started = time.monotonic()
-    log_dir = Path(tempfile.mkdtemp(prefix="databricks-privatelink-bench-"))
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
-        os.environ.pop(name, None)
-    for name, file in (("AWS_CONFIG_FILE", "aws-config"), ("AWS_SHARED_CREDENTIALS_FILE", "aws-credentials")):
-        (log_dir / file).touch()
-        os.environ[name] = str(log_dir / file)
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    log_dir = demo.isolated_log_dir("databricks-privatelink-bench-")
 
     def on_sigterm(signum, frame):
         raise demo.Stopped()

@@ -780,17 +780,23 @@ def run(stack, args, log_dir, failures):
     print("timings: " + ", ".join(f"{kind} {seconds:.2f} s ({outcome})" for kind, seconds, outcome in timings))
 
 
-def main():
-    args = parse_args()
-    started = time.monotonic()
-    log_dir = Path(tempfile.mkdtemp(prefix="databricks-privatelink-demo-"))
-    # A developer's AWS profile or proxy must not leak into a run that only talks to 127.0.0.1.
+def isolated_log_dir(prefix):
+    """A fresh folder for logs, and an environment in which a developer's AWS profile or proxy
+    cannot leak into a run that only talks to 127.0.0.1."""
+    log_dir = Path(tempfile.mkdtemp(prefix=prefix))
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
         os.environ.pop(name, None)
     for name, file in (("AWS_CONFIG_FILE", "aws-config"), ("AWS_SHARED_CREDENTIALS_FILE", "aws-credentials")):
         (log_dir / file).touch()
         os.environ[name] = str(log_dir / file)
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    return log_dir
+
+
+def main():
+    args = parse_args()
+    started = time.monotonic()
+    log_dir = isolated_log_dir("databricks-privatelink-demo-")
 
     def on_sigterm(signum, frame):
         raise Stopped()
