@@ -8,7 +8,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use backend_privatelink::aws::{Ec2, Secrets};
+use backend_privatelink::aws::{Ec2, Secrets, Stacks};
 use backend_privatelink::cfn::{Responder, handle_invocation};
 use backend_privatelink::databricks::{DatabricksHttp, HttpSettings};
 use backend_privatelink::resource::Handler;
@@ -37,14 +37,16 @@ async fn main() -> Result<(), Error> {
 
     let sdk = aws_config::load_from_env().await;
     let http = DatabricksHttp::new(HttpSettings::from_env())?;
+    // One HTTP client (and one load of the certificate store) for Databricks and the response.
+    let responder = Arc::new(Responder::from_env(http.client()));
     let handler = Arc::new(Handler {
         ec2: Ec2::new(&sdk),
         secrets: Secrets::new(&sdk),
+        // Under `sam local invoke` no stack waits, and its StackId is made up.
+        stacks: (!responder.sam_local()).then(|| Stacks::new(&sdk)),
         http: http.clone(),
         defaults: Defaults::from_env(),
     });
-    // One HTTP client (and one load of the certificate store) for Databricks and the response.
-    let responder = Arc::new(Responder::from_env(http.client()));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handler = Arc::clone(&handler);

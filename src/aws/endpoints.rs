@@ -2,16 +2,14 @@
 //! their security groups) from EC2, turning private DNS on, and judging whether the pair fits the
 //! region's Databricks endpoint services. Knows nothing of CloudFormation or the Databricks API.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
 
-use aws_sdk_ec2::config::Region;
 use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use tokio::time::Instant;
 
 use super::error::{AwsError, describe_sdk_error};
+use super::regional::PerRegion;
 use super::services::{EndpointServices, is_valid_region_name, supported_regions};
 use super::{MAX_ATTEMPTS, within_deadline};
 
@@ -47,8 +45,7 @@ pub struct VpcEndpointInfo {
 /// override), because a resource's Region need not be the Lambda's own region.
 #[derive(Clone)]
 pub struct Ec2 {
-    base: aws_sdk_ec2::Config,
-    clients: Arc<Mutex<HashMap<String, aws_sdk_ec2::Client>>>,
+    clients: PerRegion<aws_sdk_ec2::Client>,
 }
 
 impl Ec2 {
@@ -63,8 +60,9 @@ impl Ec2 {
     /// that need their own retry or endpoint settings.
     pub fn from_conf(base: aws_sdk_ec2::Config) -> Self {
         Self {
-            base,
-            clients: Arc::new(Mutex::new(HashMap::new())),
+            clients: PerRegion::new(move |region| {
+                aws_sdk_ec2::Client::from_conf(base.to_builder().region(region).build())
+            }),
         }
     }
 
@@ -74,17 +72,7 @@ impl Ec2 {
                 region: region.to_owned(),
             });
         }
-        // A poisoned lock only means another task panicked while inserting; the map is intact.
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        let client = clients.entry(region.to_owned()).or_insert_with(|| {
-            aws_sdk_ec2::Client::from_conf(
-                self.base
-                    .to_builder()
-                    .region(Region::new(region.to_owned()))
-                    .build(),
-            )
-        });
-        Ok(client.clone())
+        Ok(self.clients.get(region))
     }
 
     /// Describes exactly these endpoints in one call. Every id must exist.

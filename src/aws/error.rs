@@ -78,6 +78,13 @@ pub enum AwsError {
     )]
     SecretBinary { arn: String },
 
+    #[error(
+        "the Lambda function's role is not allowed to call cloudformation:{operation}; add that \
+         action on the stacks it serves to its IAM policy, so that a Create cancelled by \
+         CloudFormation removes what it made"
+    )]
+    StackAccessDenied { operation: &'static str },
+
     #[error("AWS {operation} failed: {message}")]
     Call {
         operation: &'static str,

@@ -1,11 +1,14 @@
 //! AWS side of Databricks back-end PrivateLink: the region's Databricks endpoint services, the two
-//! interface VPC endpoints as EC2 sees them, and the service principal secret in Secrets Manager.
-//! Knows nothing of CloudFormation or of the Databricks account API client.
+//! interface VPC endpoints as EC2 sees them, the service principal secret in Secrets Manager, and
+//! the status CloudFormation reports for a stack resource. Knows nothing of the custom-resource
+//! protocol or of the Databricks account API client.
 
 pub mod endpoints;
 pub mod error;
+mod regional;
 pub mod secrets;
 pub mod services;
+pub mod stacks;
 
 use std::future::Future;
 
@@ -21,8 +24,9 @@ pub use services::{
     EndpointServices, Partition, default_accounts_host, endpoint_services, is_valid_region_name,
     partition_of, relay_hostname, supported_regions,
 };
+pub use stacks::{Stacks, stack_region};
 
-/// Attempts per EC2 / Secrets Manager call, so that API throttling (RequestLimitExceeded,
+/// Attempts per EC2 / Secrets Manager / CloudFormation call, so that API throttling (RequestLimitExceeded,
 /// ThrottlingException) is ridden out by the SDK's standard retry mode with backoff; the
 /// invocation's deadline still bounds the total.
 const MAX_ATTEMPTS: u32 = 5;

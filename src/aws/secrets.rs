@@ -2,17 +2,15 @@
 //! secret's JSON shape, nothing about how the credentials are used. The secret text never reaches
 //! a log line or an error message.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
 
-use aws_sdk_secretsmanager::config::Region;
 use aws_sdk_secretsmanager::config::retry::RetryConfig;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use tokio::time::Instant;
 
 use super::error::{AwsError, describe_sdk_error};
+use super::regional::PerRegion;
 use super::services::{Partition, is_valid_region_name, partition_of};
 use super::{MAX_ATTEMPTS, within_deadline};
 
@@ -36,8 +34,7 @@ impl fmt::Debug for ServicePrincipalSecret {
 /// per region is built lazily from the same base configuration.
 #[derive(Clone)]
 pub struct Secrets {
-    base: aws_sdk_secretsmanager::Config,
-    clients: Arc<Mutex<HashMap<String, aws_sdk_secretsmanager::Client>>>,
+    clients: PerRegion<aws_sdk_secretsmanager::Client>,
 }
 
 impl Secrets {
@@ -52,25 +49,14 @@ impl Secrets {
     /// that need their own retry or endpoint settings.
     pub fn from_conf(base: aws_sdk_secretsmanager::Config) -> Self {
         Self {
-            base,
-            clients: Arc::new(Mutex::new(HashMap::new())),
+            clients: PerRegion::new(move |region| {
+                aws_sdk_secretsmanager::Client::from_conf(base.to_builder().region(region).build())
+            }),
         }
     }
 
     fn client(&self, region: &str) -> aws_sdk_secretsmanager::Client {
-        // A poisoned lock only means another task panicked while inserting; the map is intact.
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        clients
-            .entry(region.to_owned())
-            .or_insert_with(|| {
-                aws_sdk_secretsmanager::Client::from_conf(
-                    self.base
-                        .to_builder()
-                        .region(Region::new(region.to_owned()))
-                        .build(),
-                )
-            })
-            .clone()
+        self.clients.get(region)
     }
 
     /// Reads and parses the secret `{"client_id": ..., "client_secret": ...}`.

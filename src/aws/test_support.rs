@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_ec2::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_ec2::config::retry::RetryConfig;
-use aws_sdk_ec2::config::{
-    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
-};
+use aws_sdk_ec2::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};
 use aws_sdk_ec2::error::BoxError;
 use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client};
 
@@ -72,20 +70,28 @@ fn credentials() -> Credentials {
     Credentials::new("AKIDTEST", "test-secret-key", None, None, "test")
 }
 
+/// The configuration of SDK crate `$sdk` for the Lambda's own region `us-east-1`, answered by
+/// `rules` and recorded by `recorder`.
+macro_rules! mocked_conf {
+    ($sdk:ident, $rules:expr, $recorder:expr) => {
+        $sdk::Config::builder()
+            .behavior_version($sdk::config::BehaviorVersion::latest())
+            .region($sdk::config::Region::new("us-east-1"))
+            .credentials_provider(credentials())
+            .retry_config(quick_retries())
+            .http_client(create_mock_http_client())
+            .interceptor(mocks($rules))
+            .interceptor($recorder.clone())
+    };
+}
+
 /// EC2 configuration for the Lambda's own region `us-east-1`.
 pub fn ec2_conf(
     rules: &[&Rule],
     recorder: &Recorder,
     endpoint_url: Option<&str>,
 ) -> aws_sdk_ec2::Config {
-    let mut builder = aws_sdk_ec2::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(credentials())
-        .retry_config(quick_retries())
-        .http_client(create_mock_http_client())
-        .interceptor(mocks(rules))
-        .interceptor(recorder.clone());
+    let mut builder = mocked_conf!(aws_sdk_ec2, rules, recorder);
     if let Some(url) = endpoint_url {
         builder = builder.endpoint_url(url);
     }
@@ -94,15 +100,12 @@ pub fn ec2_conf(
 
 /// Secrets Manager configuration for the Lambda's own region `us-east-1`.
 pub fn secrets_conf(rules: &[&Rule], recorder: &Recorder) -> aws_sdk_secretsmanager::Config {
-    aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-        .credentials_provider(credentials())
-        .retry_config(quick_retries())
-        .http_client(create_mock_http_client())
-        .interceptor(mocks(rules))
-        .interceptor(recorder.clone())
-        .build()
+    mocked_conf!(aws_sdk_secretsmanager, rules, recorder).build()
+}
+
+/// CloudFormation configuration for the Lambda's own region `us-east-1`.
+pub fn cfn_conf(rules: &[&Rule], recorder: &Recorder) -> aws_sdk_cloudformation::Config {
+    mocked_conf!(aws_sdk_cloudformation, rules, recorder).build()
 }
 
 /// A deadline far enough away never to matter.

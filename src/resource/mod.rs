@@ -7,22 +7,27 @@ pub mod delete;
 pub mod error;
 pub mod names;
 pub mod properties;
+pub mod watch;
 pub mod workspaces;
 
 use tokio::time::Instant;
 
-use crate::aws::{Ec2, Secrets};
+use crate::aws::{Ec2, Secrets, Stacks};
 use crate::cfn::{CfnRequest, Outcome, Progress, RequestType, ResourceHandler};
 use crate::databricks::DatabricksHttp;
 
 use converge::{Created, converge};
 use names::OwnershipKey;
 use properties::{Defaults, Identity};
+use watch::{Waiting, still_waited_for};
 
 /// Everything a request needs, built once at init and shared by every invocation.
 pub struct Handler {
     pub ec2: Ec2,
     pub secrets: Secrets,
+    /// Asked whether CloudFormation still waits for a Create; `None` under `sam local invoke`,
+    /// where no stack does.
+    pub stacks: Option<Stacks>,
     pub http: DatabricksHttp,
     pub defaults: Defaults,
 }
@@ -45,7 +50,23 @@ impl Handler {
             Ok(p) => p,
             Err(e) => return Outcome::failed(physical_id, e.to_string()),
         };
-        let (client, endpoints) = match converge::prepare(self, &props, progress, deadline).await {
+        let create = req.request_type == RequestType::Create;
+        let stacks = self.stacks.as_ref();
+        // Whether CloudFormation still waits is asked side by side with the AWS checks, so it
+        // costs no time; a Create it no longer waits for writes nothing.
+        let (prepared, waiting) = tokio::join!(
+            converge::prepare(self, &props, progress, deadline),
+            still_waited_for(stacks, req, deadline),
+        );
+        if let Waiting::No { status } = waiting {
+            return Outcome::failed(
+                physical_id,
+                format!(
+                    "CloudFormation no longer waits for this Create (its resource is {status}: the Create was cancelled, for example because the stack rolled back); nothing was made"
+                ),
+            );
+        }
+        let (client, endpoints) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => return Outcome::failed(physical_id, e.to_string()),
         };
@@ -57,14 +78,17 @@ impl Handler {
         // When the stack rolls back while this Create still runs, CloudFormation cancels it and
         // sends a Delete at once (reference §1.3), which another invocation carries out. Objects
         // made after that Delete listed the account would stay, owned by no stack, while nobody
-        // reads this answer. The Delete removes what it found, so anything reported here that is
-        // gone means exactly that.
-        let vanished = match &converged {
-            Ok(c) if req.request_type == RequestType::Create => {
-                progress.step("checking that the resource was not deleted meanwhile");
-                converge::vanished(&client, c).await
+        // reads this answer. Two signs, asked side by side: CloudFormation reports the resource
+        // failed or deleted, or something reported here is gone (the Delete removed it).
+        let (vanished, waiting) = match &converged {
+            Ok(c) if create => {
+                progress.step("checking that CloudFormation still waits for this Create");
+                tokio::join!(
+                    converge::vanished(&client, c),
+                    still_waited_for(stacks, req, deadline)
+                )
             }
-            _ => None,
+            _ => (None, Waiting::Unknown),
         };
         tracing::info!(
             retries = client.retries_spent(),
@@ -73,27 +97,31 @@ impl Handler {
         let result = match converged {
             Ok(c) => c,
             Err(e) => {
-                if req.request_type == RequestType::Create {
+                if create {
                     progress.step("removing what this request created");
                     created.remove(&client).await;
                 }
                 return Outcome::failed(physical_id, e.to_string());
             }
         };
-        if let Some(gone) = vanished {
-            tracing::warn!(%gone, ownership_key = key.as_str(), "the resource was deleted while this Create ran; removing what it made");
-            progress.step("removing what this Create made after the resource was deleted");
+        let abandoned = match (waiting, vanished) {
+            (Waiting::No { status }, _) => Some(format!(
+                "CloudFormation no longer waits for this Create (its resource is {status}: the Create was cancelled, for example because the stack rolled back)"
+            )),
+            (_, Some(gone)) => Some(format!(
+                "the resource was deleted while this Create was still running ({gone} disappeared): CloudFormation cancelled the Create, for example because the stack rolled back, and does not wait for it any more"
+            )),
+            _ => None,
+        };
+        if let Some(why) = abandoned {
+            tracing::warn!(%why, ownership_key = key.as_str(), "nobody waits for this Create; removing what it made");
+            progress.step("removing what this Create made, as nobody waits for it");
             let removed = delete::remove_owned(&client, &key, progress).await;
             let outcome = match removed {
                 Ok(()) => "everything it made was removed again".to_string(),
                 Err(e) => format!("removing what it made failed ({e}); the next Delete removes it"),
             };
-            return Outcome::failed(
-                physical_id,
-                format!(
-                    "the resource was deleted while this Create was still running ({gone} disappeared): CloudFormation cancelled the Create, for example because the stack rolled back, and does not wait for it any more; {outcome}"
-                ),
-            );
+            return Outcome::failed(physical_id, format!("{why}; {outcome}"));
         }
         // Objects in an account or on a host the resource no longer uses are cleaned up there,
         // with the old properties' credentials.

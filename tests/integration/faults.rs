@@ -27,6 +27,8 @@ use crate::support::runtime::InvocationResult;
 use crate::support::sink::{RecordedRequest, RecordingSink};
 
 const LOGICAL_ID: &str = "PrivateLink";
+/// A PhysicalResourceId CloudFormation makes up for the Delete of a Create it cancelled.
+const GENERATED_ID: &str = "faults-PrivateLink-1XJ2KQ8Z3ABCD";
 /// Per-attempt timeout of the binary's Databricks client in this file, in seconds.
 const ATTEMPT_TIMEOUT_SECS: &str = "2";
 /// Invocation timeout for requests expected to finish: room for retries on a busy machine.
@@ -168,6 +170,37 @@ impl Bench {
 
     fn physical_id(&self) -> String {
         self.key.physical_resource_id()
+    }
+
+    /// The same world, but the resource belongs to a moto stack that waits for its Create
+    /// (instead of a made-up StackId CloudFormation knows nothing of).
+    async fn in_moto_stack(mut self) -> Self {
+        self.stack_id = crate::support::fixtures::stack(Moto::shared(), REGION, LOGICAL_ID).await;
+        self.key = OwnershipKey::new(&self.stack_id, LOGICAL_ID);
+        self
+    }
+
+    /// The Delete CloudFormation sends for a Create it cancelled: with an id of its own making,
+    /// through `lambda` (another instance than the one still running the Create).
+    async fn send_cancelling_delete(&self, lambda: &Lambda, props: Value) -> Reply {
+        let sink = RecordingSink::start().await;
+        let event = cfn_event(
+            RequestType::Delete,
+            &self.stack_id,
+            LOGICAL_ID,
+            Some(GENERATED_ID),
+            props,
+            None,
+            Some(&sink.url()),
+        );
+        send_event(lambda, &sink, event, TIMEOUT).await
+    }
+
+    /// CloudFormation gives up on the Create: the stack's resource is deleted. Returns the
+    /// resource's status afterwards.
+    async fn cancel_in_moto(&self) -> String {
+        crate::support::fixtures::delete_stack(Moto::shared(), REGION, &self.stack_id, LOGICAL_ID)
+            .await
     }
 
     async fn send(
@@ -1219,7 +1252,7 @@ enum CancelledAt {
 /// have finished, nothing of the Create is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_cancelled_by_a_concurrent_delete_leaves_nothing_behind() {
-    use RequestType::{Create, Delete};
+    use RequestType::Create;
     for at in [
         CancelledAt::WaitingForAcceptance,
         CancelledAt::CreatingAccessSettings,
@@ -1248,23 +1281,13 @@ async fn a_create_cancelled_by_a_concurrent_delete_leaves_nothing_behind() {
                 bench.lambda.wait_for_log(step, TIMEOUT).await,
                 "{at:?}: the Create never got to {step:?}"
             );
-            let sink = RecordingSink::start().await;
-            let event = cfn_event(
-                Delete,
-                &bench.stack_id,
-                LOGICAL_ID,
-                Some("faults-PrivateLink-1XJ2KQ8Z3ABCD"),
-                props.clone(),
-                None,
-                Some(&sink.url()),
-            );
-            send_event(&second, &sink, event, TIMEOUT).await
+            bench.send_cancelling_delete(&second, props.clone()).await
         };
         let (created, deleted) = tokio::join!(create, cancel);
         deleted
             .check_success()
             .unwrap_or_else(|e| panic!("{at:?}: the Delete: {e}"));
-        assert_eq!(deleted.physical_id(), "faults-PrivateLink-1XJ2KQ8Z3ABCD");
+        assert_eq!(deleted.physical_id(), GENERATED_ID);
         // Nobody waits for the Create's answer any more; it still comes in time, and says the
         // Create did not stand.
         let needle = match at {
@@ -1286,18 +1309,19 @@ async fn a_create_cancelled_by_a_concurrent_delete_leaves_nothing_behind() {
     }
 }
 
-/// The gap: a Delete that runs entirely before the Create's first write finds nothing, and the
-/// late Create cannot tell that nobody waits for it (only CloudFormation knows). What is
-/// guaranteed: everything it made carries the ownership key, so the next Delete for the resource
-/// (a retried rollback, or the stack's deletion) removes it.
+/// A Delete that runs entirely before the Create's first write finds nothing to remove, and
+/// everything the late Create makes is still there at its end. Only CloudFormation knows that
+/// nobody waits for that Create any more: moto's stack here holds the custom resource
+/// `CREATE_IN_PROGRESS` until CloudFormation cancels it (deletes the stack), as the real service
+/// does. The Create asks before it answers, and removes what it made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delete_that_runs_before_a_cancelled_create_writes_is_completed_by_the_next_delete() {
-    use RequestType::{Create, Delete};
-    let bench = Bench::new().await;
+async fn a_create_cancelled_before_its_first_write_removes_what_it_made() {
+    use RequestType::Create;
+    let bench = Bench::new().await.in_moto_stack().await;
     let second = start_lambda(&bench.emulator).await;
-    // The Create waits 3 s for its token; the Delete's token comes at once.
+    // The Create waits 6 s for its token; the Delete's token comes at once.
     bench.emulator.state().inject_fault(
-        FaultSpec::new(FaultKind::Latency(Duration::from_secs(3)))
+        FaultSpec::new(FaultKind::Latency(Duration::from_secs(6)))
             .method("POST")
             .path_contains("/v1/token"),
     );
@@ -1310,26 +1334,97 @@ async fn a_delete_that_runs_before_a_cancelled_create_writes_is_completed_by_the
                 .wait_for_log("listing the account's VPC endpoint registrations", TIMEOUT)
                 .await
         );
-        bench
-            .send_via(&second, Delete, props.clone(), None, TIMEOUT)
-            .await
+        // CloudFormation marks the resource for deletion, then sends the Delete with an id of
+        // its own making.
+        let status = bench.cancel_in_moto().await;
+        assert_eq!(status, "DELETE_COMPLETE");
+        let deleted = bench.send_cancelling_delete(&second, props.clone()).await;
+        (deleted, bench.writes())
     };
-    let (created, deleted) = tokio::join!(create, cancel);
+    let (created, (deleted, writes_when_deleted)) = tokio::join!(create, cancel);
     deleted.check_success().unwrap();
-    created.check_answered_in_time().unwrap();
-    let left = bench.list("vpc_endpoints").len() + bench.list("private_access_settings").len();
     assert_eq!(
-        (created.status(), left),
-        ("SUCCESS", 3),
-        "the known gap: the late Create answers nobody and its objects stay until the next Delete"
+        writes_when_deleted, 0,
+        "the Delete ran before the Create wrote anything"
     );
+    created
+        .check_failed(&[
+            "CloudFormation no longer waits for this Create (its resource is DELETE_COMPLETE",
+            "everything it made was removed again",
+        ])
+        .unwrap();
+    assert!(bench.writes() > 0, "the Create did build, then removed");
+    bench.check_nothing_owned().unwrap_or_else(|e| {
+        panic!("{e}\n{}", tail(&bench.lambda, 30));
+    });
+    assert!(bench.list("vpc_endpoints").is_empty());
+    assert!(bench.list("private_access_settings").is_empty());
+}
+
+/// A Create delivered after CloudFormation gave up on it (its Delete already done) writes
+/// nothing at all: the question is asked side by side with the AWS checks, before any write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_cloudformation_gave_up_on_before_it_started_writes_nothing() {
+    use RequestType::Create;
+    let bench = Bench::new().await.in_moto_stack().await;
+    assert_eq!(bench.cancel_in_moto().await, "DELETE_COMPLETE");
+    let created = bench
+        .send(Create, bench.props(Shape::Attached), None, TIMEOUT)
+        .await;
+    created
+        .check_failed(&[
+            "CloudFormation no longer waits for this Create (its resource is DELETE_COMPLETE",
+            "nothing was made",
+        ])
+        .unwrap();
+    assert_eq!(bench.writes(), 0);
+    assert_eq!(
+        bench.workspace_now()["network_id"],
+        json!(bench.original_network)
+    );
+}
+
+/// The question never turns an answer CloudFormation waits for into a failure: a Create of a
+/// resource moto holds `CREATE_IN_PROGRESS` succeeds; once moto has that answer the resource is
+/// `CREATE_COMPLETE`, and a late duplicate of the same Create answers the same and removes
+/// nothing, because what the first delivery reported is the resource now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_cloudformation_waits_for_and_its_late_duplicate_both_stand() {
+    use RequestType::{Create, Delete};
+    let bench = Bench::new().await.in_moto_stack().await;
+    let props = bench.props(Shape::Attached);
+    let first = bench.send(Create, props.clone(), None, TIMEOUT).await;
+    first.check_success().unwrap();
+    assert!(
+        bench
+            .lambda
+            .logs()
+            .contains("checking that CloudFormation still waits for this Create"),
+        "the Create asked before answering"
+    );
+    let status = crate::support::fixtures::answer_stack(
+        Moto::shared(),
+        REGION,
+        &bench.stack_id,
+        LOGICAL_ID,
+        &first.response,
+    )
+    .await;
+    assert_eq!(status, "CREATE_COMPLETE");
+
+    let writes = bench.writes();
+    let again = bench.send(Create, props.clone(), None, TIMEOUT).await;
+    again.check_success().unwrap();
+    assert_eq!(again.response["Data"], first.response["Data"]);
+    assert_eq!(bench.writes(), writes, "the duplicate changed nothing");
+    assert_eq!(bench.list("vpc_endpoints").len(), 2);
+    assert_eq!(bench.list("private_access_settings").len(), 1);
 
     bench
         .send(Delete, props, None, TIMEOUT)
         .await
         .check_success()
         .unwrap();
-    bench.check_nothing_owned().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

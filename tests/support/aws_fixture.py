@@ -1,7 +1,7 @@
 """Create AWS fixtures in the moto server for the integration tests.
 
 Owns: the boto3 calls that build VPCs, subnets, security groups, VPC endpoints,
-Secrets Manager secrets and presigned S3 response URLs in moto.
+Secrets Manager secrets, presigned S3 response URLs and CloudFormation stacks in moto.
 Must not know: anything about the Lambda under test or the Databricks account API.
 
 Input (stdin, one JSON document):
@@ -13,9 +13,12 @@ importing boto3 costs far more than the calls themselves.
 A failure prints the reason on stderr and exits non-zero.
 """
 
+import io
 import json
 import sys
+import urllib.request
 import uuid
+import zipfile
 
 import boto3
 from botocore.config import Config
@@ -63,6 +66,10 @@ class Fixtures:
         )
         self.ec2 = session.client("ec2", endpoint_url=endpoint, config=CLIENT_CONFIG)
         self.secretsmanager = session.client("secretsmanager", endpoint_url=endpoint, config=CLIENT_CONFIG)
+        self.iam = session.client("iam", endpoint_url=endpoint, config=CLIENT_CONFIG)
+        self.awslambda = session.client("lambda", endpoint_url=endpoint, config=CLIENT_CONFIG)
+        self.cloudformation = session.client("cloudformation", endpoint_url=endpoint, config=CLIENT_CONFIG)
+        self.endpoint = endpoint
         # Real ResponseURLs are SigV4 query-string signatures; path style keeps the
         # bucket out of the host name, which must stay 127.0.0.1.
         self.s3 = session.client(
@@ -187,6 +194,53 @@ class Fixtures:
                 "get_object", Params=params, ExpiresIn=RESPONSE_URL_EXPIRY_SECONDS
             ),
         }
+
+    def op_stack(self, logical_id, resource_type="Custom::DatabricksBackendPrivateLink"):
+        """A stack whose only resource is a custom resource that waits for its Create's answer.
+
+        moto keeps such a resource (and its stack) CREATE_IN_PROGRESS until an answer reaches
+        its cfnresponse endpoint (see op_answer_stack). It invokes the ServiceToken function
+        itself, which fails here without Docker and changes nothing: the test sends the Create
+        to the binary under test instead.
+        """
+        name = f"harness-{uuid.uuid4().hex[:8]}"
+        role = self.iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        package = io.BytesIO()
+        with zipfile.ZipFile(package, "w") as archive:
+            archive.writestr("bootstrap", "#!/bin/sh\n")
+        function = self.awslambda.create_function(
+            FunctionName=name,
+            Runtime="provided.al2023",
+            Role=role,
+            Handler="bootstrap",
+            Code={"ZipFile": package.getvalue()},
+        )["FunctionArn"]
+        template = {
+            "Resources": {logical_id: {"Type": resource_type, "Properties": {"ServiceToken": function}}}
+        }
+        stack_id = self.cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template))["StackId"]
+        return {"stack_id": stack_id, "status": self.op_resource_status(stack_id, logical_id)["status"]}
+
+    def op_resource_status(self, stack_id, logical_id):
+        detail = self.cloudformation.describe_stack_resource(StackName=stack_id, LogicalResourceId=logical_id)
+        return {"status": detail["StackResourceDetail"]["ResourceStatus"]}
+
+    def op_delete_stack(self, stack_id, logical_id):
+        """What CloudFormation does to a stack resource whose Create it cancelled: delete it."""
+        self.cloudformation.delete_stack(StackName=stack_id)
+        return self.op_resource_status(stack_id, logical_id)
+
+    def op_answer_stack(self, stack_id, logical_id, response):
+        """Hands a custom-resource response document to moto, as S3 would to CloudFormation."""
+        url = f"{self.endpoint}/cloudformation_{self.region}/cfnresponse?stack={stack_id}"
+        # No content type, as the custom-resource protocol PUTs it: moto's server would read a
+        # form-encoded body as an API call of its own.
+        request = urllib.request.Request(
+            url, data=json.dumps(response).encode(), method="PUT", headers={"Content-Type": ""}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            answer.read()
+        return self.op_resource_status(stack_id, logical_id)
 
 
 def main():

@@ -161,10 +161,7 @@ impl EndpointSpec {
 
 /// Creates the endpoint and returns its `vpce-...` ID.
 pub async fn create_endpoint(moto: &Moto, region: &str, spec: &EndpointSpec) -> String {
-    let mut results = run_helper(moto, region, vec![spec.operation()])
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
-    string_field(&results.remove(0), "vpce_id")
+    string_field(&one(moto, region, spec.operation()).await, "vpce_id")
 }
 
 /// Creates a Secrets Manager secret and returns its ARN. Names must be unique in the
@@ -183,6 +180,53 @@ pub async fn response_url(moto: &Moto) -> (String, ResponseSink) {
     let mut created = Setup::new(RESPONSE_REGION).response_url().run(moto).await;
     let sink = created.response_sinks.remove(0);
     (sink.url().to_owned(), sink)
+}
+
+/// A CloudFormation stack in moto whose only resource, `logical_id`, is a custom resource
+/// waiting for its Create's answer; returns the stack id. The resource stays
+/// `CREATE_IN_PROGRESS` until [`answer_stack`] hands moto an answer or [`delete_stack`] runs.
+pub async fn stack(moto: &Moto, region: &str, logical_id: &str) -> String {
+    let result = one(
+        moto,
+        region,
+        json!({"op": "stack", "logical_id": logical_id}),
+    )
+    .await;
+    assert_eq!(
+        string_field(&result, "status"),
+        "CREATE_IN_PROGRESS",
+        "moto's custom resource waits for an answer"
+    );
+    string_field(&result, "stack_id")
+}
+
+/// Deletes the stack, as CloudFormation does with a resource whose Create it cancelled;
+/// returns the resource's status afterwards.
+pub async fn delete_stack(moto: &Moto, region: &str, stack_id: &str, logical_id: &str) -> String {
+    let operation = json!({"op": "delete_stack", "stack_id": stack_id, "logical_id": logical_id});
+    string_field(&one(moto, region, operation).await, "status")
+}
+
+/// Hands `response` (a custom-resource response document) to moto's CloudFormation, as the
+/// ResponseURL's bucket does to CloudFormation; returns the resource's status afterwards.
+pub async fn answer_stack(
+    moto: &Moto,
+    region: &str,
+    stack_id: &str,
+    logical_id: &str,
+    response: &Value,
+) -> String {
+    let operation = json!({
+        "op": "answer_stack", "stack_id": stack_id, "logical_id": logical_id, "response": response,
+    });
+    string_field(&one(moto, region, operation).await, "status")
+}
+
+async fn one(moto: &Moto, region: &str, operation: Value) -> Value {
+    run_helper(moto, region, vec![operation])
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
+        .remove(0)
 }
 
 /// Several fixtures created by one Python process.
