@@ -226,12 +226,14 @@ pub(crate) async fn fetch_token(
     parse_token_response(&response.body)
 }
 
-/// A 4xx other than 429 from the token endpoint means these credentials will not work however
-/// often they are sent; everything else is an ordinary API failure.
+/// The token endpoint refuses these credentials for good when it says so: 401 or 403, 404 (it
+/// does not know the account), or 400 with an OAuth error about the client or the grant. Any
+/// other answer (a 400 without such a code, say from a proxy, 429, 5xx) is an ordinary API
+/// failure: a Delete must not give up on the account because of it.
 fn token_error(response: &RawResponse) -> DatabricksError {
     let status = response.status.as_u16();
     let parsed = parse_error_body(status, response.reason(), &response.body);
-    if response.status.is_client_error() && status != 429 {
+    if refuses_credentials(status, parsed.code.as_deref()) {
         DatabricksError::CredentialsRejected {
             status,
             code: parsed.code,
@@ -244,6 +246,26 @@ fn token_error(response: &RawResponse) -> DatabricksError {
             code: parsed.code,
             message: parsed.message,
         }
+    }
+}
+
+/// RFC 6749 §5.2 errors that are about the client's credentials or its right to this grant.
+const CREDENTIAL_ERRORS: [&str; 4] = [
+    "invalid_client",
+    "unauthorized_client",
+    "invalid_grant",
+    "invalid_scope",
+];
+
+fn refuses_credentials(status: u16, code: Option<&str>) -> bool {
+    match status {
+        401 | 403 | 404 => true,
+        400 => code.is_some_and(|code| {
+            CREDENTIAL_ERRORS
+                .iter()
+                .any(|known| code.eq_ignore_ascii_case(known))
+        }),
+        _ => false,
     }
 }
 
@@ -290,6 +312,32 @@ mod tests {
         assert!(printed.contains("<redacted>"));
         assert!(!printed.contains("dose-very-secret"));
         assert_eq!(credentials.client_id(), "sp-client-id");
+    }
+
+    #[test]
+    fn only_answers_about_the_credentials_refuse_them() {
+        for (status, code) in [
+            (401, Some("invalid_client")),
+            (401, None),
+            (403, None),
+            (404, None),
+            (400, Some("invalid_client")),
+            (400, Some("INVALID_GRANT")),
+            (400, Some("unauthorized_client")),
+            (400, Some("invalid_scope")),
+        ] {
+            assert!(refuses_credentials(status, code), "{status} {code:?}");
+        }
+        for (status, code) in [
+            (400, None),
+            (400, Some("MALFORMED_REQUEST")),
+            (400, Some("invalid_request")),
+            (429, None),
+            (500, Some("invalid_client")),
+            (502, None),
+        ] {
+            assert!(!refuses_credentials(status, code), "{status} {code:?}");
+        }
     }
 
     #[test]

@@ -643,6 +643,9 @@ enum Fault {
     PendingForever,
     /// AWS rejects the relay endpoint's connection.
     Rejected,
+    /// Token endpoint only: 401 `invalid_client` on every attempt, as for a deleted or rotated
+    /// OAuth secret.
+    CredentialsRevoked,
 }
 
 const KINDS: [Fault; 8] = [
@@ -703,6 +706,18 @@ impl Fault {
                     status: 502,
                     retry_after: None,
                     body: FaultBody::Html(HTML_PAGE.into()),
+                },
+                LASTING,
+            ),
+            Fault::CredentialsRevoked => (
+                FaultKind::Status {
+                    status: 401,
+                    retry_after: None,
+                    // The OAuth error shape (RFC 6749 §5.2), not the account API's.
+                    body: FaultBody::PlainText(
+                        r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#
+                            .into(),
+                    ),
                 },
                 LASTING,
             ),
@@ -781,10 +796,10 @@ fn expect(op: Op, step: Step, fault: Fault) -> Expect {
         | Fault::Hang => Expect::Success,
         Fault::Internal500Empty if token => Expect::Failed(&["OAuth token request failed (500)"]),
         Fault::Internal500Empty => Expect::Failed(&["failed (500): Internal Server Error"]),
-        // Any 4xx but 429 from the token endpoint means the credentials will not work.
-        Fault::PlainText400 if token && op == Op::Delete => Expect::GivesUpWithErrorLog,
+        // A 400 without an OAuth credentials error says nothing about the credentials: even a
+        // Delete fails (and the Delete CloudFormation sends next cleans up) rather than give up.
         Fault::PlainText400 if token => {
-            Expect::Failed(&["rejected the service principal credentials (400 MALFORMED_REQUEST)"])
+            Expect::Failed(&["OAuth token request failed (400 MALFORMED_REQUEST)"])
         }
         Fault::PlainText400 => {
             Expect::Failed(&["failed (400 MALFORMED_REQUEST): Could not parse request object"])
@@ -795,6 +810,11 @@ fn expect(op: Op, step: Step, fault: Fault) -> Expect {
             "timed out while waiting for Databricks to accept",
         ]),
         Fault::Rejected => Expect::Failed(&["rejected"]),
+        // Credentials that will never work: a Delete cannot check anything and gives up.
+        Fault::CredentialsRevoked if op == Op::Delete => Expect::GivesUpWithErrorLog,
+        Fault::CredentialsRevoked => {
+            Expect::Failed(&["rejected the service principal credentials (401 invalid_client)"])
+        }
     }
 }
 
@@ -810,6 +830,11 @@ fn table(op: Op, steps: &[Step]) -> Vec<Case> {
         .iter()
         .flat_map(|&step| KINDS.iter().map(move |&fault| Case { op, step, fault }))
         .collect();
+    cases.push(Case {
+        op,
+        step: TOKEN,
+        fault: Fault::CredentialsRevoked,
+    });
     if op != Op::Delete {
         for fault in [Fault::PendingForever, Fault::Rejected] {
             cases.push(Case {
