@@ -17,8 +17,8 @@ use tracing::Instrument;
 use super::guard::{Progress, guard_instant, timeout_reason};
 use super::request::{CfnRequest, RequestError, parse_event};
 use super::response::{
-    Outcome, Responder, ResponseUrlError, Status, fallback_physical_id, redacted,
-    response_document, validate_response_url,
+    Outcome, Responder, ResponseUrlError, Status, failure_for_unreadable_event,
+    fallback_physical_id, redacted, response_document, validate_response_url,
 };
 use super::shorten;
 
@@ -89,9 +89,10 @@ pub async fn handle_invocation<H: ResourceHandler>(
     deadline: Instant,
 ) -> Result<Value, InvocationError> {
     let budget = deadline.saturating_duration_since(Instant::now());
-    let req = parse_event(&event).inspect_err(|error| {
-        tracing::error!(%error, "not a CloudFormation custom-resource event; nothing to answer");
-    })?;
+    let req = match parse_event(&event) {
+        Ok(req) => req,
+        Err(error) => return answer_unreadable(responder, &event, error, deadline).await,
+    };
     let span = tracing::info_span!(
         "custom_resource",
         stack_id = %req.stack_id,
@@ -154,14 +155,7 @@ async fn answer_request<H: ResourceHandler>(
             Ok(doc)
         }
         Answer::Put(url) => {
-            let put_deadline = deadline.checked_sub(PUT_SLACK).unwrap_or(deadline);
-            if let Err(error) = responder.put(&url, &doc, put_deadline).await {
-                tracing::error!(
-                    %error,
-                    target = %redacted(&url),
-                    "CloudFormation was not answered; the stack waits until the resource's ServiceTimeout"
-                );
-            }
+            put_answer(responder, &url, &doc, deadline).await;
             Ok(doc)
         }
         Answer::Direct => match outcome.status {
@@ -177,6 +171,47 @@ async fn answer_request<H: ResourceHandler>(
                     .to_owned(),
             }),
         },
+    }
+}
+
+/// An event the handler cannot run. If it still names a usable ResponseURL and the ids
+/// CloudFormation matches answers by, FAILED goes there with the reason (CloudFormation itself
+/// never sends such an event, but a hand-made one must not leave a stack waiting); otherwise the
+/// invocation fails with the reason.
+async fn answer_unreadable(
+    responder: &Responder,
+    event: &Value,
+    error: RequestError,
+    deadline: Instant,
+) -> Result<Value, InvocationError> {
+    let reason = error.to_string();
+    let target = failure_for_unreadable_event(event, &reason)
+        .filter(|_| !responder.sam_local())
+        .and_then(|(raw, doc)| {
+            validate_response_url(&raw, responder.allow_insecure())
+                .ok()
+                .map(|url| (url, doc))
+        });
+    let Some((url, doc)) = target else {
+        tracing::error!(%error, "not a CloudFormation custom-resource request; nothing to answer");
+        return Err(error.into());
+    };
+    tracing::error!(%error, "not a request this function can run; answering FAILED");
+    put_answer(responder, &url, &doc, deadline).await;
+    Ok(doc)
+}
+
+/// PUTs the answer, ending before Lambda's deadline. A failure is logged, not returned: a
+/// function error makes Lambda re-run the whole request, which would not reach CloudFormation
+/// any better.
+async fn put_answer(responder: &Responder, url: &Url, doc: &Value, deadline: Instant) {
+    let put_deadline = deadline.checked_sub(PUT_SLACK).unwrap_or(deadline);
+    if let Err(error) = responder.put(url, doc, put_deadline).await {
+        tracing::error!(
+            %error,
+            target = %redacted(url),
+            "CloudFormation was not answered; the stack waits until the resource's ServiceTimeout"
+        );
     }
 }
 
@@ -542,6 +577,70 @@ mod tests {
             .unwrap();
         assert!(!json.contains('\n'));
         assert_eq!(serde_json::from_str::<Value>(json).unwrap(), doc);
+    }
+
+    #[tokio::test]
+    async fn an_unrunnable_event_that_names_its_response_url_is_answered_failed_once() {
+        for (field, value, needle) in [
+            (
+                "RequestType",
+                json!("Replace"),
+                "RequestType must be Create, Update or Delete",
+            ),
+            (
+                "ResourceProperties",
+                json!("a string"),
+                "ResourceProperties must be an object",
+            ),
+        ] {
+            let server = TestServer::start(vec![200]).await;
+            let handler = TestHandler::new(Behaviour::Succeed);
+            let mut unrunnable = event(Some(&server.url("/bucket/key?X-Amz-Signature=s")));
+            unrunnable[field] = value;
+            let doc = handle_invocation(
+                handler.clone(),
+                &responder(true, false),
+                unrunnable,
+                in_secs(30),
+            )
+            .await
+            .unwrap();
+            assert_eq!(doc["Status"], "FAILED", "{field}");
+            assert!(doc["Reason"].as_str().unwrap().contains(needle), "{doc}");
+            assert_eq!(doc["PhysicalResourceId"], "my-stack-Backend");
+            assert_eq!(doc["RequestId"], "req-1");
+            assert_eq!(doc["LogicalResourceId"], "Backend");
+            let requests = server.requests();
+            assert_eq!(requests.len(), 1, "{field}");
+            assert_eq!(
+                serde_json::from_slice::<Value>(&requests[0].body).unwrap(),
+                doc
+            );
+            assert_eq!(handler.calls.load(Ordering::SeqCst), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unrunnable_event_without_its_ids_or_a_usable_url_fails_the_invocation() {
+        let server = TestServer::start(vec![200]).await;
+        let url = server.url("/bucket/key");
+        let mut no_request_id = event(Some(&url));
+        no_request_id["RequestType"] = json!("Replace");
+        no_request_id["RequestId"] = json!(7);
+        let mut unusable_url = event(Some("http://example.com/not-s3"));
+        unusable_url["RequestType"] = json!("Replace");
+        for (unrunnable, allow_insecure) in [(no_request_id, true), (unusable_url, false)] {
+            let err = handle_invocation(
+                TestHandler::new(Behaviour::Succeed),
+                &responder(allow_insecure, false),
+                unrunnable,
+                in_secs(30),
+            )
+            .await
+            .unwrap_err();
+            assert!(matches!(err, InvocationError::Event(_)), "{err}");
+        }
+        assert!(server.requests().is_empty());
     }
 
     #[tokio::test]

@@ -55,14 +55,19 @@ impl CfnRequest {
     /// (`arn:<partition>:cloudformation:<region>:<account>:stack/<name>/<uuid>`); the whole
     /// `StackId` when it is not shaped like that (direct invocations may pass any identifier).
     pub fn stack_name(&self) -> &str {
-        let resource = self.stack_id.splitn(6, ':').nth(5);
-        match resource
-            .and_then(|r| r.strip_prefix("stack/"))
-            .and_then(|r| r.split('/').next())
-        {
-            Some(name) if !name.is_empty() && self.stack_id.starts_with("arn:") => name,
-            _ => &self.stack_id,
-        }
+        stack_name_of(&self.stack_id)
+    }
+}
+
+/// [`CfnRequest::stack_name`] of any StackId.
+pub(crate) fn stack_name_of(stack_id: &str) -> &str {
+    let resource = stack_id.splitn(6, ':').nth(5);
+    match resource
+        .and_then(|r| r.strip_prefix("stack/"))
+        .and_then(|r| r.split('/').next())
+    {
+        Some(name) if !name.is_empty() && stack_id.starts_with("arn:") => name,
+        _ => stack_id,
     }
 }
 

@@ -13,7 +13,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use super::request::CfnRequest;
+use super::request::{CfnRequest, stack_name_of};
 use super::shorten;
 
 /// CloudFormation refuses larger response bodies with "Response object is too long"; the limit is
@@ -113,6 +113,43 @@ pub fn response_document(req: &CfnRequest, outcome: &Outcome) -> Value {
     } else {
         outcome.physical_resource_id.clone()
     };
+    let ids = [
+        physical_id,
+        req.stack_id.clone(),
+        req.request_id.clone(),
+        req.logical_resource_id.clone(),
+    ];
+    document(ids, outcome)
+}
+
+/// For an event that is not a request this function can run (an unknown RequestType,
+/// properties that are not an object) but still names what CloudFormation matches an answer by:
+/// its ResponseURL and a FAILED document carrying `reason`, so that even such an event is
+/// answered rather than left to CloudFormation's timeout. `None` when the ResponseURL, StackId,
+/// RequestId or LogicalResourceId is not a non-empty string.
+pub fn failure_for_unreadable_event(event: &Value, reason: &str) -> Option<(String, Value)> {
+    let text = |field: &str| {
+        event
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let url = text("ResponseURL")?;
+    let stack_id = text("StackId")?;
+    let request_id = text("RequestId")?;
+    let logical_id = text("LogicalResourceId")?;
+    let physical_id = text("PhysicalResourceId")
+        .unwrap_or_else(|| format!("{}-{logical_id}", stack_name_of(&stack_id)));
+    let outcome = Outcome::failed(physical_id.clone(), reason);
+    Some((
+        url,
+        document([physical_id, stack_id, request_id, logical_id], &outcome),
+    ))
+}
+
+/// The document for these ids (PhysicalResourceId, StackId, RequestId, LogicalResourceId).
+fn document(mut ids: [String; 4], outcome: &Outcome) -> Value {
     let reason = match outcome.status {
         Status::Failed => Some(
             outcome
@@ -123,12 +160,6 @@ pub fn response_document(req: &CfnRequest, outcome: &Outcome) -> Value {
         ),
         Status::Success => outcome.reason.clone().filter(|r| !r.is_empty()),
     };
-    let mut ids = [
-        physical_id,
-        req.stack_id.clone(),
-        req.request_id.clone(),
-        req.logical_resource_id.clone(),
-    ];
     let data = (!outcome.data.is_empty()).then_some(&outcome.data);
 
     if let Some(doc) = fit_document(

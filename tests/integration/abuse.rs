@@ -672,6 +672,7 @@ async fn malformed_events_and_properties_fail_clearly_small_and_without_a_write(
     let mut signatures = Vec::new();
     let mut through_response_url = 0;
     let mut cut_inside_a_character = 0;
+    let mut answered_unrunnable = 0;
     for row in &rows {
         let name = &row.name;
         match row.expect {
@@ -685,6 +686,38 @@ async fn malformed_events_and_properties_fail_clearly_small_and_without_a_write(
                         assert_readable(name, &error_message, needle);
                     }
                     other => panic!("{name}: not an event, must fail the invocation: {other:?}"),
+                }
+                // The same event with a ResponseURL: answered FAILED once when it names the ids
+                // CloudFormation matches answers by, otherwise still a failed invocation.
+                if row.event.is_object()
+                    && row.event.get("ResponseURL").is_none_or(Value::is_string)
+                {
+                    let sink = RecordingSink::start().await;
+                    signatures.push(signature_of(&sink.url()));
+                    let mut event = row.event.clone();
+                    event["ResponseURL"] = json!(sink.url());
+                    let answerable = ["StackId", "RequestId", "LogicalResourceId"]
+                        .iter()
+                        .all(|f| event[f].as_str().is_some_and(|s| !s.is_empty()));
+                    let result = world.lambda.invoke(event, TIMEOUT).await;
+                    if answerable {
+                        assert!(
+                            matches!(result, InvocationResult::Response(_)),
+                            "{name}: once answered, the invocation succeeds: {result:?}"
+                        );
+                        let puts = sink.wait_for(1, Duration::from_secs(5)).await;
+                        assert_eq!(puts.len(), 1, "{name}: exactly one PUT");
+                        let doc: Value = serde_json::from_slice(&puts[0].body).unwrap();
+                        assert_eq!(doc["Status"], "FAILED", "{name}");
+                        assert_readable(name, doc["Reason"].as_str().unwrap_or_default(), needle);
+                        answered_unrunnable += 1;
+                    } else {
+                        assert!(
+                            matches!(result, InvocationResult::Error { .. }),
+                            "{name}: {result:?}"
+                        );
+                        assert!(sink.requests().is_empty(), "{name}: nothing to answer");
+                    }
                 }
             }
             Expect::Failed(needle) => {
@@ -776,14 +809,20 @@ async fn malformed_events_and_properties_fail_clearly_small_and_without_a_write(
         cut_inside_a_character >= 3,
         "only {cut_inside_a_character} responses were cut inside a multi-byte character"
     );
+    // An unknown or numeric RequestType, properties as a string or a list.
+    assert_eq!(
+        answered_unrunnable, 4,
+        "unrunnable events answered through a ResponseURL"
+    );
 
     let mut secrets = vec![CLIENT_SECRET.to_owned()];
     secrets.extend(signatures);
     audit_logs("bad-input Lambda", &world.lambda.logs(), &secrets);
     eprintln!(
-        "bad input: {} rows ({} also through a ResponseURL, {} cut inside a multi-byte character), 0 Databricks writes, {:.1} s",
+        "bad input: {} rows ({} also through a ResponseURL, {} unrunnable events answered FAILED, {} cut inside a multi-byte character), 0 Databricks writes, {:.1} s",
         rows.len(),
         through_response_url,
+        answered_unrunnable,
         cut_inside_a_character,
         started.elapsed().as_secs_f64()
     );
