@@ -2,9 +2,10 @@
 //!
 //! `cfn` speaks the CloudFormation custom-resource protocol, `databricks` speaks the Databricks
 //! account API, `aws` inspects the VPC endpoints and reads the credentials secret; `resource` is
-//! the only place where they meet.
+//! the only place where they meet. `trust` reads the CA bundle once for both HTTP stacks.
 
 pub mod aws;
 pub mod cfn;
 pub mod databricks;
 pub mod resource;
+pub mod trust;

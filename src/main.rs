@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_config::BehaviorVersion;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -13,6 +14,7 @@ use backend_privatelink::cfn::{Responder, handle_invocation};
 use backend_privatelink::databricks::{DatabricksHttp, HttpSettings};
 use backend_privatelink::resource::Handler;
 use backend_privatelink::resource::properties::Defaults;
+use backend_privatelink::trust::TrustRoots;
 
 /// Caps the runtime module that logs each raw event (at TRACE) whatever RUST_LOG asks for; the
 /// module logs nothing else but errors, so the cap adds no output at the usual levels.
@@ -35,8 +37,19 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
 
-    let sdk = aws_config::load_from_env().await;
-    let http = DatabricksHttp::new(HttpSettings::from_env())?;
+    // One read of the CA bundle for both HTTP stacks (see `trust`), or each loads the platform's.
+    let roots = TrustRoots::from_system();
+    let mut sdk = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(roots) = &roots {
+        sdk = sdk.http_client(roots.aws_http_client());
+    }
+    let sdk = sdk.load().await;
+    let http = match &roots {
+        Some(roots) => {
+            DatabricksHttp::with_roots(HttpSettings::from_env(), roots.reqwest_certificates()?)?
+        }
+        None => DatabricksHttp::new(HttpSettings::from_env())?,
+    };
     // One HTTP client (and one load of the certificate store) for Databricks and the response.
     let responder = Arc::new(Responder::from_env(http.client()));
     let handler = Arc::new(Handler {

@@ -145,8 +145,28 @@ impl DatabricksHttp {
         self.inner.client.clone()
     }
 
+    /// Trusts the platform's certificate store, loaded by the TLS stack itself.
     pub fn new(settings: HttpSettings) -> Result<Self, DatabricksError> {
-        let client = reqwest::Client::builder()
+        Self::build(settings, None)
+    }
+
+    /// Trusts exactly `roots` (the process's trust store, read once at init).
+    pub fn with_roots(
+        settings: HttpSettings,
+        roots: Vec<reqwest::Certificate>,
+    ) -> Result<Self, DatabricksError> {
+        Self::build(settings, Some(roots))
+    }
+
+    fn build(
+        settings: HttpSettings,
+        roots: Option<Vec<reqwest::Certificate>>,
+    ) -> Result<Self, DatabricksError> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(roots) = roots {
+            builder = builder.tls_certs_only(roots);
+        }
+        let client = builder
             .connect_timeout(CONNECT_TIMEOUT.min(settings.request_timeout))
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             // The account API does not redirect; a redirect leads to a login page, and following
