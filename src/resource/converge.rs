@@ -141,53 +141,60 @@ impl Endpoint<'_> {
     }
 }
 
-/// Checks the two endpoints against EC2 and returns the client for the account, with the
-/// service principal's credentials. Makes no Databricks write.
+/// Checks the two endpoints against EC2 and, at the same time, signs in to the account with the
+/// service principal's credentials; returns the signed-in client. Makes no Databricks write.
 pub async fn prepare(
     handler: &Handler,
     props: &Properties,
     progress: &Progress,
     deadline: Instant,
 ) -> Result<(AccountClient, Vec<VpcEndpointInfo>), ResourceError> {
-    progress.step("checking the VPC endpoints and reading the credentials secret");
+    progress.step("checking the VPC endpoints and signing in to the Databricks account");
     let ids = vec![
         props.rest_api_vpc_endpoint_id.clone(),
         props.relay_vpc_endpoint_id.clone(),
     ];
-    let (endpoints, principal) = tokio::join!(
+    // The credentials are read and exchanged for a token while EC2 describes the endpoints: every
+    // Databricks call needs the token first, and fetching it writes nothing.
+    let sign_in = async {
+        let principal = handler
+            .secrets
+            .service_principal(&props.target.credentials_secret_arn, deadline)
+            .await?;
+        let client = AccountClient::new(
+            &handler.http,
+            &props.target.account_host,
+            &props.target.account_id,
+            crate::databricks::ClientCredentials::new(
+                principal.client_id.clone(),
+                principal.client_secret.clone(),
+            ),
+            deadline,
+        )?;
+        client.ensure_token().await?;
+        Ok::<_, ResourceError>(client)
+    };
+    let (endpoints, signed_in) = tokio::join!(
         handler
             .ec2
             .describe_vpc_endpoints(&props.region, &ids, deadline),
-        handler
-            .secrets
-            .service_principal(&props.target.credentials_secret_arn, deadline),
+        sign_in,
     );
     // Both are checked before either failure is reported, so one failed deployment names every
-    // problem with the endpoints and the secret.
+    // problem with the endpoints and the credentials.
     let checked = endpoints
         .map_err(ResourceError::from)
         .and_then(|endpoints| check_endpoints(props, endpoints));
-    let (principal, (rest, relay)) = match (principal, checked) {
-        (Ok(p), Ok(pair)) => (p, pair),
-        (Err(secret), Err(endpoints)) => {
+    let (client, (rest, relay)) = match (signed_in, checked) {
+        (Ok(client), Ok(pair)) => (client, pair),
+        (Err(credentials), Err(endpoints)) => {
             return Err(ResourceError::Several(vec![
                 endpoints.to_string(),
-                secret.to_string(),
+                credentials.to_string(),
             ]));
         }
-        (Err(secret), _) => return Err(secret.into()),
-        (_, Err(endpoints)) => return Err(endpoints),
+        (Err(e), _) | (_, Err(e)) => return Err(e),
     };
-    let client = AccountClient::new(
-        &handler.http,
-        &props.target.account_host,
-        &props.target.account_id,
-        crate::databricks::ClientCredentials::new(
-            principal.client_id.clone(),
-            principal.client_secret.clone(),
-        ),
-        deadline,
-    )?;
     Ok((client, vec![rest, relay]))
 }
 

@@ -1356,7 +1356,7 @@ async fn a_create_cancelled_before_its_first_write_removes_what_it_made() {
         assert!(
             bench
                 .lambda
-                .wait_for_log("listing the account's VPC endpoint registrations", TIMEOUT)
+                .wait_for_log("signing in to the Databricks account", TIMEOUT)
                 .await
         );
         // CloudFormation marks the resource for deletion, then sends the Delete with an id of

@@ -465,3 +465,35 @@ async fn a_missing_endpoint_and_a_missing_secret_are_named_together() {
     );
     assert_eq!(world.writes(), 0);
 }
+
+/// The credentials are tried (a token, no write) while EC2 describes the endpoints, so a Create
+/// with swapped endpoints and a wrong client secret names both at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapped_endpoints_and_rejected_credentials_are_named_together() {
+    let world = World::new().await;
+    let wrong = json!({"client_id": crate::scenario::CLIENT_ID, "client_secret": "not-the-secret"});
+    let secret_arn = crate::support::fixtures::secret(
+        world.moto,
+        crate::scenario::REGION,
+        &crate::support::unique_name("wrong-sp"),
+        &wrong.to_string(),
+    )
+    .await;
+    let mut props = world.props(0);
+    let rest = props["RestApiVpcEndpointId"].clone();
+    props["RestApiVpcEndpointId"] = props["RelayVpcEndpointId"].clone();
+    props["RelayVpcEndpointId"] = rest;
+    props["CredentialsSecretArn"] = json!(secret_arn);
+    let mut stack = world.stack("swapped-and-wrong");
+    let failed = world.create(&mut stack, props).await;
+    failed.assert_failed_with("swapped");
+    assert!(
+        failed
+            .reason()
+            .contains("rejected the service principal credentials (401 invalid_client)"),
+        "{}",
+        failed.reason()
+    );
+    assert!(!failed.reason().contains("not-the-secret"));
+    assert_eq!(world.writes(), 0);
+}
