@@ -191,8 +191,9 @@ class BenchError(Exception):
 
 class RuntimeApi:
     """The HTTP interface a Lambda polls, shared by any number of processes: each `next` hands out
-    one queued event. Times are time.monotonic() taken when the request reached the handler (the
-    Python HTTP server adds well under a millisecond)."""
+    one queued event. Times are time.monotonic(): of each connection when it is accepted, and of
+    each request when it reaches its handler, which is later by the stand-in's own work (a thread
+    per connection, parsing the request in Python: 1 to 3 ms here)."""
 
     PREFIX = "/2018-06-01/runtime"
 
@@ -201,6 +202,7 @@ class RuntimeApi:
         self.answers = {}  # request id -> queue of (kind, body, monotonic time)
         self.delivered_at = {}  # request id -> monotonic time the event was handed out
         self.polls = []  # monotonic times of every `next`
+        self.connections = []  # monotonic times of every accepted connection
         self.polled = threading.Condition()
         self.init_errors = []
         self.stopping = threading.Event()
@@ -276,6 +278,12 @@ class RuntimeApi:
             # would make some of them wait for a SYN retry.
             request_queue_size = 256
 
+            def get_request(self):
+                connection = super().get_request()
+                with api.lock:
+                    api.connections.append(time.monotonic())
+                return connection
+
             def handle_error(self, request, client_address):
                 if not api.stopping.is_set():
                     super().handle_error(request, client_address)
@@ -312,6 +320,11 @@ class RuntimeApi:
                 self.polled.wait(min(left, 0.2))
             return self.polls[0]
 
+    def first_connection(self):
+        """When the first connection was accepted: a Lambda's first poll opens it."""
+        with self.lock:
+            return self.connections[0]
+
     def wait_answer(self, request_id, timeout, procs=()):
         """(kind, body, time) of the answer to `request_id`; none of `procs` may exit meanwhile."""
         give_up = time.monotonic() + timeout
@@ -345,6 +358,7 @@ class World:
         self.fixtures.s3.create_bucket(Bucket=aws_fixture.RESPONSE_BUCKET)
         self.network = self.fixtures.op_network(private_dns=True, name="bench")
         self.secret_arn = self.fixtures.op_secret("databricks/bench", json.dumps(CREDENTIALS))["arn"]
+        self.fixtures.warm_cloudformation()
         self.subnet_count = len(self.network["subnet_ids"])
 
     def endpoint_pairs(self, count):
@@ -514,7 +528,9 @@ def cold_start(world, peers, emulator, log):
     pair = world.endpoint_pairs(1)[0]
     world.describe_to(emulator, [pair])
     props = world.props(pair)
-    results = {name: {"init_ms": [], "create_ms": []} for name in peers}
+    # init_ms: spawn to the accepted connection of the first poll (the process is done with init
+    # when it connects); init_handled_ms: to the stand-in's handler, which adds its own latency.
+    results = {name: {"init_ms": [], "init_handled_ms": [], "create_ms": []} for name in peers}
     for i in range(world.args.starts):
         # Alternating which peer goes first spreads any drift of the machine over both.
         order = list(peers) if i % 2 == 0 else list(reversed(peers))
@@ -539,7 +555,8 @@ def cold_start(world, peers, emulator, log):
                     finish(proc)
             finally:
                 runtime.stop()
-            results[name]["init_ms"].append((first_poll - began) * 1000)
+            results[name]["init_ms"].append((runtime.first_connection() - began) * 1000)
+            results[name]["init_handled_ms"].append((first_poll - began) * 1000)
             results[name]["create_ms"].append((answered - began) * 1000)
     return results
 
@@ -833,11 +850,15 @@ def render(r):
     py_init = statistics.median(cold["python"]["init_ms"])
     speedup = py_init / rust_init
     n = len(cold["rust"]["init_ms"])
-    rows.append(("1", f"Cold start, spawn → first runtime poll, min / median / max (n={n})",
+    rows.append(("1", f"Cold start, spawn → first runtime poll connects, min / median / max (n={n})",
                  f"binary {spread(cold['rust']['init_ms'])}; Python peer {spread(cold['python']['init_ms'])}",
                  "", ""))
     rows.append(("1", "Cold start, median init: Python peer ÷ binary", f"{speedup:.0f}×",
                  f"≥ {t['init_speedup']:.0f}×", verdict(speedup >= t["init_speedup"])))
+    handled = {name: statistics.median(cold[name]["init_handled_ms"]) for name in ("rust", "python")}
+    rows.append(("1", "Same, timed when the stand-in's handler sees the poll (adds its own latency), medians",
+                 f"binary {ms(handled['rust'])}; Python peer {ms(handled['python'])}; "
+                 f"{handled['python'] / handled['rust']:.0f}×", "", ""))
     rows.append(("1", "Spawn → Create answered (binary: full Create; peer: 2 AWS calls + token)",
                  f"binary {spread(cold['rust']['create_ms'])}; Python peer {spread(cold['python']['create_ms'])}",
                  "", ""))

@@ -588,6 +588,7 @@ def run(stack, args, log_dir, failures):
     fixtures = aws_fixture.Fixtures(moto, REGION)
     network = fixtures.op_network(private_dns=True, name="demo")
     secret = fixtures.op_secret("databricks/demo-service-principal", json.dumps(CREDENTIALS))
+    fixtures.warm_cloudformation()
     status(
         f"moto on {moto}: {network['vpc_id']}, subnets {', '.join(network['subnet_ids'])}, "
         f"endpoints {network['rest_vpce_id']} (REST) and {network['relay_vpce_id']} (relay) "
