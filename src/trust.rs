@@ -22,14 +22,18 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 /// The bundle file to share: none when `SSL_CERT_DIR` names a directory (its certificates need
-/// not be in any bundle, so the platform's loading, which reads it, decides), else the file
-/// `probe` finds (`SSL_CERT_FILE`, else the distribution's bundle).
+/// not be in any bundle, so the platform's loading, which reads it, decides); exactly
+/// `SSL_CERT_FILE` when it is set, even if it does not exist (the platform's loading then fails
+/// closed, instead of a typo widening trust to the system bundle); else the distribution's
+/// bundle as `probe` finds it.
 fn bundle_to_read(
     cert_dir: Option<&std::ffi::OsStr>,
+    cert_file: Option<&std::ffi::OsStr>,
     probe: impl FnOnce() -> Option<PathBuf>,
 ) -> Option<PathBuf> {
-    match cert_dir {
-        Some(dir) if !dir.is_empty() => None,
+    match (cert_dir, cert_file) {
+        (Some(dir), _) if !dir.is_empty() => None,
+        (_, Some(file)) if !file.is_empty() => Some(PathBuf::from(file)),
         _ => probe(),
     }
 }
@@ -56,8 +60,10 @@ impl TrustRoots {
     /// log line saying why) when the platform's own loading should be used instead.
     pub fn from_system() -> Option<Self> {
         let cert_dir = std::env::var_os("SSL_CERT_DIR");
-        let Some(source) = bundle_to_read(cert_dir.as_deref(), || openssl_probe::probe().cert_file)
-        else {
+        let cert_file = std::env::var_os("SSL_CERT_FILE");
+        let Some(source) = bundle_to_read(cert_dir.as_deref(), cert_file.as_deref(), || {
+            openssl_probe::probe().cert_file
+        }) else {
             tracing::debug!(
                 "no CA bundle to share (SSL_CERT_DIR is set, or none was found); both HTTP clients load the platform's trust store"
             );
@@ -265,12 +271,22 @@ mod tests {
     }
 
     #[test]
-    fn a_certificate_directory_in_the_environment_leaves_loading_to_the_platform() {
+    fn the_environment_decides_which_bundle_or_leaves_it_to_the_platform() {
         let found = || Some(PathBuf::from("/etc/pki/tls/certs/ca-bundle.crt"));
-        assert_eq!(bundle_to_read(None, found), found());
-        assert_eq!(bundle_to_read(Some("".as_ref()), found), found());
-        assert_eq!(bundle_to_read(Some("/etc/ssl/certs".as_ref()), found), None);
-        assert_eq!(bundle_to_read(None, || None), None);
+        let os = |s: &'static str| Some(std::ffi::OsStr::new(s));
+        assert_eq!(bundle_to_read(None, None, found), found());
+        assert_eq!(bundle_to_read(os(""), os(""), found), found());
+        assert_eq!(bundle_to_read(os("/etc/ssl/certs"), None, found), None);
+        assert_eq!(
+            bundle_to_read(os("/etc/ssl/certs"), os("/opt/ca.pem"), found),
+            None
+        );
+        // Exactly the file asked for, even a missing one: never the system bundle instead.
+        assert_eq!(
+            bundle_to_read(None, os("/opt/missing.pem"), found),
+            Some(PathBuf::from("/opt/missing.pem"))
+        );
+        assert_eq!(bundle_to_read(None, None, || None), None);
     }
 
     #[test]

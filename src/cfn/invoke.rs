@@ -196,8 +196,20 @@ async fn answer_unreadable(
         tracing::error!(%error, "not a CloudFormation custom-resource request; nothing to answer");
         return Err(error.into());
     };
-    tracing::error!(%error, "not a request this function can run; answering FAILED");
-    put_answer(responder, &url, &doc, deadline).await;
+    // The same span as a runnable request's, so every line names the stack and request.
+    let id = |field: &str| doc[field].as_str().unwrap_or_default().to_owned();
+    let span = tracing::info_span!(
+        "custom_resource",
+        stack_id = %id("StackId"),
+        request_id = %id("RequestId"),
+        logical_resource_id = %id("LogicalResourceId"),
+    );
+    async {
+        tracing::error!(%error, "not a request this function can run; answering FAILED");
+        put_answer(responder, &url, &doc, deadline).await;
+    }
+    .instrument(span)
+    .await;
     Ok(doc)
 }
 

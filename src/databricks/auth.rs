@@ -250,12 +250,9 @@ fn token_error(response: &RawResponse) -> DatabricksError {
 }
 
 /// RFC 6749 §5.2 errors that are about the client's credentials or its right to this grant.
-const CREDENTIAL_ERRORS: [&str; 4] = [
-    "invalid_client",
-    "unauthorized_client",
-    "invalid_grant",
-    "invalid_scope",
-];
+/// (`invalid_scope` is not one: the scope is fixed by this code, so it says nothing about the
+/// secret.)
+const CREDENTIAL_ERRORS: [&str; 3] = ["invalid_client", "unauthorized_client", "invalid_grant"];
 
 fn refuses_credentials(status: u16, code: Option<&str>) -> bool {
     match status {
@@ -324,7 +321,6 @@ mod tests {
             (400, Some("invalid_client")),
             (400, Some("INVALID_GRANT")),
             (400, Some("unauthorized_client")),
-            (400, Some("invalid_scope")),
         ] {
             assert!(refuses_credentials(status, code), "{status} {code:?}");
         }
@@ -332,6 +328,7 @@ mod tests {
             (400, None),
             (400, Some("MALFORMED_REQUEST")),
             (400, Some("invalid_request")),
+            (400, Some("invalid_scope")),
             (429, None),
             (500, Some("invalid_client")),
             (502, None),

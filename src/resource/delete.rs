@@ -134,7 +134,13 @@ pub async fn delete_all(
     let Some(client) = client_for(handler, key, target, deadline).await? else {
         return Ok(());
     };
-    remove_owned(&client, key, progress).await?;
+    match remove_owned(&client, key, progress).await {
+        Err(ResourceError::Databricks(e)) if e.is_permanent_credentials() => {
+            unusable(key, &e.to_string());
+            return Ok(());
+        }
+        removed => removed?,
+    }
     tracing::info!(
         retries = client.retries_spent(),
         "Databricks account API retries spent"
@@ -142,7 +148,8 @@ pub async fn delete_all(
     Ok(())
 }
 
-/// Removes every object the resource owns in the account `client` is for.
+/// Removes every object the resource owns in the account `client` is for. Refused credentials
+/// are an error like any other here; the Delete decides what they mean.
 pub async fn remove_owned(
     client: &AccountClient,
     key: &OwnershipKey,
@@ -157,10 +164,6 @@ pub async fn remove_owned(
     let (registrations, access_settings, networks) =
         match (registrations, access_settings, networks) {
             (Ok(r), Ok(p), Ok(n)) => (r, p, n),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) if e.is_permanent_credentials() => {
-                unusable(key, &e.to_string());
-                return Ok(());
-            }
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e.into()),
         };
 

@@ -10,16 +10,22 @@ pub mod properties;
 pub mod watch;
 pub mod workspaces;
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use crate::aws::{Ec2, Secrets, Stacks};
 use crate::cfn::{CfnRequest, Outcome, Progress, RequestType, ResourceHandler};
-use crate::databricks::DatabricksHttp;
+use crate::databricks::{AccountClient, DatabricksHttp};
 
 use converge::{Created, converge};
 use names::OwnershipKey;
 use properties::{Defaults, Identity};
-use watch::{Waiting, still_waited_for};
+use watch::{Abandoned, Waiting, still_waited_for};
+
+/// When checking the VPC endpoints and signing in took longer than this, CloudFormation is asked
+/// again whether it still waits before anything is written.
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(2);
 
 /// Everything a request needs, built once at init and shared by every invocation.
 pub struct Handler {
@@ -54,17 +60,17 @@ impl Handler {
         let stacks = self.stacks.as_ref();
         // Whether CloudFormation still waits is asked side by side with the AWS checks, so it
         // costs no time; a Create it no longer waits for writes nothing.
-        let (prepared, waiting) = tokio::join!(
+        let asked = Instant::now();
+        let (prepared, mut waiting) = tokio::join!(
             converge::prepare(self, &props, progress, deadline),
             still_waited_for(stacks, req, deadline),
         );
-        if let Waiting::No { status } = waiting {
-            return Outcome::failed(
-                physical_id,
-                format!(
-                    "CloudFormation no longer waits for this Create (its resource is {status}: the Create was cancelled, for example because the stack rolled back); nothing was made"
-                ),
-            );
+        // Retries can make `prepare` slow; the answer from its start may be stale by now.
+        if waiting == Waiting::Yes && asked.elapsed() > ASK_AGAIN_AFTER {
+            waiting = still_waited_for(stacks, req, deadline).await;
+        }
+        if let Some(reason) = watch::before_writing(&waiting) {
+            return Outcome::failed(physical_id, reason);
         }
         let (client, endpoints) = match prepared {
             Ok(prepared) => prepared,
@@ -104,24 +110,10 @@ impl Handler {
                 return Outcome::failed(physical_id, e.to_string());
             }
         };
-        let abandoned = match (waiting, vanished) {
-            (Waiting::No { status }, _) => Some(format!(
-                "CloudFormation no longer waits for this Create (its resource is {status}: the Create was cancelled, for example because the stack rolled back)"
-            )),
-            (_, Some(gone)) => Some(format!(
-                "the resource was deleted while this Create was still running ({gone} disappeared): CloudFormation cancelled the Create, for example because the stack rolled back, and does not wait for it any more"
-            )),
-            _ => None,
-        };
-        if let Some(why) = abandoned {
-            tracing::warn!(%why, ownership_key = key.as_str(), "nobody waits for this Create; removing what it made");
-            progress.step("removing what this Create made, as nobody waits for it");
-            let removed = delete::remove_owned(&client, &key, progress).await;
-            let outcome = match removed {
-                Ok(()) => "everything it made was removed again".to_string(),
-                Err(e) => format!("removing what it made failed ({e}); the next Delete removes it"),
-            };
-            return Outcome::failed(physical_id, format!("{why}; {outcome}"));
+        if let Some(abandoned) = watch::after_converging(waiting, vanished) {
+            return self
+                .give_up_create(&client, &key, physical_id, abandoned, progress)
+                .await;
         }
         // Objects in an account or on a host the resource no longer uses are cleaned up there,
         // with the old properties' credentials.
@@ -146,6 +138,39 @@ impl Handler {
             }
         }
         Outcome::success(physical_id, result.attributes())
+    }
+
+    /// Answers a Create nobody waits for: removes what it owns, unless CloudFormation keeps the
+    /// resource. Whatever may remain is logged at error level with the ownership key.
+    async fn give_up_create(
+        &self,
+        client: &AccountClient,
+        key: &OwnershipKey,
+        physical_id: String,
+        abandoned: Abandoned,
+        progress: &Progress,
+    ) -> Outcome {
+        let why = abandoned.why;
+        let remains = format!("objects whose names contain cfn{} may remain", key.as_str());
+        if !abandoned.remove {
+            tracing::error!(%why, ownership_key = key.as_str(), "CloudFormation retains the resource, so what this Create made stays; {remains}");
+            return Outcome::failed(
+                physical_id,
+                format!(
+                    "{why}; CloudFormation retains the resource, so what this Create made stays ({remains})"
+                ),
+            );
+        }
+        tracing::warn!(%why, ownership_key = key.as_str(), "nobody waits for this Create; removing what it made");
+        progress.step("removing what this Create made, as nobody waits for it");
+        let outcome = match delete::remove_owned(client, key, progress).await {
+            Ok(()) => "everything it made was removed again".to_string(),
+            Err(e) => {
+                tracing::error!(error = %e, ownership_key = key.as_str(), "removing what a Create nobody waits for made failed; {remains}");
+                format!("removing what it made failed ({e}); {remains}")
+            }
+        };
+        Outcome::failed(physical_id, format!("{why}; {outcome}"))
     }
 
     async fn delete(&self, req: &CfnRequest, progress: &Progress, deadline: Instant) -> Outcome {

@@ -4,7 +4,8 @@
 //! Create has written anything, the Create would build every object after the Delete looked,
 //! owned by a stack resource that no longer exists. So a Create asks CloudFormation for its
 //! resource's status: before it writes (then it writes nothing) and before it answers (then it
-//! removes what it made).
+//! removes what it made). A late duplicate of a Create that was answered long ago changes
+//! nothing.
 //!
 //! The question guards against a rare race, so it never stands in the way of the answer: when
 //! CloudFormation cannot say (hand-written events, `sam local invoke`, a role without the
@@ -22,11 +23,17 @@ const BUDGET: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Waiting {
+    /// CloudFormation waits for this Create (`CREATE_IN_PROGRESS`, or `UPDATE_IN_PROGRESS` when
+    /// an update replaces the resource by creating a new one).
     Yes,
-    /// CloudFormation reports the resource in this status and reads no answer to the Create.
-    No {
-        status: String,
-    },
+    /// CloudFormation failed or cancelled the Create, or is deleting the resource: nobody reads
+    /// the answer. `remove` is false when it keeps the resource (`DELETE_SKIPPED`, a `Retain`
+    /// deletion policy), so what was made must stay too.
+    Abandoned { status: String, remove: bool },
+    /// Another delivery of this Create was answered long ago and the resource has moved on
+    /// (`CREATE_COMPLETE`, `UPDATE_COMPLETE`, ...): this is a late duplicate, which must change
+    /// nothing, since converging on the Create's properties could undo a later Update.
+    Answered { status: String },
     /// CloudFormation could not be asked or does not know the stack.
     Unknown,
 }
@@ -50,8 +57,7 @@ pub async fn still_waited_for(
         .resource_status(&req.stack_id, &req.logical_resource_id, budget)
         .await
     {
-        Ok(Some(status)) if abandons_create(&status) => Waiting::No { status },
-        Ok(Some(_)) => Waiting::Yes,
+        Ok(Some(status)) => classify(status),
         Ok(None) => Waiting::Unknown,
         Err(e) => {
             tracing::warn!(error = %e, "could not ask CloudFormation whether it still waits for this Create; going on as if it does");
@@ -60,11 +66,67 @@ pub async fn still_waited_for(
     }
 }
 
-/// The resource statuses in which CloudFormation reads no answer to a Create: it failed or
-/// cancelled the Create, or is deleting (or has deleted) the resource. `CREATE_COMPLETE` is not
-/// one: another delivery of the same Create answered, and what it reported is the resource now.
-fn abandons_create(status: &str) -> bool {
-    status == "CREATE_FAILED" || status.starts_with("DELETE_")
+/// The answer to a Create that would write although nobody waits for it or it is a late
+/// duplicate; `None` when it may go on.
+pub fn before_writing(waiting: &Waiting) -> Option<String> {
+    match waiting {
+        Waiting::Abandoned { status, .. } => Some(format!(
+            "CloudFormation no longer waits for this Create (its resource is {status}: the Create was cancelled, for example because the stack rolled back); nothing was made"
+        )),
+        Waiting::Answered { status } => Some(format!(
+            "CloudFormation already has an answer for this Create (its resource is {status}): this late duplicate delivery changed nothing"
+        )),
+        Waiting::Yes | Waiting::Unknown => None,
+    }
+}
+
+/// Why a Create that has converged must not stand, if it must not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abandoned {
+    pub why: String,
+    /// Remove what the resource owns (false: CloudFormation retains the resource).
+    pub remove: bool,
+}
+
+/// A converged Create's fate, from CloudFormation's answer and from `vanished` (an object the
+/// Create reports that is gone: a Delete removed it meanwhile). `Answered` here means another
+/// delivery of the same Create answered first, with the same objects: this one stands too.
+pub fn after_converging(waiting: Waiting, vanished: Option<String>) -> Option<Abandoned> {
+    match (waiting, vanished) {
+        (Waiting::Abandoned { status, remove }, _) => Some(Abandoned {
+            why: format!(
+                "CloudFormation no longer waits for this Create (its resource is {status}: the Create was cancelled, for example because the stack rolled back)"
+            ),
+            remove,
+        }),
+        (_, Some(gone)) => Some(Abandoned {
+            why: format!(
+                "the resource was deleted while this Create was still running ({gone} disappeared): CloudFormation cancelled the Create, for example because the stack rolled back, and does not wait for it any more"
+            ),
+            remove: true,
+        }),
+        _ => None,
+    }
+}
+
+/// What a resource status means for a Create of that resource.
+fn classify(status: String) -> Waiting {
+    match status.as_str() {
+        "CREATE_IN_PROGRESS" | "UPDATE_IN_PROGRESS" => Waiting::Yes,
+        "DELETE_SKIPPED" => Waiting::Abandoned {
+            status,
+            remove: false,
+        },
+        "CREATE_FAILED" => Waiting::Abandoned {
+            status,
+            remove: true,
+        },
+        s if s.starts_with("DELETE_") => Waiting::Abandoned {
+            status,
+            remove: true,
+        },
+        _ => Waiting::Answered { status },
+    }
 }
 
 #[cfg(test)]
@@ -72,24 +134,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_failed_and_deleted_resources_are_abandoned() {
+    fn statuses_say_who_waits_and_what_may_be_removed() {
+        let of = |status: &str| classify(status.to_owned());
+        for status in ["CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS"] {
+            assert_eq!(of(status), Waiting::Yes, "{status}");
+        }
         for status in [
             "CREATE_FAILED",
             "DELETE_IN_PROGRESS",
             "DELETE_COMPLETE",
             "DELETE_FAILED",
-            "DELETE_SKIPPED",
         ] {
-            assert!(abandons_create(status), "{status}");
+            assert!(
+                matches!(of(status), Waiting::Abandoned { remove: true, .. }),
+                "{status}"
+            );
         }
+        assert!(matches!(
+            of("DELETE_SKIPPED"),
+            Waiting::Abandoned { remove: false, .. }
+        ));
         for status in [
-            "CREATE_IN_PROGRESS",
             "CREATE_COMPLETE",
-            "UPDATE_IN_PROGRESS",
             "UPDATE_COMPLETE",
+            "UPDATE_FAILED",
+            "UPDATE_ROLLBACK_COMPLETE",
             "IMPORT_COMPLETE",
         ] {
-            assert!(!abandons_create(status), "{status}");
+            assert!(matches!(of(status), Waiting::Answered { .. }), "{status}");
         }
     }
 }

@@ -1334,53 +1334,85 @@ async fn a_create_cancelled_by_a_concurrent_delete_leaves_nothing_behind() {
     }
 }
 
-/// A Delete that runs entirely before the Create's first write finds nothing to remove, and
-/// everything the late Create makes is still there at its end. Only CloudFormation knows that
-/// nobody waits for that Create any more: moto's stack here holds the custom resource
-/// `CREATE_IN_PROGRESS` until CloudFormation cancels it (deletes the stack), as the real service
-/// does. The Create asks before it answers, and removes what it made.
+/// Where a Create is held up when CloudFormation cancels it and its Delete runs to the end.
+#[derive(Clone, Copy, Debug)]
+enum HeldUp {
+    /// Signing in (the token comes 6 s late): the Create asks again before writing, as checking
+    /// and signing in took long, and writes nothing.
+    SigningIn,
+    /// Listing the account (the list comes 6 s late): no second question before writing, so
+    /// the Create builds everything, then asks before answering and removes it all.
+    Listing,
+}
+
+/// A Delete that runs entirely before the Create's first write finds nothing to remove. Only
+/// CloudFormation knows that nobody waits for that Create any more: moto's stack here holds the
+/// custom resource `CREATE_IN_PROGRESS` until CloudFormation cancels it (deletes the stack), as
+/// the real service does. Either way nothing is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_create_cancelled_before_its_first_write_removes_what_it_made() {
+async fn a_create_cancelled_before_its_first_write_leaves_nothing() {
+    for held_up in [HeldUp::SigningIn, HeldUp::Listing] {
+        cancelled_before_first_write(held_up).await;
+    }
+}
+
+async fn cancelled_before_first_write(held_up: HeldUp) {
     use RequestType::Create;
     let bench = Bench::new().await.in_moto_stack().await;
     let second = start_lambda(&bench.emulator).await;
-    // The Create waits 6 s for its token; the Delete's token comes at once.
+    // Only the Create's request is held up; the Delete's comes at once.
+    let (method, path, step, needle) = match held_up {
+        HeldUp::SigningIn => (
+            "POST",
+            "/v1/token",
+            "signing in to the Databricks account",
+            "nothing was made",
+        ),
+        HeldUp::Listing => (
+            "GET",
+            "/vpc-endpoints",
+            "listing the account's VPC endpoint registrations",
+            "everything it made was removed again",
+        ),
+    };
     bench.emulator.state().inject_fault(
         FaultSpec::new(FaultKind::Latency(Duration::from_secs(6)))
-            .method("POST")
-            .path_contains("/v1/token"),
+            .method(method)
+            .path_contains(path),
     );
     let props = bench.props(Shape::Plain);
     let create = bench.send(Create, props.clone(), None, TIMEOUT);
     let cancel = async {
         assert!(
-            bench
-                .lambda
-                .wait_for_log("signing in to the Databricks account", TIMEOUT)
-                .await
+            bench.lambda.wait_for_log(step, TIMEOUT).await,
+            "{held_up:?}"
         );
         // CloudFormation marks the resource for deletion, then sends the Delete with an id of
         // its own making.
-        let status = bench.cancel_in_moto().await;
-        assert_eq!(status, "DELETE_COMPLETE");
+        assert_eq!(bench.cancel_in_moto().await, "DELETE_COMPLETE");
         let deleted = bench.send_cancelling_delete(&second, props.clone()).await;
         (deleted, bench.writes())
     };
     let (created, (deleted, writes_when_deleted)) = tokio::join!(create, cancel);
     deleted.check_success().unwrap();
-    assert_eq!(
-        writes_when_deleted, 0,
-        "the Delete ran before the Create wrote anything"
+    assert_eq!(writes_when_deleted, 0, "{held_up:?}: the Delete ran first");
+    let reason = created.reason();
+    assert!(
+        created.status() == "FAILED"
+            && reason.contains(
+                "CloudFormation no longer waits for this Create (its resource is DELETE_COMPLETE"
+            )
+            && reason.contains(needle),
+        "{held_up:?}: {:#}",
+        created.response
     );
-    created
-        .check_failed(&[
-            "CloudFormation no longer waits for this Create (its resource is DELETE_COMPLETE",
-            "everything it made was removed again",
-        ])
-        .unwrap();
-    assert!(bench.writes() > 0, "the Create did build, then removed");
+    created.check_answered_in_time().unwrap();
+    match held_up {
+        HeldUp::SigningIn => assert_eq!(bench.writes(), 0, "nothing was written"),
+        HeldUp::Listing => assert!(bench.writes() > 0, "the Create built, then removed"),
+    }
     bench.check_nothing_owned().unwrap_or_else(|e| {
-        panic!("{e}\n{}", tail(&bench.lambda, 30));
+        panic!("{held_up:?}: {e}\n{}", tail(&bench.lambda, 30));
     });
     assert!(bench.list("vpc_endpoints").is_empty());
     assert!(bench.list("private_access_settings").is_empty());
@@ -1410,11 +1442,12 @@ async fn a_create_cloudformation_gave_up_on_before_it_started_writes_nothing() {
 }
 
 /// The question never turns an answer CloudFormation waits for into a failure: a Create of a
-/// resource moto holds `CREATE_IN_PROGRESS` succeeds; once moto has that answer the resource is
-/// `CREATE_COMPLETE`, and a late duplicate of the same Create answers the same and removes
-/// nothing, because what the first delivery reported is the resource now.
+/// resource moto holds `CREATE_IN_PROGRESS` succeeds. Once moto has that answer the resource is
+/// `CREATE_COMPLETE`, and a late duplicate of the same Create writes nothing and removes nothing
+/// (converging on the Create's properties could undo a later Update); its answer, which nobody
+/// reads, says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_create_cloudformation_waits_for_and_its_late_duplicate_both_stand() {
+async fn a_create_cloudformation_waits_for_stands_and_its_late_duplicate_changes_nothing() {
     use RequestType::{Create, Delete};
     let bench = Bench::new().await.in_moto_stack().await;
     let props = bench.props(Shape::Attached);
@@ -1439,8 +1472,12 @@ async fn a_create_cloudformation_waits_for_and_its_late_duplicate_both_stand() {
 
     let writes = bench.writes();
     let again = bench.send(Create, props.clone(), None, TIMEOUT).await;
-    again.check_success().unwrap();
-    assert_eq!(again.response["Data"], first.response["Data"]);
+    again
+        .check_failed(&[
+            "CloudFormation already has an answer for this Create (its resource is CREATE_COMPLETE)",
+            "changed nothing",
+        ])
+        .unwrap();
     assert_eq!(bench.writes(), writes, "the duplicate changed nothing");
     assert_eq!(bench.list("vpc_endpoints").len(), 2);
     assert_eq!(bench.list("private_access_settings").len(), 1);
