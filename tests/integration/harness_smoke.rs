@@ -361,7 +361,12 @@ while True:
             .wait_for_log(r#"event {"hello": "world"}"#, Duration::from_secs(5))
             .await
     );
-    assert!(lambda.logs().contains("stderr works"));
+    // stdout and stderr are read by separate tasks: the stderr line may land a moment later.
+    assert!(
+        lambda
+            .wait_for_log("stderr works", Duration::from_secs(5))
+            .await
+    );
     assert!(
         !lambda
             .wait_for_log("never written", Duration::from_millis(100))
