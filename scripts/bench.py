@@ -19,18 +19,15 @@ import datetime
 import json
 import os
 import platform
-import queue
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -183,161 +180,6 @@ while True:
 
 class BenchError(Exception):
     """A figure could not be measured; the message says which and why."""
-
-
-# ---------------------------------------------------------------------------------------------
-# A Lambda Runtime API that timestamps polls and answers
-
-
-class RuntimeApi:
-    """The HTTP interface a Lambda polls, shared by any number of processes: each `next` hands out
-    one queued event. Times are time.monotonic(): of each connection when it is accepted, and of
-    each request when it reaches its handler, which is later by the stand-in's own work (a thread
-    per connection, parsing the request in Python: 1 to 3 ms here)."""
-
-    PREFIX = "/2018-06-01/runtime"
-
-    def __init__(self):
-        self.events = queue.Queue()
-        self.answers = {}  # request id -> queue of (kind, body, monotonic time)
-        self.delivered_at = {}  # request id -> monotonic time the event was handed out
-        self.polls = []  # monotonic times of every `next`
-        self.connections = []  # monotonic times of every accepted connection
-        self.polled = threading.Condition()
-        self.init_errors = []
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def reply(self, status, body=b"", headers=()):
-                self.send_response(status)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                with contextlib.suppress(OSError):
-                    self.wfile.write(body)
-
-            def do_GET(self):
-                now = time.monotonic()
-                if self.path != f"{api.PREFIX}/invocation/next":
-                    return self.reply(404, b'{"errorMessage":"unknown path"}')
-                with api.polled:
-                    api.polls.append(now)
-                    api.polled.notify_all()
-                while not api.stopping.is_set():
-                    try:
-                        request_id, deadline_ms, event = api.events.get(timeout=0.2)
-                        break
-                    except queue.Empty:
-                        continue
-                else:
-                    return self.reply(503, b'{"errorMessage":"shutting down"}')
-                with api.lock:
-                    api.delivered_at[request_id] = time.monotonic()
-                self.reply(
-                    200,
-                    json.dumps(event).encode(),
-                    [
-                        ("Lambda-Runtime-Aws-Request-Id", request_id),
-                        ("Lambda-Runtime-Deadline-Ms", str(deadline_ms)),
-                        (
-                            "Lambda-Runtime-Invoked-Function-Arn",
-                            f"arn:aws:lambda:{REGION}:{AWS_ACCOUNT}:function:{demo.FUNCTION_NAME}",
-                        ),
-                    ],
-                )
-
-            def do_POST(self):
-                now = time.monotonic()
-                length = int(self.headers.get("Content-Length") or 0)
-                payload = self.rfile.read(length) if length else b""
-                if self.path == f"{api.PREFIX}/init/error":
-                    api.init_errors.append(payload.decode(errors="replace"))
-                    return self.reply(202, b'{"status":"OK"}')
-                parts = self.path[len(api.PREFIX):].strip("/").split("/")
-                if len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
-                    with api.lock:
-                        waiting = api.answers.get(parts[1])
-                    if waiting is None:
-                        return self.reply(400, b'{"errorMessage":"unknown request id"}')
-                    waiting.put((parts[2], payload, now))
-                    return self.reply(202, b'{"status":"OK"}')
-                return self.reply(404, b'{"errorMessage":"unknown path"}')
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            # A hundred processes connect at once in the concurrency run; the default backlog of 5
-            # would make some of them wait for a SYN retry.
-            request_queue_size = 256
-
-            def get_request(self):
-                connection = super().get_request()
-                with api.lock:
-                    api.connections.append(time.monotonic())
-                return connection
-
-            def handle_error(self, request, client_address):
-                if not api.stopping.is_set():
-                    super().handle_error(request, client_address)
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-    def queue_event(self, event, timeout_s=STEP_TIMEOUT_S):
-        request_id = str(uuid.uuid4())
-        with self.lock:
-            self.answers[request_id] = queue.Queue()
-        self.events.put((request_id, int((time.time() + timeout_s) * 1000), event))
-        return request_id
-
-    def wait_polls(self, count, timeout, procs=()):
-        """Waits until `count` polls have arrived; returns the time of the first."""
-        give_up = time.monotonic() + timeout
-        with self.polled:
-            while len(self.polls) < count:
-                left = give_up - time.monotonic()
-                dead = [p for p in procs if p.poll() is not None]
-                if dead:
-                    raise BenchError(f"a measured process exited with status {dead[0].returncode} before polling")
-                if self.init_errors:
-                    raise BenchError(f"a measured process failed to initialise: {self.init_errors[-1][:300]}")
-                if left <= 0:
-                    raise BenchError(f"only {len(self.polls)} of {count} processes polled within {timeout} s")
-                self.polled.wait(min(left, 0.2))
-            return self.polls[0]
-
-    def first_connection(self):
-        """When the first connection was accepted: a Lambda's first poll opens it."""
-        with self.lock:
-            return self.connections[0]
-
-    def wait_answer(self, request_id, timeout, procs=()):
-        """(kind, body, time) of the answer to `request_id`; none of `procs` may exit meanwhile."""
-        give_up = time.monotonic() + timeout
-        waiting = self.answers[request_id]
-        while True:
-            try:
-                return waiting.get(timeout=0.2)
-            except queue.Empty:
-                dead = next((p for p in procs if p.poll() is not None), None)
-                if dead is not None:
-                    raise BenchError(f"a measured process exited with status {dead.returncode} before answering")
-                if time.monotonic() > give_up:
-                    raise BenchError(f"no answer within {timeout} s")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -536,20 +378,20 @@ def cold_start(world, peers, emulator, log):
         order = list(peers) if i % 2 == 0 else list(reversed(peers))
         for name in order:
             command = peers[name]
-            runtime = RuntimeApi()
+            runtime = demo.RuntimeApi()
             try:
                 stack_id = new_stack_id(f"bench-cold-{i}")
                 event, key = world.event("Create", stack_id, props)
-                request_id = runtime.queue_event(event)
+                request_id = runtime.queue_event(event, STEP_TIMEOUT_S)
                 proc, began = start_measured(command, world.env(runtime, emulator), log)
                 try:
-                    first_poll = runtime.wait_polls(1, 30, [proc])
-                    _, _, answered = runtime.wait_answer(request_id, STEP_TIMEOUT_S, [proc])
+                    first_poll = runtime.wait_polls(1, 30, [proc.poll])
+                    _, _, answered = runtime.wait_answer(request_id, STEP_TIMEOUT_S, [proc.poll])
                     created = require_success(world, key, f"the {name} Create of start {i + 1}")
                     if name == "rust":
                         # Back to an empty account, so every start's Create does the same work.
                         delete, delete_key = world.event("Delete", stack_id, props, created["PhysicalResourceId"])
-                        runtime.wait_answer(runtime.queue_event(delete), STEP_TIMEOUT_S, [proc])
+                        runtime.wait_answer(runtime.queue_event(delete, STEP_TIMEOUT_S), STEP_TIMEOUT_S, [proc.poll])
                         require_success(world, delete_key, f"the cleanup Delete of start {i + 1}")
                 finally:
                     finish(proc)
@@ -574,10 +416,10 @@ def memory(world, peers, emulator, log):
         create_props = world.props(pair, WorkspaceIds=[str(workspace)])
         update_props = {**create_props, "PrivateAccessLevel": "ENDPOINT"}
         stack_id = new_stack_id(f"bench-mem-{name}")
-        runtime = RuntimeApi()
+        runtime = demo.RuntimeApi()
         proc, _ = start_measured(command, world.env(runtime, emulator), log)
         try:
-            runtime.wait_polls(1, 30, [proc])
+            runtime.wait_polls(1, 30, [proc.poll])
             physical_id = None
             for request_type, props, old in (
                 ("Create", create_props, None),
@@ -585,7 +427,7 @@ def memory(world, peers, emulator, log):
                 ("Delete", update_props, None),
             ):
                 event, key = world.event(request_type, stack_id, props, physical_id, old)
-                runtime.wait_answer(runtime.queue_event(event), STEP_TIMEOUT_S, [proc])
+                runtime.wait_answer(runtime.queue_event(event, STEP_TIMEOUT_S), STEP_TIMEOUT_S, [proc.poll])
                 physical_id = require_success(world, key, f"the {name} {request_type}")["PhysicalResourceId"]
             # The process is back in its poll: everything the cycle needed has been touched.
             results[name] = peak_rss_bytes(proc.pid)
@@ -701,14 +543,14 @@ def latency(world, rust, emulator, log):
                 # A fresh process per operation, as CloudFormation's requests usually meet a cold
                 # container: each one fetches its own token. Timing starts when the polling
                 # process is handed the event, so its start-up is not counted here.
-                runtime = RuntimeApi()
+                runtime = demo.RuntimeApi()
                 proc, _ = start_measured(rust, world.env(runtime, emulator), log)
                 try:
-                    runtime.wait_polls(1, 30, [proc])
+                    runtime.wait_polls(1, 30, [proc.poll])
                     emulator.clear_requests()
                     event, key = world.event(request_type, stack_id, props, physical_id, old)
-                    request_id = runtime.queue_event(event)
-                    _, _, answered = runtime.wait_answer(request_id, STEP_TIMEOUT_S, [proc])
+                    request_id = runtime.queue_event(event, STEP_TIMEOUT_S)
+                    _, _, answered = runtime.wait_answer(request_id, STEP_TIMEOUT_S, [proc.poll])
                     elapsed_ms = (answered - runtime.delivered_at[request_id]) * 1000
                     answer = require_success(world, key, f"the {scenario} {request_type}")
                     physical_id = answer["PhysicalResourceId"]
@@ -761,7 +603,7 @@ def concurrency(world, rust, emulator, log_dir, solo_requests):
     stacks = world.args.stacks
     pairs = world.endpoint_pairs(stacks)
     world.describe_to(emulator, pairs)
-    runtime = RuntimeApi()
+    runtime = demo.RuntimeApi()
     procs = []
     logs = []
     try:
@@ -770,7 +612,7 @@ def concurrency(world, rust, emulator, log_dir, solo_requests):
             log = open(log_dir / f"concurrency-{i:03d}.log", "wb")
             logs.append(log)
             procs.append(start_measured(rust, env, log)[0])
-        runtime.wait_polls(stacks, 60, procs)
+        runtime.wait_polls(stacks, 60, [p.poll for p in procs])
         emulator.clear_requests()
         # Built first: the processes are polling, so each queued event starts at once.
         prepared = [
@@ -781,7 +623,7 @@ def concurrency(world, rust, emulator, log_dir, solo_requests):
         events = [(runtime.queue_event(event, FUNCTION_TIMEOUT_S), key) for event, key in prepared]
         last = began
         for request_id, _ in events:
-            _, _, answered = runtime.wait_answer(request_id, FUNCTION_TIMEOUT_S + 10, procs)
+            _, _, answered = runtime.wait_answer(request_id, FUNCTION_TIMEOUT_S + 10, [p.poll for p in procs])
             last = max(last, answered)
         total_s = last - began
     finally:

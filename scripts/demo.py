@@ -214,16 +214,24 @@ def http_json(method, url, body=None):
 
 
 class RuntimeApi:
-    """The HTTP interface a Lambda polls: hands out one queued event per `next` and collects the
-    answer. Paths and headers are those lambda_runtime uses (tests/integration/support/runtime.rs)."""
+    """The HTTP interface a Lambda polls, shared by any number of processes (make bench runs a
+    hundred against one): each `next` hands out one queued event and the answer is collected.
+    Paths and headers are those lambda_runtime uses (tests/integration/support/runtime.rs).
+
+    Times are time.monotonic(): of each connection when it is accepted, and of each request when
+    it reaches its handler, which is later by the stand-in's own work (a thread per connection,
+    parsing the request in Python: 1 to 3 ms here). The server runs from construction on."""
 
     PREFIX = "/2018-06-01/runtime"
 
     def __init__(self):
         self.events = queue.Queue()
-        self.answers = {}  # request id -> queue of ("response" | "error", body)
+        self.answers = {}  # request id -> queue of ("response" | "error", body, monotonic time)
+        self.delivered_at = {}  # request id -> monotonic time the event was handed out
+        self.polls = []  # monotonic times of every `next`
+        self.connections = []  # monotonic times of every accepted connection
+        self.polled = threading.Condition()
         self.init_errors = []
-        self.polled = False
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         api = self
@@ -245,14 +253,13 @@ class RuntimeApi:
                     # The Lambda is stopped before this server: its last long poll has no reader.
                     self.wfile.write(body)
 
-            def body(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
-
             def do_GET(self):
+                now = time.monotonic()
                 if self.path != f"{api.PREFIX}/invocation/next":
                     return self.reply(404, b'{"errorMessage":"unknown path"}')
-                api.polled = True
+                with api.polled:
+                    api.polls.append(now)
+                    api.polled.notify_all()
                 while not api.stopping.is_set():
                     try:
                         request_id, deadline_ms, event = api.events.get(timeout=0.2)
@@ -261,6 +268,8 @@ class RuntimeApi:
                         continue
                 else:
                     return self.reply(503, b'{"errorMessage":"shutting down"}')
+                with api.lock:
+                    api.delivered_at[request_id] = time.monotonic()
                 self.reply(
                     200,
                     json.dumps(event).encode(),
@@ -280,7 +289,9 @@ class RuntimeApi:
                 )
 
             def do_POST(self):
-                payload = self.body()
+                now = time.monotonic()
+                length = int(self.headers.get("Content-Length") or 0)
+                payload = self.rfile.read(length) if length else b""
                 if self.path == f"{api.PREFIX}/init/error":
                     api.init_errors.append(payload.decode(errors="replace"))
                     return self.reply(202, b'{"status":"OK"}')
@@ -290,12 +301,21 @@ class RuntimeApi:
                         waiting = api.answers.get(parts[1])
                     if waiting is None:
                         return self.reply(400, b'{"errorMessage":"unknown request id"}')
-                    waiting.put((parts[2], payload))
+                    waiting.put((parts[2], payload, now))
                     return self.reply(202, b'{"status":"OK"}')
                 return self.reply(404, b'{"errorMessage":"unknown path"}')
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+            # A hundred processes connect at once in the bench's concurrency run; the default
+            # backlog of 5 would make some of them wait for a SYN retry.
+            request_queue_size = 256
+
+            def get_request(self):
+                connection = super().get_request()
+                with api.lock:
+                    api.connections.append(time.monotonic())
+                return connection
 
             def handle_error(self, request, client_address):
                 # A poll cut off by the Lambda's stop is expected; anything else is worth a trace.
@@ -304,43 +324,73 @@ class RuntimeApi:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self):
-        self.thread.start()
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self):
         self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
 
-    def invoke(self, event, timeout_s, exit_code):
-        """Queues `event`; returns ("response" | "error", body) or raises DemoError."""
+    def queue_event(self, event, timeout_s):
+        """Queues `event` with a deadline `timeout_s` from now; returns its request id."""
         request_id = str(uuid.uuid4())
-        answer = queue.Queue()
         with self.lock:
-            self.answers[request_id] = answer
-        deadline_ms = int((time.time() + timeout_s) * 1000)
-        self.events.put((request_id, deadline_ms, event))
-        give_up = time.monotonic() + timeout_s + ANSWER_GRACE_S
-        while time.monotonic() < give_up:
+            self.answers[request_id] = queue.Queue()
+        self.events.put((request_id, int((time.time() + timeout_s) * 1000), event))
+        return request_id
+
+    def first_connection(self):
+        """When the first connection was accepted: a Lambda's first poll opens it."""
+        with self.lock:
+            return self.connections[0]
+
+    def wait_polls(self, count, timeout, exit_codes=()):
+        """Waits until `count` polls have arrived; returns the time of the first. Raises DemoError
+        when a process whose `exit_code()` is in `exit_codes` ends first."""
+        give_up = time.monotonic() + timeout
+        with self.polled:
+            while len(self.polls) < count:
+                left = give_up - time.monotonic()
+                code = next((c for c in (exit_code() for exit_code in exit_codes) if c is not None), None)
+                if code is not None:
+                    raise DemoError(f"a Lambda process exited with status {code} before polling")
+                if self.init_errors:
+                    raise DemoError(f"a Lambda process failed to initialise: {self.init_errors[-1][:300]}")
+                if left <= 0:
+                    raise DemoError(f"only {len(self.polls)} of {count} Lambda processes polled within {timeout} s")
+                self.polled.wait(min(left, 0.2))
+            return self.polls[0]
+
+    def wait_answer(self, request_id, timeout, exit_codes=()):
+        """("response" | "error", body, time) of the answer to `request_id`. Raises DemoError when
+        a process whose `exit_code()` is in `exit_codes` ends first, or after `timeout` s."""
+        give_up = time.monotonic() + timeout
+        waiting = self.answers[request_id]
+        while True:
             try:
-                return answer.get(timeout=0.2)
+                return waiting.get(timeout=0.2)
             except queue.Empty:
                 if self.init_errors:
                     raise DemoError(f"the Lambda failed to initialise: {self.init_errors[-1][:300]}")
-                code = exit_code()
+                code = next((c for c in (exit_code() for exit_code in exit_codes) if c is not None), None)
                 if code is not None:
                     raise DemoError(
                         f"the Lambda process exited with status {code} before answering"
                         + (
                             " without polling for the event: is target/debug/databricks-backend-privatelink"
                             " a stub? Rebuild it with `cargo build --workspace --bins`"
-                            if code == 0 and not self.polled
+                            if code == 0 and not self.polls
                             else ""
                         )
                     )
-        raise DemoError(f"the Lambda did not answer within {timeout_s + ANSWER_GRACE_S} s")
+                if time.monotonic() > give_up:
+                    raise DemoError(f"the Lambda did not answer within {timeout} s")
+
+    def invoke(self, event, timeout_s, exit_code):
+        """Queues `event` for one Lambda; returns ("response" | "error", body) or raises DemoError."""
+        request_id = self.queue_event(event, timeout_s)
+        kind, body, _ = self.wait_answer(request_id, timeout_s + ANSWER_GRACE_S, [exit_code])
+        return kind, body
 
 
 # ---------------------------------------------------------------------------------------------
@@ -629,7 +679,6 @@ def run(stack, args, log_dir, failures):
 
     # --- The Lambda -----------------------------------------------------------------
     runtime = RuntimeApi()
-    runtime.start()
     stack.callback(runtime.stop)
     binary = LambdaProcess(log_dir / "lambda.log")
     env = {
