@@ -4,6 +4,9 @@
 //! account API, `aws` inspects the VPC endpoints and reads the credentials secret; `resource` is
 //! the only place where they meet. `trust` reads the CA bundle once for both HTTP stacks.
 
+// Outside tests nothing may unwrap: every value from outside the process is handled as an error.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod aws;
 pub mod cfn;
 pub mod databricks;

@@ -1,6 +1,9 @@
 //! Init only: logging, AWS configuration, the clients (built once and shared by every
 //! invocation of a warm container), then the Lambda runtime loop.
 
+// Outside tests nothing may unwrap: every value from outside the process is handled as an error.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
