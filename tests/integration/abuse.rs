@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 
 use emulator::{Emulator, EmulatorConfig, FaultBody, FaultKind, FaultSpec};
 use serde_json::{Map, Value, json};
-use tokio::io::AsyncWriteExt;
 
 use crate::scenario::{CLIENT_SECRET, REGION, TIMEOUT, World, WorldOptions};
 use crate::support::events::{RequestType, cfn_event, stack_id};
 use crate::support::fixtures::{AwsFixture, NetworkOptions, Setup};
 use crate::support::lambda::{Lambda, LambdaProcess};
-use crate::support::moto::{self, Moto};
+use crate::support::moto::Moto;
 use crate::support::runtime::{InvocationResult, RuntimeApi};
 use crate::support::sink::RecordingSink;
 
@@ -155,8 +154,10 @@ async fn extra_endpoints(world: &World) -> ExtraEndpoints {
             "security_group_ids": [net.endpoint_sg_id],
         })
     };
-    let results = fixture_batch(
+    // One Python start for hundreds of endpoints.
+    let results = crate::support::fixtures::batch(
         world.moto,
+        REGION,
         vec![
             json!({
                 "op": "endpoint",
@@ -1388,7 +1389,7 @@ async fn a_hundred_stacks_against_a_rate_limited_account_all_succeed_once() {
             }));
         }
     }
-    let made = fixture_batch(moto, operations).await;
+    let made = crate::support::fixtures::batch(moto, REGION, operations).await;
     let mut pairs = vec![(net.rest_vpce_id.clone(), net.relay_vpce_id.clone())];
     for pair in made.chunks(2) {
         let id = |v: &Value| v["vpce_id"].as_str().unwrap().to_owned();
@@ -1573,45 +1574,4 @@ fn retries_spent(logs: &str) -> Vec<u64> {
         .filter(|line| line["fields"]["message"] == "Databricks account API retries spent")
         .filter_map(|line| line["fields"]["retries"].as_u64())
         .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Fixtures
-// ---------------------------------------------------------------------------------------------
-
-/// Runs `tests/support/aws_fixture.py` once for all `operations` (in us-east-1): one Python
-/// start for hundreds of endpoints.
-async fn fixture_batch(moto: &Moto, operations: Vec<Value>) -> Vec<Value> {
-    let request = json!({
-        "endpoint": moto.endpoint(),
-        "region": REGION,
-        "operations": operations,
-    });
-    let mut child = tokio::process::Command::new(moto::python())
-        .arg(moto::support_script("aws_fixture.py"))
-        .env_clear()
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|error| panic!("running aws_fixture.py: {error}"));
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(request.to_string().as_bytes())
-            .await
-            .unwrap();
-    }
-    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("aws_fixture.py hung; moto:\n{}", moto.recent_output()))
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "aws_fixture.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let parsed: Value = serde_json::from_slice(&output.stdout).unwrap();
-    parsed["results"].as_array().cloned().unwrap_or_default()
 }

@@ -222,11 +222,16 @@ pub async fn answer_stack(
     string_field(&one(moto, region, operation).await, "status")
 }
 
-async fn one(moto: &Moto, region: &str, operation: Value) -> Value {
-    run_helper(moto, region, vec![operation])
+/// Runs `operations` of `aws_fixture.py` in one Python process (starting Python costs far more
+/// than the calls); their results, in order.
+pub async fn batch(moto: &Moto, region: &str, operations: Vec<Value>) -> Vec<Value> {
+    run_helper(moto, region, operations)
         .await
         .unwrap_or_else(|error| panic!("{error}"))
-        .remove(0)
+}
+
+async fn one(moto: &Moto, region: &str, operation: Value) -> Value {
+    batch(moto, region, vec![operation]).await.remove(0)
 }
 
 /// Several fixtures created by one Python process.
