@@ -164,4 +164,46 @@ mod tests {
             assert!(matches!(of(status), Waiting::Answered { .. }), "{status}");
         }
     }
+
+    #[test]
+    fn only_waited_for_or_unknown_creates_may_write() {
+        assert_eq!(before_writing(&Waiting::Yes), None);
+        assert_eq!(before_writing(&Waiting::Unknown), None);
+        let abandoned = Waiting::Abandoned {
+            status: "DELETE_COMPLETE".into(),
+            remove: true,
+        };
+        assert!(before_writing(&abandoned).is_some_and(|r| r.contains("nothing was made")));
+        let answered = Waiting::Answered {
+            status: "UPDATE_COMPLETE".into(),
+        };
+        assert!(before_writing(&answered).is_some_and(|r| r.contains("changed nothing")));
+    }
+
+    #[test]
+    fn a_converged_create_stands_unless_abandoned_or_deleted_meanwhile() {
+        let gone = || Some("registration of vpce-1".to_owned());
+        assert_eq!(after_converging(Waiting::Yes, None), None);
+        assert_eq!(after_converging(Waiting::Unknown, None), None);
+        // Another delivery answered first, with the same objects: this one stands too.
+        let answered = || Waiting::Answered {
+            status: "CREATE_COMPLETE".into(),
+        };
+        assert_eq!(after_converging(answered(), None), None);
+        let retained = Waiting::Abandoned {
+            status: "DELETE_SKIPPED".into(),
+            remove: false,
+        };
+        assert!(matches!(
+            after_converging(retained, gone()),
+            Some(Abandoned { remove: false, .. })
+        ));
+        let vanished = after_converging(Waiting::Unknown, gone()).unwrap();
+        assert!(
+            vanished.remove && vanished.why.contains("vpce-1"),
+            "{vanished:?}"
+        );
+        let deleted = after_converging(answered(), gone()).unwrap();
+        assert!(deleted.remove, "{deleted:?}");
+    }
 }
