@@ -7,6 +7,7 @@
 //! tell the person reading it which field to fix. Properties stay a raw JSON map; what they mean
 //! is for the handler to decide.
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +95,63 @@ pub enum RequestError {
     },
     #[error("the event's RequestType must be Create, Update or Delete, got \"{found}\"")]
     UnknownRequestType { found: String },
+    /// Valid JSON syntax that `serde_json` still cannot hold as a value.
+    #[error(
+        "the event cannot be read ({detail}): properties may be nested at most {MAX_NESTING} \
+         levels deep, numbers must fit a 64-bit floating point value, and strings must not carry \
+         a lone UTF-16 surrogate escape such as \\ud800"
+    )]
+    Unreadable { detail: String },
+}
+
+/// How deep `serde_json` lets values nest (its fixed recursion limit of 128, the event object
+/// itself included).
+pub const MAX_NESTING: usize = 127;
+
+/// The fields of an event that identify where and how to answer it, read from text that could
+/// not be parsed whole (nested too deep, a number beyond `f64`, a lone surrogate escape).
+/// Every other field is skipped without being parsed; a field that cannot be read as a string
+/// is left out. The result is an object of those strings, for
+/// [`answer_for_unreadable_event`](super::response::answer_for_unreadable_event).
+pub fn salvage_ids(raw: &str) -> Value {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Ids {
+        request_type: Option<Box<RawValue>>,
+        #[serde(rename = "ResponseURL")]
+        response_url: Option<Box<RawValue>>,
+        stack_id: Option<Box<RawValue>>,
+        request_id: Option<Box<RawValue>>,
+        logical_resource_id: Option<Box<RawValue>>,
+        physical_resource_id: Option<Box<RawValue>>,
+    }
+    let Ok(ids) = serde_json::from_str::<Ids>(raw) else {
+        return Value::Object(Map::new());
+    };
+    let fields = [
+        ("RequestType", ids.request_type),
+        ("ResponseURL", ids.response_url),
+        ("StackId", ids.stack_id),
+        ("RequestId", ids.request_id),
+        ("LogicalResourceId", ids.logical_resource_id),
+        ("PhysicalResourceId", ids.physical_resource_id),
+    ];
+    Value::Object(
+        fields
+            .into_iter()
+            .filter_map(|(name, raw)| {
+                let text = serde_json::from_str::<String>(raw?.get()).ok()?;
+                Some((name.to_owned(), Value::String(text)))
+            })
+            .collect(),
+    )
+}
+
+/// The event as a JSON value, or [`RequestError::Unreadable`] naming what `serde_json` refused.
+pub fn read_event(raw: &str) -> Result<Value, RequestError> {
+    serde_json::from_str(raw).map_err(|error| RequestError::Unreadable {
+        detail: super::shorten(&error.to_string(), 120),
+    })
 }
 
 /// Reads an invocation event. Field names are CloudFormation's (PascalCase, `ResponseURL`).

@@ -6,8 +6,8 @@
 //! nothing about CloudFormation or about what the objects are used for.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::{Method, Url, header};
@@ -24,6 +24,7 @@ use super::model::{
     VpcEndpoint, Workspace, WorkspaceUpdate,
 };
 use super::retry::{Exchange, RawResponse, RetryPolicy};
+use crate::redact::Redactor;
 
 /// The account consoles (reference §1.1). The DoD host is the `.mil` one Terraform and the
 /// security reference architecture use today.
@@ -52,12 +53,23 @@ pub fn is_allowed_account_host(host: &str) -> bool {
     official_host(host).is_some()
 }
 
-fn official_host(host: &str) -> Option<&'static str> {
+/// The official account host `host` names, written as the SDKs write it: an exact origin, or
+/// the same origin with the default port (`:443`) written out.
+pub fn official_host(host: &str) -> Option<&'static str> {
     let host = host.strip_suffix('/').unwrap_or(host);
-    OFFICIAL_ACCOUNT_HOSTS
-        .iter()
-        .find(|official| official.eq_ignore_ascii_case(host))
-        .copied()
+    let exact = |candidate: &str| {
+        OFFICIAL_ACCOUNT_HOSTS
+            .iter()
+            .find(|official| official.eq_ignore_ascii_case(candidate))
+            .copied()
+    };
+    exact(host).or_else(|| {
+        // `Url` drops a port that is the scheme's default, so `:443` on https normalises away;
+        // anything else (a path, user info, another port) still fails the exact comparison.
+        let with_port = host.to_ascii_lowercase();
+        let without = with_port.strip_suffix(":443")?;
+        exact(without)
+    })
 }
 
 /// How the client talks HTTP.
@@ -211,6 +223,9 @@ struct AccountInner {
     token_key: TokenKey,
     deadline: Instant,
     retries: AtomicU64,
+    /// The client secret and every access token this client was handed: no error it returns
+    /// may quote them, whatever the server sent back.
+    redactor: Mutex<Redactor>,
 }
 
 impl fmt::Debug for AccountClient {
@@ -239,6 +254,7 @@ impl AccountClient {
             });
         }
         let token_key = TokenKey::new(&host, account_id, &credentials);
+        let redactor = Mutex::new(credentials.redactor());
         Ok(Self {
             inner: Arc::new(AccountInner {
                 http: http.clone(),
@@ -248,6 +264,7 @@ impl AccountClient {
                 token_key,
                 deadline,
                 retries: AtomicU64::new(0),
+                redactor,
             }),
         })
     }
@@ -464,6 +481,26 @@ impl AccountClient {
     // --- plumbing ---
 
     async fn token(&self) -> Result<AccessToken, DatabricksError> {
+        let token = self.fetch_or_reuse_token().await;
+        let mut redactor = self.redactor();
+        match token {
+            Ok(token) => {
+                redactor.add(token.secret());
+                Ok(token)
+            }
+            Err(error) => Err(error.redacted(&redactor)),
+        }
+    }
+
+    /// The redactor of this client; the lock holds no invariant a panic could break.
+    fn redactor(&self) -> std::sync::MutexGuard<'_, Redactor> {
+        self.inner
+            .redactor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn fetch_or_reuse_token(&self) -> Result<AccessToken, DatabricksError> {
         let inner = &self.inner;
         let path = auth::token_path(&inner.account_id);
         let url = format!("{}{}", inner.host, path);
@@ -502,8 +539,23 @@ impl AccountClient {
     }
 
     /// One API call with the cached token; if the API refuses the token (401), that token is
-    /// dropped from the cache and the call is made once more with a fresh one.
+    /// dropped from the cache and the call is made once more with a fresh one. Errors leave
+    /// redacted.
     async fn call(
+        &self,
+        operation: &'static str,
+        method: Method,
+        relative_path: &str,
+        query: Option<(&'static str, String)>,
+        body: Option<Vec<u8>>,
+    ) -> Result<RawResponse, DatabricksError> {
+        let result = self
+            .call_with_retried_token(operation, method, relative_path, query, body)
+            .await;
+        result.map_err(|error| error.redacted(&self.redactor()))
+    }
+
+    async fn call_with_retried_token(
         &self,
         operation: &'static str,
         method: Method,

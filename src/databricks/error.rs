@@ -6,6 +6,8 @@
 
 use thiserror::Error;
 
+use crate::redact::Redactor;
+
 /// Longest text quoted from a Databricks response in an error message.
 pub(crate) const MAX_QUOTED_CHARS: usize = 300;
 
@@ -128,6 +130,54 @@ impl DatabricksError {
     /// The credentials themselves were refused; asking again with the same secret cannot help.
     pub fn is_permanent_credentials(&self) -> bool {
         matches!(self, Self::CredentialsRejected { .. })
+    }
+
+    /// The same error with every text that came from a server passed through `redactor`
+    /// (messages, codes, earlier errors quoted in a deadline error).
+    pub(crate) fn redacted(self, redactor: &Redactor) -> Self {
+        let clean = |text: String| redactor.text(&text);
+        match self {
+            Self::CredentialsRejected {
+                status,
+                code,
+                message,
+            } => Self::CredentialsRejected {
+                status,
+                code: code.map(clean),
+                message: clean(message),
+            },
+            Self::Api {
+                operation,
+                status,
+                code,
+                message,
+            } => Self::Api {
+                operation,
+                status,
+                code: code.map(clean),
+                message: clean(message),
+            },
+            Self::Transport { operation, message } => Self::Transport {
+                operation,
+                message: clean(message),
+            },
+            Self::DeadlineExceeded {
+                operation,
+                last_error,
+            } => Self::DeadlineExceeded {
+                operation,
+                last_error: clean(last_error),
+            },
+            Self::InvalidResponse { operation, message } => Self::InvalidResponse {
+                operation,
+                message: clean(message),
+            },
+            other @ (Self::HostNotAllowed { .. }
+            | Self::InvalidAccountId { .. }
+            | Self::InvalidId { .. }
+            | Self::InvalidRequest { .. }
+            | Self::ClientSetup { .. }) => other,
+        }
     }
 
     /// Databricks `error_code` (or OAuth `error`) of the answer, if it had one.

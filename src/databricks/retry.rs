@@ -59,9 +59,22 @@ pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
 
-/// `Retry-After` in whole seconds; the HTTP-date form is not used by Databricks.
+/// Longest `Retry-After` taken as given. No invocation lasts longer (Lambda's limit is 15
+/// minutes), so a longer wait only has to be known to be too long, and a bounded value keeps
+/// every deadline computation clear of overflow.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `Retry-After` in whole seconds, at most [`MAX_RETRY_AFTER`]; the HTTP-date form is not used
+/// by Databricks.
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits but beyond u64 is still "very long", not "no Retry-After".
+        let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
+        Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+    } else {
+        None
+    }
 }
 
 /// What the caller needs from one answer.
@@ -190,7 +203,19 @@ impl Exchange<'_> {
                 .policy
                 .backoff(attempt)
                 .max(retry_after.unwrap_or_default());
-            if Instant::now() + delay >= self.deadline {
+            let time_left = self.deadline.saturating_duration_since(Instant::now());
+            if delay >= time_left {
+                if let Some(asked) = retry_after.filter(|asked| *asked >= time_left) {
+                    return Err(DatabricksError::DeadlineExceeded {
+                        operation: self.operation,
+                        last_error: format!(
+                            "{error}; Databricks asked to wait {} s before trying again \
+                             (Retry-After), longer than the {} s this invocation had left",
+                            asked.as_secs(),
+                            time_left.as_secs()
+                        ),
+                    });
+                }
                 return Err(self.deadline_exceeded(Some(&error)));
             }
             tracing::debug!(
@@ -303,5 +328,15 @@ mod tests {
         assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("86400"), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after(""), None);
     }
 }

@@ -304,7 +304,12 @@ impl Lambda {
     /// Like [`RuntimeApi::invoke`], but gives up early with `NoAnswer` when the process
     /// dies instead of waiting out the deadline.
     pub async fn invoke(&self, event: Value, timeout: Duration) -> InvocationResult {
-        let mut invocation = self.runtime.enqueue(event, timeout);
+        self.invoke_text(event.to_string(), timeout).await
+    }
+
+    /// Like [`invoke`](Self::invoke), with the event's JSON text given as is.
+    pub async fn invoke_text(&self, event: String, timeout: Duration) -> InvocationResult {
+        let mut invocation = self.runtime.enqueue_text(event, timeout);
         let patience = timeout + super::runtime::ANSWER_GRACE;
         tokio::select! {
             result = invocation.outcome_within(patience) => {
