@@ -210,11 +210,13 @@ async fn answer_unreadable(
     // succeeded, and those were readable: a Delete that is not belongs to a resource this
     // function never created (its Create was refused the same way). FAILED would only leave the
     // stack in DELETE_FAILED or ROLLBACK_FAILED with nothing to clean up.
-    let unreadable_delete = matches!(error, RequestError::Unreadable { .. })
-        && event
-            .get("RequestType")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t.eq_ignore_ascii_case("delete"));
+    let unreadable_delete = matches!(
+        error,
+        RequestError::Unreadable { .. } | RequestError::TooLarge { .. }
+    ) && event
+        .get("RequestType")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("delete"));
     let (status, reason) = if unreadable_delete {
         (
             Status::Success,

@@ -295,7 +295,7 @@ fn parse_token_response(body: &[u8]) -> Result<FetchedToken, DatabricksError> {
         let mut redactor = Redactor::default();
         redactor.add(&value);
         return Err(invalid(format!(
-            "expected a Bearer token, got token_type {:?}",
+            "expected token_type \"Bearer\", got {:?}",
             shorten(&redactor.text(token_type), MAX_QUOTED_CHARS)
         )));
     }

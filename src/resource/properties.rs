@@ -484,7 +484,7 @@ fn over_limits(props: &Map<String, Value>) -> Vec<String> {
             format!("{NETWORK}.{SECURITY_GROUP_IDS}"),
             network.and_then(|n| n.get(SECURITY_GROUP_IDS)),
             MAX_SECURITY_GROUP_IDS,
-            "security groups (Databricks takes at most five per network configuration)",
+            "security groups: a Databricks network configuration takes one to five security groups",
         ),
     ];
     for (name, value, max, what) in lists {
