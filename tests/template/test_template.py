@@ -197,10 +197,19 @@ def sdk_operations():
 
 
 def non_test_source(path):
-    """A source file without its `#[cfg(test)]` module, which the tests keep at the end."""
-    text = path.read_text()
-    cut = text.find("#[cfg(test)]")
-    return text if cut < 0 else text[:cut]
+    """A source file without its `#[cfg(test)]` code: `mod x;` declarations, and the inline test
+    module, which the tests keep at the end of the file."""
+    text = re.sub(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+\w+\s*;", "", path.read_text())
+    module = re.search(r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{", text)
+    if module is None:
+        return text
+    cut = module.start()
+    # Past the test module's opening line, only its own closing brace may sit in column 0: any
+    # other top-level item there would be production code this scan does not see.
+    closing = [line for line in text[cut:].splitlines()[2:] if line.startswith("}")]
+    if closing != ["}"] or text.rstrip().splitlines()[-1] != "}":
+        raise AssertionError(f"{path.name}: code after the #[cfg(test)] module; keep the tests at the end")
+    return text[:cut]
 
 
 def test_only_modules(mod_rs):
@@ -322,6 +331,13 @@ class TemplateTest(unittest.TestCase):
         )
         self.assertEqual(missing, [], "the code calls these, the role may not")
         self.assertEqual(unused, [], "the role may do these, the code never calls them")
+
+    def test_sdk_calls_live_where_the_policy_test_looks(self):
+        outside = [
+            str(path.relative_to(ROOT)) for path in sorted((ROOT / "src").rglob("*.rs"))
+            if AWS_SRC not in path.parents and re.search(r"\baws_sdk_\w+::", non_test_source(path))
+        ]
+        self.assertEqual(outside, [], "AWS SDK clients outside src/aws/: move the calls there, where the policy test sees them")
 
     def test_granted_actions_exist(self):
         policies = json.loads(
