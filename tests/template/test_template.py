@@ -376,17 +376,46 @@ class TemplateTest(unittest.TestCase):
                     self.assertEqual(endpoint_tags.get(key), value, f"{logical} lacks tag {key}")
 
     # --- consistency with the function ----------------------------------------------------------------
-    def test_region_table_matches_the_function_and_the_mapped_region_condition(self):
+    def region_table(self, endpoint, parameter):
+        """{region: service name} of an endpoint's ServiceName, and its value in other regions."""
+        cond, table, override = self.resources[endpoint]["Properties"]["ServiceName"]["Fn::If"]
+        self.assertEqual(override, {"Ref": parameter})
+        self.assertEqual(self.t["Conditions"][cond], {"Fn::Equals": [{"Ref": parameter}, ""]})
+        delimiter, entries = table["Fn::Join"]
+        self.assertEqual(delimiter, "")
+        services, fallback = {}, None
+        for entry in entries:
+            condition, yes, no = entry["Fn::If"]
+            if condition == "MappedRegion":
+                fallback = (yes, no)
+                continue
+            self.assertEqual(no, "", f"{endpoint}: {condition} must give '' in other regions")
+            region = self.t["Conditions"][condition]["Fn::Equals"]
+            self.assertEqual(region[0], {"Ref": "AWS::Region"})
+            services[region[1]] = yes
+        return services, fallback
+
+    def test_region_table_matches_the_function_and_cannot_fail_in_other_regions(self):
         text = (AWS_SRC / "services.rs").read_text()
         rows = re.findall(
             r'region: "([^"]+)",\s*variant: "([^"]+)",\s*rest_api: "([^"]+)",\s*relay: "([^"]+)"', text
         )
-        code = {r: {"RestApi": rest, "Relay": relay} for r, v, rest, relay in rows if v != "dod"}
-        self.assertEqual(self.t["Mappings"]["DatabricksServices"], code)
-        conditions = json.dumps(self.t["Conditions"]["MappedRegionA"]) + json.dumps(
-            self.t["Conditions"]["MappedRegionB"]
-        )
-        self.assertEqual(set(re.findall(r'"AWS::Region"}, "([^"]+)"', conditions)), set(code))
+        code = [(r, rest, relay) for r, v, rest, relay in rows if v != "dod"]
+        rest, rest_fallback = self.region_table("RestApiEndpoint", "RestApiServiceName")
+        relay, relay_fallback = self.region_table("RelayEndpoint", "RelayServiceName")
+        self.assertEqual(rest, {r: s for r, s, _ in code})
+        self.assertEqual(relay, {r: s for r, _, s in code})
+        # In a region without a service the name says which parameter to pass.
+        self.assertEqual(rest_fallback[0], "")
+        self.assertIn("RestApiServiceName", rest_fallback[1])
+        self.assertEqual(relay_fallback[0], "")
+        self.assertIn("RelayServiceName", relay_fallback[1])
+        mapped = json.dumps([self.t["Conditions"][c] for c in ("MappedRegionA", "MappedRegionB")])
+        named = set(re.findall(r'"Condition": "(\w+)"', mapped))
+        regions = {self.t["Conditions"][c]["Fn::Equals"][1] for c in named}
+        self.assertEqual(regions, set(rest))
+        # A lookup of the region in a table fails the template where the region is missing.
+        self.assertNotIn("Fn::FindInMap", json.dumps(self.resources))
 
     def test_custom_resource_uses_only_properties_and_attributes_the_function_knows(self):
         props = set(re.findall(r'pub const \w+: &str = "(\w+)";',
