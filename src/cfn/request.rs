@@ -273,6 +273,8 @@ pub fn read_event(raw: &str) -> Result<Value, RequestError> {
     if let Ok(Census { values, largest }) = census(raw)
         && values > MAX_EVENT_VALUES
     {
+        // A property is named only when it is the flood, not one of many small ones.
+        let largest = largest.filter(|(_, most)| *most > MAX_EVENT_VALUES / 2);
         return Err(RequestError::TooLarge { values, largest });
     }
     serde_json::from_str(raw).map_err(|error| RequestError::Unreadable {
@@ -419,6 +421,15 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "the event holds 300007 JSON values, 300001 of them in property WorkspaceIds; a request may hold at most 2000"
+        );
+        // Many small properties: the flood is not one property, so none is named.
+        let many: serde_json::Map<String, Value> = (0..3000)
+            .map(|i| (format!("P{i}"), Value::from(1)))
+            .collect();
+        let raw = serde_json::json!({"ResourceProperties": many}).to_string();
+        assert_eq!(
+            read_event(&raw).unwrap_err().to_string(),
+            "the event holds 6003 JSON values; a request may hold at most 2000"
         );
         let fine = serde_json::json!({"ResourceProperties": {"WorkspaceIds": vec!["1"; 100]}});
         assert_eq!(read_event(&fine.to_string()).unwrap(), fine);

@@ -549,59 +549,49 @@ impl AccountClient {
         query: Option<(&'static str, String)>,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, DatabricksError> {
-        let result = self
-            .call_with_retried_token(operation, method, relative_path, query, body)
-            .await;
-        result.map_err(|error| error.redacted(&self.redactor()))
-    }
-
-    async fn call_with_retried_token(
-        &self,
-        operation: &'static str,
-        method: Method,
-        relative_path: &str,
-        query: Option<(&'static str, String)>,
-        body: Option<Vec<u8>>,
-    ) -> Result<RawResponse, DatabricksError> {
-        let path = format!(
-            "/api/2.0/accounts/{}/{relative_path}",
-            self.inner.account_id
-        );
-        let mut url = Url::parse(&format!("{}{path}", self.inner.host)).map_err(|error| {
-            DatabricksError::InvalidRequest {
+        let result = async {
+            let path = format!(
+                "/api/2.0/accounts/{}/{relative_path}",
+                self.inner.account_id
+            );
+            let mut url = Url::parse(&format!("{}{path}", self.inner.host)).map_err(|error| {
+                DatabricksError::InvalidRequest {
+                    operation,
+                    message: error.to_string(),
+                }
+            })?;
+            if let Some((name, value)) = &query {
+                url.query_pairs_mut().append_pair(name, value);
+            }
+            let request = ApiRequest {
                 operation,
-                message: error.to_string(),
+                method,
+                path: &path,
+                url: &url,
+                body: body.as_deref(),
+            };
+            let token = self.token().await?;
+            match self.send(&request, &token).await {
+                Err(error) if error.status() == Some(401) => {
+                    tracing::debug!(operation, "access token refused (401); fetching a new one");
+                    self.inner
+                        .http
+                        .inner
+                        .tokens
+                        .invalidate(
+                            &self.inner.token_key,
+                            token.generation(),
+                            self.inner.deadline,
+                        )
+                        .await;
+                    let token = self.token().await?;
+                    self.send(&request, &token).await
+                }
+                other => other,
             }
-        })?;
-        if let Some((name, value)) = &query {
-            url.query_pairs_mut().append_pair(name, value);
         }
-        let request = ApiRequest {
-            operation,
-            method,
-            path: &path,
-            url: &url,
-            body: body.as_deref(),
-        };
-        let token = self.token().await?;
-        match self.send(&request, &token).await {
-            Err(error) if error.status() == Some(401) => {
-                tracing::debug!(operation, "access token refused (401); fetching a new one");
-                self.inner
-                    .http
-                    .inner
-                    .tokens
-                    .invalidate(
-                        &self.inner.token_key,
-                        token.generation(),
-                        self.inner.deadline,
-                    )
-                    .await;
-                let token = self.token().await?;
-                self.send(&request, &token).await
-            }
-            other => other,
-        }
+        .await;
+        result.map_err(|error| error.redacted(&self.redactor()))
     }
 
     async fn send(
