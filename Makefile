@@ -38,7 +38,7 @@ demo: venv
 	cargo build --workspace --bins
 	$(PY) scripts/demo.py
 
-# Issue 7's figures (README "Benchmarks"): table on stdout, JSON in bench-results/latest.json.
+# The README's "Benchmarks" figures: table on stdout, JSON in bench-results/latest.json.
 # Profile bench-fast by default (Cargo.toml says why); `make bench BENCH_PROFILE=release` measures
 # the shipped profile instead. Two builds, not one with both packages: Cargo would otherwise
 # unify the emulator's tokio features into the measured binary.

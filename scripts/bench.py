@@ -1,4 +1,5 @@
-"""`make bench`: the five figures of issue 7, measured on this machine in one run.
+"""`make bench`: the five figures of the README's "Benchmarks" section, measured on this machine
+in one run.
 
 Owns: measuring the built Lambda binary against stand-ins on 127.0.0.1 (moto for AWS, the
 Databricks account API emulator, a Lambda Runtime API written here that timestamps every poll

@@ -101,7 +101,7 @@ pub async fn handle_raw_invocation<H: ResourceHandler>(
 /// Runs one invocation. Returns the response document, or an error when there is nothing that
 /// could be answered (not an event, unusable ResponseURL) or a direct invocation failed. After a
 /// PUT the result is `Ok` even if the PUT failed: a function error makes Lambda re-run the whole
-/// request (reference §1.4), which would not reach CloudFormation any better.
+/// request (`docs/cloudformation.md#delivery-and-duplicates`), which would not reach CloudFormation any better.
 pub async fn handle_invocation<H: ResourceHandler>(
     handler: Arc<H>,
     responder: &Responder,
@@ -134,7 +134,8 @@ async fn answer_request<H: ResourceHandler>(
 ) -> Result<Value, InvocationError> {
     let answer = match &req.response_url {
         None => Answer::Direct,
-        // `sam local invoke` events carry a placeholder URL that is never used (reference §1.1).
+        // `sam local invoke` events carry a placeholder URL that is never used
+        // (`docs/cloudformation.md#sam-local-invoke`).
         Some(_) if responder.sam_local() => Answer::SamLocal,
         Some(raw) => match validate_response_url(raw, responder.allow_insecure()) {
             Ok(url) => Answer::Put(url),

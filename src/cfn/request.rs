@@ -42,7 +42,7 @@ pub struct CfnRequest {
     /// Empty when the event carries none: CloudFormation always sends it, a direct invocation may
     /// leave it out.
     pub resource_type: String,
-    /// `None` on Create; CloudFormation sends it on Update and Delete (reference §1.1).
+    /// `None` on Create; CloudFormation sends it on Update and Delete (`docs/cloudformation.md#request`).
     pub physical_resource_id: Option<String>,
     /// `None` for a direct invocation: the answer is then the Lambda result itself.
     pub response_url: Option<String>,

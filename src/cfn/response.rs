@@ -1,4 +1,5 @@
-//! The answer to CloudFormation: the response document (≤ 4096 bytes, reference §1.2), the check
+//! The answer to CloudFormation: the response document (≤ 4096 bytes,
+//! `docs/cloudformation.md#response`), the check
 //! that a `ResponseURL` really points at Amazon S3, and the PUT with its retries. Under SAM local
 //! the document is printed instead of sent.
 //!
@@ -17,7 +18,7 @@ use super::request::{CfnRequest, stack_name_of};
 use super::shorten;
 
 /// CloudFormation refuses larger response bodies with "Response object is too long"; the limit is
-/// inclusive (reference §1.2).
+/// inclusive (`docs/cloudformation.md#response`).
 pub const MAX_RESPONSE_BYTES: usize = 4096;
 /// Reason space kept before `Data` is given up: a FAILED reason cut to a few words helps nobody.
 const MIN_REASON_BYTES: usize = 512;
@@ -31,7 +32,7 @@ const MIN_LAST_RESORT_REASON_BYTES: usize = 160;
 const MAX_ID_FIELD_BYTES: usize = 800;
 const DEFAULT_FAILED_REASON: &str = "failed without a reason; see CloudWatch logs";
 
-/// At most this many PUT attempts (CDK's provider framework makes 5, reference §2.3).
+/// At most this many PUT attempts (crhelper makes 5 in a row too; `docs/cloudformation.md#the-response-put`).
 const MAX_ATTEMPTS: usize = 5;
 /// One attempt may not use up the time a retry needs: S3 answers a 4 KB PUT well within this.
 const PUT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,7 +60,7 @@ impl Status {
 }
 
 /// What the handler decided. `physical_resource_id` must stay the same for the life of the
-/// resource, failed Create included (reference §1.2, §6 "Physical IDs").
+/// resource, failed Create included (`docs/cloudformation.md#physicalresourceid-and-replacement`).
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub status: Status,
@@ -96,7 +97,7 @@ impl Outcome {
 /// The PhysicalResourceId used when nobody supplied one: the request's own, or one derived from
 /// the stack and logical id, which stays the same across retries of the same resource.
 /// CloudFormation must never see an empty id: it would invent one and show "Invalid
-/// PhysicalResourceId" instead of the reason (reference §1.3).
+/// PhysicalResourceId" instead of the reason (`docs/cloudformation.md#physicalresourceid-and-replacement`).
 pub(crate) fn fallback_physical_id(req: &CfnRequest) -> String {
     match &req.physical_resource_id {
         Some(id) if !id.is_empty() => id.clone(),
@@ -506,7 +507,7 @@ pub struct Responder {
 impl Responder {
     /// `allow_insecure`: accept any http(s) ResponseURL (local S3 stand-ins only).
     /// `sam_local`: print the response instead of sending it (`sam local invoke` events carry an
-    /// unreachable ResponseURL, reference §1.1).
+    /// unreachable ResponseURL, `docs/cloudformation.md#sam-local-invoke`).
     pub fn new(http: reqwest::Client, allow_insecure: bool, sam_local: bool) -> Self {
         Self {
             http,
@@ -570,7 +571,7 @@ impl Responder {
 
     /// PUTs the document the way cfn-response, crhelper and CDK do: an empty content-type (the
     /// presigned signature may not cover any other) and an explicit content-length
-    /// (reference §1.2).
+    /// (`docs/cloudformation.md#the-response-put`).
     pub(crate) async fn put(
         &self,
         url: &Url,

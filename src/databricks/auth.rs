@@ -1,4 +1,5 @@
-//! OAuth machine-to-machine authentication for the account API (reference §1.2): service
+//! OAuth machine-to-machine authentication for the account API
+//! (`docs/account-api.md#hosts-and-authentication`): service
 //! principal credentials, the token request, and the in-process token cache shared by all
 //! invocations of a warm Lambda container.
 //!
@@ -25,7 +26,8 @@ use crate::redact::Redactor;
 /// Operation name used in errors and logs for the token request.
 pub(crate) const TOKEN_OPERATION: &str = "OAuth token request";
 
-/// Tokens live one hour (reference §1.2); used when the answer does not say.
+/// Tokens live one hour (`docs/account-api.md#hosts-and-authentication`); used when the answer
+/// does not say.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// A longer `expires_in` counts as this: a warm container lives hours, not days, and a bounded
@@ -207,7 +209,8 @@ fn reuse_period(lifetime: Duration) -> Duration {
     lifetime.saturating_sub(REFRESH_MARGIN.min(lifetime / 2))
 }
 
-/// Path of the account-level token endpoint (reference §1.2; fixed, as the Go SDK uses it,
+/// Path of the account-level token endpoint (`docs/account-api.md#hosts-and-authentication`;
+/// fixed, as the Go SDK uses it,
 /// so no discovery request is needed).
 pub(crate) fn token_path(account_id: &str) -> String {
     format!("/oidc/accounts/{account_id}/v1/token")

@@ -2,7 +2,7 @@
 //! account's calls for one invocation (`AccountClient`), each bounded by that invocation's
 //! deadline.
 //!
-//! Owns host and id validation, request shapes and answer parsing (reference §2–§6). Knows
+//! Owns host and id validation, request shapes and answer parsing (`docs/account-api.md`). Knows
 //! nothing about CloudFormation or about what the objects are used for.
 
 use std::fmt;
@@ -26,7 +26,8 @@ use super::model::{
 use super::retry::{Exchange, RawResponse, RetryPolicy};
 use crate::redact::Redactor;
 
-/// The account consoles (reference §1.1). The DoD host is the `.mil` one Terraform and the
+/// The account consoles (`docs/account-api.md#hosts-and-authentication`). The DoD host is the
+/// `.mil` one Terraform and the
 /// security reference architecture use today.
 const OFFICIAL_ACCOUNT_HOSTS: [&str; 3] = [
     "https://accounts.cloud.databricks.com",
@@ -182,7 +183,7 @@ impl DatabricksHttp {
             .connect_timeout(CONNECT_TIMEOUT.min(settings.request_timeout))
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             // The account API does not redirect; a redirect leads to a login page, and following
-            // it would only turn a clear error into a confusing one (reference §7.1.5).
+            // it would only turn a clear error into a confusing one (`docs/account-api.md#error-bodies`).
             .redirect(reqwest::redirect::Policy::none())
             .https_only(!settings.allow_insecure)
             .user_agent(concat!(
@@ -292,7 +293,7 @@ impl AccountClient {
         self.token().await.map(|_| ())
     }
 
-    // --- VPC endpoint registrations (reference §3) ---
+    // --- VPC endpoint registrations (`docs/account-api.md#vpc-endpoint-registrations`) ---
 
     pub async fn list_vpc_endpoints(&self) -> Result<Vec<VpcEndpoint>, DatabricksError> {
         const OP: &str = "list VPC endpoint registrations";
@@ -328,7 +329,7 @@ impl AccountClient {
         object_or_empty(OP, &response)
     }
 
-    // --- Private access settings (reference §4) ---
+    // --- Private access settings (`docs/account-api.md#private-access-settings`) ---
 
     pub async fn list_private_access_settings(
         &self,
@@ -371,7 +372,8 @@ impl AccountClient {
         json_object(OP, &response)
     }
 
-    /// `PUT` overwrites the whole object (reference §4), so `request` must be complete. Older
+    /// `PUT` overwrites the whole object (`docs/account-api.md#private-access-settings`), so
+    /// `request` must be complete. Older
     /// API versions answer `{}` or nothing, newer ones the object: all are success.
     pub async fn replace_private_access_settings(
         &self,
@@ -398,7 +400,7 @@ impl AccountClient {
         object_or_empty(OP, &response)
     }
 
-    // --- Network configurations (reference §5) ---
+    // --- Network configurations (`docs/account-api.md#network-configurations`) ---
 
     pub async fn list_networks(&self) -> Result<Vec<Network>, DatabricksError> {
         const OP: &str = "list networks";
@@ -432,7 +434,7 @@ impl AccountClient {
         object_or_empty(OP, &response)
     }
 
-    // --- Workspaces (reference §6) ---
+    // --- Workspaces (`docs/account-api.md#workspaces`) ---
 
     pub async fn list_workspaces(&self) -> Result<Vec<Workspace>, DatabricksError> {
         const OP: &str = "list workspaces";
@@ -447,7 +449,8 @@ impl AccountClient {
         json_object(OP, &response)
     }
 
-    /// `PATCH ?update_mask=<set fields>` with a flat body (reference §6.1). An update without
+    /// `PATCH ?update_mask=<set fields>` with a flat body (`docs/account-api.md#workspaces`). An
+    /// update without
     /// fields changes nothing and sends nothing. Success may come as the workspace, `{}` or an
     /// empty body depending on the API version.
     pub async fn update_workspace(
@@ -752,7 +755,8 @@ fn json_object<T: DeserializeOwned>(
     }
 }
 
-/// Lists are bare JSON arrays (reference §2); an empty body or `{}` is read as no items.
+/// Lists are bare JSON arrays (`docs/account-api.md#wire-conventions`); an empty body or `{}` is
+/// read as no items.
 fn json_list<T: DeserializeOwned>(
     operation: &'static str,
     response: &RawResponse,
@@ -768,7 +772,8 @@ fn json_list<T: DeserializeOwned>(
 }
 
 /// DELETE, PUT and PATCH answer with the object in the current API and with `{}` or nothing in
-/// older versions (reference §2, §6.1); the content is not needed, but a non-JSON page is an error.
+/// older versions (`docs/account-api.md#wire-conventions`); the content is not needed, but a
+/// non-JSON page is an error.
 fn object_or_empty(operation: &'static str, response: &RawResponse) -> Result<(), DatabricksError> {
     if response.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(());

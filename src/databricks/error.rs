@@ -106,13 +106,15 @@ impl DatabricksError {
         }
     }
 
-    /// The object does not exist. Keyed on HTTP 404, not on text (reference §7.2: SDKs and the
+    /// The object does not exist. Keyed on HTTP 404, not on text
+    /// (`docs/account-api.md#missing-objects-and-error-codes`: SDKs and the
     /// Terraform provider detect "missing" the same way). Token endpoint answers never count.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::Api { status: 404, .. })
     }
 
-    /// The object is still used by something else (reference §5: deleting an attached network
+    /// The object is still used by something else (`docs/account-api.md#network-configurations`:
+    /// deleting an attached network
     /// gives 400 INVALID_STATE; a 409 with an empty body has also been seen). Meant for
     /// answers to a delete: a create's 409 (already exists) matches too.
     pub fn is_in_use(&self) -> bool {
@@ -222,7 +224,8 @@ pub(crate) struct ErrorBody {
     pub message: String,
 }
 
-/// Reads the error shapes listed in reference §7.1: JSON `{"error_code","message"}` (code string
+/// Reads the error shapes listed in `docs/account-api.md#error-bodies`: JSON
+/// `{"error_code","message"}` (code string
 /// or number), legacy `{"error": ...}`, OAuth `{"error","error_description"}`, plain text
 /// `CODE: message`, HTML (text inside `<pre>`), and empty bodies (HTTP reason phrase).
 pub(crate) fn parse_error_body(status: u16, reason: &str, body: &[u8]) -> ErrorBody {
@@ -271,7 +274,8 @@ fn parse_json_error(
     let text_field = |names: &[&str]| {
         names.iter().find_map(|name| match object.get(*name) {
             Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-            // Some account endpoints send a numeric error_code (reference §7.1, sdk-go#929).
+            // Some account endpoints send a numeric error_code (`docs/account-api.md#error-bodies`;
+            // databricks-sdk-go#929).
             Some(serde_json::Value::Number(n)) => Some(n.to_string()),
             _ => None,
         })
@@ -307,7 +311,8 @@ fn split_code_prefix(text: &str) -> Option<(&str, &str)> {
 }
 
 /// Why a success answer could not be read as JSON, without quoting it: a 2xx HTML page is
-/// usually the login page a wrong host or account id is redirected to (reference §7.1.5).
+/// usually the login page a wrong host or account id is redirected to
+/// (`docs/account-api.md#error-bodies`).
 pub(crate) fn describe_non_json(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     if text.trim().is_empty() {

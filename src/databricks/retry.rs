@@ -1,5 +1,5 @@
 //! One HTTP exchange with the account API, retried the way the Databricks SDKs retry
-//! (reference §7.3), and never past the invocation deadline.
+//! (`docs/account-api.md#retries-and-rate-limits`), and never past the invocation deadline.
 //!
 //! Owns which answers are worth another attempt and how long to wait between attempts. It does
 //! not know what the request means: callers build it and turn a final error answer into their
@@ -54,7 +54,7 @@ impl RetryPolicy {
 }
 
 /// 429 and 503 are the platform's "come back later"; 502 and 504 come from gateways in front
-/// of the API. 500 is not retried, as neither SDK does (reference §7.3).
+/// of the API. 500 is not retried, as neither SDK does (`docs/account-api.md#retries-and-rate-limits`).
 pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
@@ -138,7 +138,8 @@ impl Exchange<'_> {
                     }
                     if response.status.is_redirection() {
                         // Redirects are not followed: the account API never redirects, and a
-                        // redirect to a login page means a wrong host or account (reference §7.1.5).
+                        // redirect to a login page means a wrong host or account
+                        // (`docs/account-api.md#error-bodies`).
                         return Err(DatabricksError::InvalidResponse {
                             operation: self.operation,
                             message: format!(
@@ -193,7 +194,8 @@ impl Exchange<'_> {
                 }
             };
             // A 429 says the request is fine, only early: the SDKs give it a budget of time, not
-            // attempts (reference §7.3). Counting it would fail one of many stacks throttled
+            // attempts (`docs/account-api.md#retries-and-rate-limits`). Counting it would fail one of
+            // many stacks throttled
             // together while most of its time is left.
             if attempt >= self.policy.max_attempts && !throttled {
                 return Err(error);

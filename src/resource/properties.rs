@@ -32,7 +32,7 @@ const VPC_ID: &str = "VpcId";
 
 /// Longest accepted `NamePrefix`: the longest derived name adds a separator, the ownership
 /// marker and a role suffix, and Databricks caps object names at 256 characters
-/// (shared/reference/databricks-account-api.md §3, §4).
+/// (`docs/account-api.md#vpc-endpoint-registrations`, `#private-access-settings`).
 pub const MAX_NAME_PREFIX: usize = 200;
 /// Longest accepted plain string property; CloudFormation would accept more, but nothing this
 /// resource takes is legitimately longer, and a bounded value keeps every reason short.

@@ -25,7 +25,7 @@ use super::properties::Properties;
 /// account API's rate limit.
 const CONCURRENT_SWITCHES: usize = 4;
 /// Databricks: "you cannot use or create clusters for another 20 minutes" after the switch
-/// (shared/reference/databricks-account-api.md §6.4).
+/// (`docs/account-api.md#propagation-and-the-20-minute-rule`).
 const PROPAGATION: Duration = Duration::from_secs(20 * 60);
 
 /// What the stack reads back about networks and workspaces.

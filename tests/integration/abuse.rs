@@ -1,5 +1,4 @@
-//! Bad input, hostile hosts, leaked secrets and load, through the real binary (issue 6, parts
-//! 5 to 7): a table of malformed events and property sets, AccountHost and ResponseURL values
+//! Bad input, hostile hosts, leaked secrets and load, through the real binary: a table of malformed events and property sets, AccountHost and ResponseURL values
 //! that point outside Databricks and S3, Databricks error bodies too long to quote, and 100
 //! stacks against an account API that throttles with 429s.
 //!
@@ -21,7 +20,7 @@ use crate::support::moto::Moto;
 use crate::support::runtime::{InvocationResult, RuntimeApi};
 use crate::support::sink::RecordingSink;
 
-/// CloudFormation refuses larger response bodies (reference §1.2).
+/// CloudFormation refuses larger response bodies (`docs/cloudformation.md#response`).
 const MAX_RESPONSE_BYTES: usize = 4096;
 /// What the function appends to a Reason it had to cut.
 const TRUNCATION_MARKER: &str = "[truncated; the full text is in CloudWatch logs]";
