@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint template-test package unit integration contract venv clean
+.PHONY: demo test lint template-test docs-test package unit integration contract venv clean
 
 $(STAMP): tests/requirements.txt
 	python3 -m venv $(VENV)
@@ -25,9 +25,14 @@ lint: venv
 template-test: venv
 	$(PY) tests/template/test_template.py
 
-# The template checks, unit tests of every crate, then the integration suite (real binary, moto,
-# emulator), then the emulator checked against Databricks' own Python SDK.
-test: venv lint template-test
+# The repository stands alone: no file cites a document outside it or an issue number, and every
+# docs/<page>.md#<anchor> pointer names a heading that exists (about a second).
+docs-test: venv
+	$(PY) tests/docs/test_self_contained.py
+
+# The template and docs checks, unit tests of every crate, then the integration suite (real
+# binary, moto, emulator), then the emulator checked against Databricks' own Python SDK.
+test: venv lint template-test docs-test
 	cargo test --workspace --lib --bins
 	cargo test --test integration
 	cargo test -p emulator --tests
