@@ -34,7 +34,7 @@ FORBIDDEN = [
             "cloudformation-custom-resources" + ".md",
             "databricks-privatelink-services" + ".csv",
         )))),
-    ("the team's outside reference", re.compile(r"\bteam(?:'s)? (?:\w+ ){0,3}reference\b", re.I)),
+    ("the outside document by its owner's name", re.compile(r"\bteam(?:'s)? (?:\w+ ){0,3}reference\b", re.I)),
     # The word followed by a number, with or without "#": numbers from the project's tracker.
     # Public GitHub issues are cited as owner/repo#N or by URL, which this does not match.
     ("an issue number", re.compile(r"\bissues? #?\d", re.I)),
@@ -43,9 +43,10 @@ FORBIDDEN = [
 BARE_SECTION = re.compile(SECTION + r"\s*\d")
 PUBLIC_STANDARD = re.compile(r"RFC \d+ $")
 
-# The project's docs/ (as `docs/x.md` or `../docs/x.md`), not another repository's docs/ in a URL.
+# The project's docs/ (as docs/<page>.md or ../docs/<page>.md), not another repository's docs/
+# inside a URL.
 DOC_LINK = re.compile(r"(?:(?<=\.\./)|(?<![\w/.-]))docs/([\w-]+\.md)(?:#([\w-]+))?")
-# A `#anchor` continuing a list after a full link: "`docs/a.md#x`, `#y`".
+# An anchor continuing a list after a full pointer: "docs/<page>.md#<one>`, `#<two>".
 FOLLOW_ON_ANCHOR = re.compile(r"^`?, `#([\w-]+)`")
 
 
