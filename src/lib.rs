@@ -16,3 +16,4 @@ pub mod logging;
 pub mod redact;
 pub mod resource;
 pub mod trust;
+pub mod verify;
