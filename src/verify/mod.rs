@@ -9,6 +9,8 @@
 pub mod hosts;
 pub mod model;
 pub mod probe;
+#[cfg(test)]
+mod test_network;
 
 pub use hosts::{EndpointDnsNames, name_checks, workspace_host};
 pub use model::{
