@@ -161,6 +161,9 @@ pub async fn verify(request: &VerifyRequest, dns: &DnsSettings, deadline: Instan
             .iter()
             .take(MAX_ADDRESSES_PER_ENDPOINT)
         {
+            if direct.iter().any(|(seen, _, _)| *seen == address) {
+                continue;
+            }
             for &port in &ports {
                 direct_probes.add(address, port);
             }
