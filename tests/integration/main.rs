@@ -10,4 +10,5 @@ mod hostile;
 mod invocation_modes;
 mod lifecycle;
 mod scenario;
+mod verifier;
 mod workspaces;

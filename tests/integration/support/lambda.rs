@@ -17,6 +17,8 @@ use super::runtime::{FUNCTION_NAME, InvocationResult, REGION, RuntimeApi};
 
 /// The binary cargo built for this test run.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_databricks-backend-privatelink");
+/// The verifier, the package's second binary (issue 15).
+pub const VERIFIER_BINARY: &str = env!("CARGO_BIN_EXE_verifier");
 
 /// How long a dead process's last answer may take to reach the Runtime API stand-in.
 const LAST_WORDS: Duration = Duration::from_millis(500);
@@ -50,6 +52,14 @@ impl LambdaBuilder<'_> {
 
     pub fn env_remove(mut self, key: impl Into<String>) -> Self {
         self.overrides.insert(key.into(), None);
+        self
+    }
+
+    /// Runs another binary of the package (such as [`VERIFIER_BINARY`]) in place of the
+    /// function's, with the same environment.
+    pub fn binary(mut self, path: impl Into<OsString>) -> Self {
+        self.program = path.into();
+        self.args = Vec::new();
         self
     }
 
