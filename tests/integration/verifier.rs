@@ -1,4 +1,4 @@
-//! The verifier binary (issue 15) through the Lambda Runtime API stand-in, against a DNS server
+//! The verifier binary through the Lambda Runtime API stand-in, against a DNS server
 //! and TCP listeners on loopback: the report it answers, its log line, a refused request, and
 //! an answer before the invocation's deadline when a connection hangs.
 

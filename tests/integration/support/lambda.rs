@@ -17,7 +17,7 @@ use super::runtime::{FUNCTION_NAME, InvocationResult, REGION, RuntimeApi};
 
 /// The binary cargo built for this test run.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_databricks-backend-privatelink");
-/// The verifier, the package's second binary (issue 15).
+/// The verifier, the package's second binary.
 pub const VERIFIER_BINARY: &str = env!("CARGO_BIN_EXE_verifier");
 
 /// How long a dead process's last answer may take to reach the Runtime API stand-in.
