@@ -17,4 +17,7 @@ pub mod logging;
 pub mod redact;
 pub mod resource;
 pub mod trust;
+
+#[cfg(test)]
+mod test_http;
 pub mod verify;

@@ -348,7 +348,7 @@ mod tests {
     use super::*;
     use crate::cfn::GUARD_MARGIN;
     use crate::cfn::response::MAX_RESPONSE_BYTES;
-    use crate::cfn::test_server::TestServer;
+    use crate::test_http::TestServer;
     use serde_json::json;
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -456,9 +456,9 @@ mod tests {
 
     #[tokio::test]
     async fn success_is_put_once_and_returned() {
-        let server = TestServer::start(vec![200]).await;
+        let server = TestServer::statuses(vec![200]).await;
         let handler = TestHandler::new(Behaviour::Succeed);
-        let url = server.url("/bucket/key?X-Amz-Signature=s");
+        let url = server.url_for("/bucket/key?X-Amz-Signature=s");
         let doc = handle_invocation(
             handler.clone(),
             &responder(true, false),
@@ -482,9 +482,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_put_still_returns_ok_so_lambda_does_not_rerun_the_request() {
-        let server = TestServer::start(vec![403]).await;
+        let server = TestServer::statuses(vec![403]).await;
         let handler = TestHandler::new(Behaviour::Fail("bad credentials"));
-        let url = server.url("/bucket/key");
+        let url = server.url_for("/bucket/key");
         let doc = handle_invocation(
             handler,
             &responder(true, false),
@@ -500,12 +500,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_guard_answers_before_the_deadline_and_names_the_step() {
-        let server = TestServer::start(vec![200]).await;
+        let server = TestServer::statuses(vec![200]).await;
         let handler = TestHandler::new(Behaviour::Sleep {
             step: "waiting for the slow dependency",
             for_: Duration::from_secs(30),
         });
-        let url = server.url("/bucket/key");
+        let url = server.url_for("/bucket/key");
         let started = Instant::now();
         let deadline = started + Duration::from_secs(4);
         let doc = handle_invocation(
@@ -543,12 +543,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_becomes_failed_naming_the_step() {
-        let server = TestServer::start(vec![200]).await;
+        let server = TestServer::statuses(vec![200]).await;
         let handler = TestHandler::new(Behaviour::Panic {
             step: "reading the secret",
             message: "index out of bounds: the len is 0 but the index is 3",
         });
-        let url = server.url("/bucket/key");
+        let url = server.url_for("/bucket/key");
         let doc = handle_invocation(
             handler,
             &responder(true, false),
@@ -618,10 +618,10 @@ mod tests {
 
     #[tokio::test]
     async fn sam_local_prints_the_document_and_does_not_put() {
-        let server = TestServer::start(vec![200]).await;
+        let server = TestServer::statuses(vec![200]).await;
         let responder = responder(false, true);
         // The URL would not pass validation: under SAM local it is never used.
-        let url = server.url("/bucket/key");
+        let url = server.url_for("/bucket/key");
         let handler = TestHandler::new(Behaviour::Succeed);
         let doc = handle_invocation(handler, &responder, event(Some(&url)), in_secs(30))
             .await
@@ -650,9 +650,9 @@ mod tests {
                 "ResourceProperties must be an object",
             ),
         ] {
-            let server = TestServer::start(vec![200]).await;
+            let server = TestServer::statuses(vec![200]).await;
             let handler = TestHandler::new(Behaviour::Succeed);
-            let mut unrunnable = event(Some(&server.url("/bucket/key?X-Amz-Signature=s")));
+            let mut unrunnable = event(Some(&server.url_for("/bucket/key?X-Amz-Signature=s")));
             unrunnable[field] = value;
             let doc = handle_invocation(
                 handler.clone(),
@@ -688,9 +688,9 @@ mod tests {
             ("huge number", "1e400", "number out of range"),
         ] {
             for (request_type, status) in [("Create", "FAILED"), ("Delete", "SUCCESS")] {
-                let server = TestServer::start(vec![200]).await;
+                let server = TestServer::statuses(vec![200]).await;
                 let handler = TestHandler::new(Behaviour::Succeed);
-                let mut fields = event(Some(&server.url("/bucket/key?X-Amz-Signature=s")));
+                let mut fields = event(Some(&server.url_for("/bucket/key?X-Amz-Signature=s")));
                 fields["RequestType"] = json!(request_type);
                 let text = fields.to_string();
                 let raw = format!(
@@ -751,8 +751,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_unrunnable_event_without_its_ids_or_a_usable_url_fails_the_invocation() {
-        let server = TestServer::start(vec![200]).await;
-        let url = server.url("/bucket/key");
+        let server = TestServer::statuses(vec![200]).await;
+        let url = server.url_for("/bucket/key");
         let mut no_request_id = event(Some(&url));
         no_request_id["RequestType"] = json!("Replace");
         no_request_id["RequestId"] = json!(7);
@@ -817,8 +817,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_physical_id_is_replaced() {
-        let server = TestServer::start(vec![200]).await;
-        let url = server.url("/bucket/key");
+        let server = TestServer::statuses(vec![200]).await;
+        let url = server.url_for("/bucket/key");
         for behaviour in [Behaviour::EmptyPhysicalId, Behaviour::PanicInPhysicalId] {
             let handler = TestHandler::new(behaviour);
             let doc = handle_invocation(
@@ -837,12 +837,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_deadline_already_too_close_still_gets_an_answer() {
-        let server = TestServer::start(vec![200]).await;
+        let server = TestServer::statuses(vec![200]).await;
         let handler = TestHandler::new(Behaviour::Sleep {
             step: "starting up",
             for_: Duration::from_secs(30),
         });
-        let url = server.url("/bucket/key");
+        let url = server.url_for("/bucket/key");
         let deadline = Instant::now() + Duration::from_secs(2);
         let doc = handle_invocation(
             handler,

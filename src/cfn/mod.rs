@@ -9,8 +9,6 @@ pub mod invoke;
 pub mod properties;
 pub mod request;
 pub mod response;
-#[cfg(test)]
-mod test_server;
 
 pub use guard::{GUARD_MARGIN, Progress};
 pub use invoke::{InvocationError, ResourceHandler, handle_invocation, handle_raw_invocation};

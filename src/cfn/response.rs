@@ -470,11 +470,6 @@ pub(crate) fn redacted(url: &Url) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResponseError {
-    #[error(
-        "the request has no ResponseURL (a direct invocation), so there is nothing to send the \
-         response to; the response is the function's result instead"
-    )]
-    NoResponseUrl,
     #[error("cannot answer CloudFormation: {0}")]
     ResponseUrl(#[from] ResponseUrlError),
     #[error(
@@ -536,27 +531,6 @@ impl Responder {
 
     pub fn sam_local(&self) -> bool {
         self.sam_local
-    }
-
-    /// Answers the request: prints the document under SAM local, otherwise PUTs it to the
-    /// request's ResponseURL, retrying transient failures until `deadline`.
-    pub async fn send(
-        &self,
-        req: &CfnRequest,
-        outcome: &Outcome,
-        deadline: Instant,
-    ) -> Result<(), ResponseError> {
-        let doc = response_document(req, outcome);
-        let url = req
-            .response_url
-            .as_deref()
-            .ok_or(ResponseError::NoResponseUrl)?;
-        if self.sam_local {
-            self.print_sam_local(&doc);
-            return Ok(());
-        }
-        let url = validate_response_url(url, self.allow_insecure)?;
-        self.put(&url, &doc, deadline).await
     }
 
     pub(crate) fn print_sam_local(&self, doc: &Value) {
@@ -662,8 +636,26 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
     use crate::cfn::request::parse_event;
-    use crate::cfn::test_server::TestServer;
+    use crate::test_http::TestServer;
     use serde_json::json;
+
+    /// What `handle_invocation` does with a request that names a ResponseURL: print it under
+    /// SAM local, otherwise check the URL and PUT.
+    async fn send(
+        responder: &Responder,
+        req: &CfnRequest,
+        outcome: &Outcome,
+        deadline: Instant,
+    ) -> Result<(), ResponseError> {
+        let doc = response_document(req, outcome);
+        if responder.sam_local() {
+            responder.print_sam_local(&doc);
+            return Ok(());
+        }
+        let url = req.response_url.as_deref().unwrap_or_default();
+        let url = validate_response_url(url, responder.allow_insecure())?;
+        responder.put(&url, &doc, deadline).await
+    }
 
     pub(crate) fn request(response_url: Option<&str>) -> CfnRequest {
         let mut event = json!({
@@ -991,13 +983,13 @@ mod tests {
 
     #[tokio::test]
     async fn put_sends_the_document_with_an_empty_content_type() {
-        let server = TestServer::start(vec![200]).await;
+        let server = TestServer::statuses(vec![200]).await;
         let path_and_query = "/arn%3Aaws%3Acloudformation%3Aeu-west-1%3A1%3Astack/s/u%7CBackend%7Creq-1?AWSAccessKeyId=AK&Expires=1&Signature=ab%2Bc%3D";
-        let req = request(Some(&server.url(path_and_query)));
+        let req = request(Some(&server.url_for(path_and_query)));
         let responder = Responder::new(client(), true, false);
         let outcome = Outcome::success("pid-1", BTreeMap::from([("A".into(), "1".into())]));
         let deadline = Instant::now() + Duration::from_secs(10);
-        responder.send(&req, &outcome, deadline).await.unwrap();
+        send(&responder, &req, &outcome, deadline).await.unwrap();
 
         let requests = server.requests();
         assert_eq!(requests.len(), 1);
@@ -1020,12 +1012,11 @@ mod tests {
     #[tokio::test]
     async fn transient_failures_are_retried() {
         for transient in [503, 500, 429] {
-            let server = TestServer::start(vec![transient, 200]).await;
-            let req = request(Some(&server.url("/bucket/key?sig=1")));
+            let server = TestServer::statuses(vec![transient, 200]).await;
+            let req = request(Some(&server.url_for("/bucket/key?sig=1")));
             let responder = Responder::new(client(), true, false);
             let deadline = Instant::now() + Duration::from_secs(10);
-            responder
-                .send(&req, &Outcome::failed("pid", "x"), deadline)
+            send(&responder, &req, &Outcome::failed("pid", "x"), deadline)
                 .await
                 .unwrap();
             let requests = server.requests();
@@ -1036,12 +1027,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_403_is_permanent() {
-        let server = TestServer::start(vec![403, 200]).await;
-        let req = request(Some(&server.url("/bucket/key?X-Amz-Signature=SECRET")));
+        let server = TestServer::statuses(vec![403, 200]).await;
+        let req = request(Some(&server.url_for("/bucket/key?X-Amz-Signature=SECRET")));
         let responder = Responder::new(client(), true, false);
         let deadline = Instant::now() + Duration::from_secs(10);
-        let err = responder
-            .send(&req, &Outcome::failed("pid", "x"), deadline)
+        let err = send(&responder, &req, &Outcome::failed("pid", "x"), deadline)
             .await
             .unwrap_err();
         assert!(
@@ -1057,12 +1047,11 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_after_five_attempts() {
-        let server = TestServer::start(vec![502]).await;
-        let req = request(Some(&server.url("/bucket/key")));
+        let server = TestServer::statuses(vec![502]).await;
+        let req = request(Some(&server.url_for("/bucket/key")));
         let responder = Responder::new(client(), true, false);
         let deadline = Instant::now() + Duration::from_secs(30);
-        let err = responder
-            .send(&req, &Outcome::failed("pid", "x"), deadline)
+        let err = send(&responder, &req, &Outcome::failed("pid", "x"), deadline)
             .await
             .unwrap_err();
         assert!(
@@ -1086,8 +1075,7 @@ mod tests {
         let responder = Responder::new(client(), true, false);
         let started = Instant::now();
         let deadline = started + Duration::from_millis(1200);
-        let err = responder
-            .send(&req, &Outcome::failed("pid", "x"), deadline)
+        let err = send(&responder, &req, &Outcome::failed("pid", "x"), deadline)
             .await
             .unwrap_err();
         assert!(Instant::now() <= deadline + Duration::from_millis(100));
@@ -1100,14 +1088,18 @@ mod tests {
 
     #[tokio::test]
     async fn sam_local_prints_instead_of_sending() {
-        let server = TestServer::start(vec![200]).await;
-        let req = request(Some(&server.url("/bucket/key")));
+        let server = TestServer::statuses(vec![200]).await;
+        let req = request(Some(&server.url_for("/bucket/key")));
         let responder = Responder::new(client(), false, true);
         let outcome = Outcome::success("pid", BTreeMap::new());
-        responder
-            .send(&req, &outcome, Instant::now() + Duration::from_secs(5))
-            .await
-            .unwrap();
+        send(
+            &responder,
+            &req,
+            &outcome,
+            Instant::now() + Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert!(server.requests().is_empty());
         let printed = responder.printed.lock().unwrap().clone();
         assert_eq!(printed.len(), 1);
@@ -1116,25 +1108,5 @@ mod tests {
             serde_json::from_str::<Value>(json).unwrap(),
             response_document(&req, &outcome)
         );
-    }
-
-    #[tokio::test]
-    async fn send_refuses_requests_it_cannot_answer() {
-        let responder = Responder::new(client(), false, false);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let outcome = Outcome::failed("pid", "x");
-        let err = responder
-            .send(&request(None), &outcome, deadline)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, ResponseError::NoResponseUrl));
-        let err = responder
-            .send(&request(Some("https://evil.com/x")), &outcome, deadline)
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            ResponseError::ResponseUrl(ResponseUrlError::NotS3 { .. })
-        ));
     }
 }

@@ -677,7 +677,8 @@ fn plain_origin(url: &Url) -> Option<String> {
     plain.then(|| url.origin().ascii_serialization())
 }
 
-fn is_uuid(id: &str) -> bool {
+/// A UUID as Databricks writes account ids: 8-4-4-4-12 hex digits.
+pub fn is_uuid(id: &str) -> bool {
     id.len() == 36
         && id.char_indices().all(|(i, c)| match i {
             8 | 13 | 18 | 23 => c == '-',

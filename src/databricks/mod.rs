@@ -9,12 +9,9 @@ mod error;
 mod model;
 mod retry;
 
-#[cfg(test)]
-mod testserver;
-
 pub use auth::ClientCredentials;
 pub use client::{
-    AccountClient, DatabricksHttp, HttpSettings, is_allowed_account_host, official_host,
+    AccountClient, DatabricksHttp, HttpSettings, is_allowed_account_host, is_uuid, official_host,
 };
 pub use error::DatabricksError;
 pub use model::{

@@ -251,7 +251,7 @@ pub fn parse(
         &mut problems,
     );
     if let Some(id) = &account_id
-        && !is_uuid(id)
+        && !databricks::is_uuid(id)
     {
         problems.push(format!(
                 "{ACCOUNT_ID} must be the Databricks account id, a UUID like 0d3f7c1e-2b4a-4c5d-9e8f-1a2b3c4d5e6f; got {}",
@@ -419,7 +419,7 @@ pub fn parse_lenient(props: &Map<String, Value>, defaults: &Defaults) -> Lenient
     LenientTarget {
         account_id: text(ACCOUNT_ID)
             .or_else(|| defaults.account_id.clone())
-            .filter(|id| is_uuid(id)),
+            .filter(|id| databricks::is_uuid(id)),
         account_host: text(ACCOUNT_HOST)
             .or_else(|| defaults.databricks_host.clone())
             .map(|h| normalised_host(&h))
@@ -695,15 +695,6 @@ pub fn is_vpce_id(id: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
-}
-
-pub fn is_uuid(id: &str) -> bool {
-    let groups: Vec<&str> = id.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn is_name_char(c: char) -> bool {

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::databricks::model::{NetworkVpcEndpoints, RegistrationState};
-use crate::databricks::testserver::{Reply, TEST_TOKEN, TestServer, token_reply, token_reply_with};
+use crate::test_http::{Reply, TEST_TOKEN, TestServer, token_reply, token_reply_with};
 
 const ACCOUNT: &str = "0d26daa6-5e44-4c97-a497-ef015f91254a";
 const CLIENT_ID: &str = "test-client";

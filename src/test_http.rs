@@ -1,7 +1,9 @@
-//! Test support: a tiny HTTP/1.1 server on 127.0.0.1 that answers from a script and records
-//! what it was asked, so the client's wire behaviour can be tested without the emulator.
+//! Test support: the one HTTP/1.1 test server of the unit tests, on 127.0.0.1. It answers from a
+//! handler or a script and records what it was asked, so the Databricks client's and the
+//! response PUT's wire behaviour can be tested without the emulator or S3.
 //!
-//! Knows only raw HTTP; what the answers mean is up to each test.
+//! Knows only raw HTTP, but for two conveniences of the account API's tests at the end (a token
+//! answer, and a script that answers token requests by itself).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +29,15 @@ pub(crate) struct Recorded {
 }
 
 impl Recorded {
+    /// Every value of header `name`, in order (a header sent twice shows twice).
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.clone())
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -186,8 +197,25 @@ impl TestServer {
         .await
     }
 
+    /// Answers the n-th request with `statuses[n]` and an empty body; requests past the end get
+    /// the last one.
+    pub async fn statuses(statuses: Vec<u16>) -> Self {
+        let answered = AtomicUsize::new(0);
+        Self::start(move |_| {
+            let n = answered.fetch_add(1, Ordering::SeqCst);
+            let status = statuses.get(n).or(statuses.last()).copied().unwrap_or(200);
+            Reply::empty(status)
+        })
+        .await
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `url()` followed by `path_and_query`.
+    pub fn url_for(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.addr)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
