@@ -525,8 +525,10 @@ impl Account {
         self.networks.iter().find(|n| n.network_id == id)
     }
 
-    /// Subnets may repeat across networks but not across networks in use (reference §5: the
-    /// uniqueness rule is evidently enforced at attachment).
+    /// Subnets and security groups may repeat across networks but not across networks of
+    /// different workspaces: "you cannot reuse subnets or Security Groups between workspaces"
+    /// (workspace Create docs of the Databricks SDKs). Enforced at attachment, since Terraform's
+    /// documented network change creates a second network with the same subnets first.
     fn check_subnets_free(&self, network: &Network, workspace_id: i64) -> Result<(), ApiError> {
         for other in &self.networks {
             let Some(other_workspace) = other.workspace_id else {
@@ -542,6 +544,16 @@ impl Account {
             {
                 return Err(ApiError::invalid(format!(
                     "Subnet {subnet} of network {} is already used by network {} of workspace {other_workspace}; subnet IDs cannot be used in multiple network configurations",
+                    network.network_id, other.network_id
+                )));
+            }
+            if let Some(group) = network
+                .security_group_ids
+                .iter()
+                .find(|g| other.security_group_ids.contains(g))
+            {
+                return Err(ApiError::invalid(format!(
+                    "Security group {group} of network {} is already used by network {} of workspace {other_workspace}; security groups cannot be reused between workspaces",
                     network.network_id, other.network_id
                 )));
             }

@@ -14,7 +14,8 @@ fn customer_vpc(name: &str, subnets: [&str; 2]) -> WorkspaceSeed {
         network: Some(NetworkSeed {
             vpc_id: "vpc-0aaaaaaaaaaaaaaaa".into(),
             subnet_ids: subnets.iter().map(|s| s.to_string()).collect(),
-            security_group_ids: vec!["sg-0aaaaaaaaaaaaaaaa".into()],
+            // Security groups cannot be shared between workspaces either.
+            security_group_ids: vec![format!("sg-{name}")],
         }),
         ..Default::default()
     }
@@ -281,6 +282,48 @@ async fn subnets_in_use_by_another_workspace_are_refused_at_attachment() {
     assert!(message.contains("subnet-9"), "{message}");
     assert!(
         message.contains(&other.workspace_id.to_string()),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn security_groups_in_use_by_another_workspace_are_refused_at_attachment() {
+    let s = scenario().await;
+    let state = s.h.emulator.state();
+    let mut sharing = customer_vpc("ws-other", ["subnet-8", "subnet-9"]);
+    if let Some(network) = sharing.network.as_mut() {
+        network.security_group_ids = vec!["sg-ws-main".into()];
+    }
+    let error = state.seed_workspace(&s.h.account, sharing).unwrap_err();
+    assert!(error.to_string().contains("sg-ws-main"), "{error}");
+
+    // ws-main now uses the PrivateLink network and its security group; a network of other
+    // subnets with that group cannot be attached to another workspace.
+    assert_eq!(s.attach().await.status, 200);
+    let other = state
+        .seed_workspace(
+            &s.h.account,
+            customer_vpc("ws-other", ["subnet-8", "subnet-9"]),
+        )
+        .unwrap();
+    let (_, _, clashing) =
+        s.h.privatelink_network("3", &["subnet-5", "subnet-6"])
+            .await;
+    let message = s
+        .h
+        .api(
+            Method::PATCH,
+            &format!(
+                "/workspaces/{}?update_mask=network_id,private_access_settings_id",
+                other.workspace_id
+            ),
+            Some(json!({"network_id": id(&clashing, "network_id"), "private_access_settings_id": s.pas_id})),
+        )
+        .await
+        .expect_error(400, "INVALID_PARAMETER_VALUE");
+    assert!(message.contains("sg-0aaaaaaaaaaaaaaaa"), "{message}");
+    assert!(
+        message.contains(&s.workspace.workspace_id.to_string()),
         "{message}"
     );
 }
