@@ -32,10 +32,14 @@ pub struct VpcEndpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistrationState {
     Available,
+    /// `pending`, `pendingAcceptance`, or no state yet.
     Pending,
-    /// Will not become available by waiting; carries the state as Databricks wrote it.
+    /// A documented state that will not become available by waiting (`rejected`, `failed`,
+    /// `expired`, `deleted`, `deleting`, `partial`); carries the state as Databricks wrote it.
     Failed(String),
-    /// A state this program does not know (or none); carries the text as written.
+    /// A state outside the documented ones; carries the text as written. Terraform's
+    /// `mws_vpc_endpoint` waits only on `pending` and `pendingacceptance` and fails on anything
+    /// else, so this will not become available by waiting either.
     Unknown(String),
 }
 
@@ -52,8 +56,10 @@ impl VpcEndpoint {
     /// The casing of `state` varies (`Available`, `PENDING`, `pendingAcceptance`; reference §3),
     /// so it is compared case-insensitively.
     pub fn registration_state(&self) -> RegistrationState {
-        let Some(state) = self.state.as_deref() else {
-            return RegistrationState::Unknown(String::new());
+        // No state yet is read as not accepted yet: the state is derived from AWS after the
+        // registration is made (a choice; no public source says a state is always present).
+        let Some(state) = self.state.as_deref().filter(|s| !s.trim().is_empty()) else {
+            return RegistrationState::Pending;
         };
         match state.trim().to_ascii_lowercase().as_str() {
             "available" => RegistrationState::Available,
@@ -287,8 +293,34 @@ mod tests {
         assert_eq!(state("Weird"), RegistrationState::Unknown("Weird".into()));
         assert_eq!(
             endpoint_with(None, None).registration_state(),
-            RegistrationState::Unknown(String::new())
+            RegistrationState::Pending
         );
+        assert_eq!(state(" "), RegistrationState::Pending);
+    }
+
+    #[test]
+    fn only_pending_states_are_worth_waiting_for() {
+        let state = |s| endpoint_with(Some(s), None).registration_state();
+        for settled in [
+            "rejected", "Failed", "expired", "deleted", "deleting", "partial", "blocked",
+        ] {
+            assert!(
+                matches!(
+                    state(settled),
+                    RegistrationState::Failed(_) | RegistrationState::Unknown(_)
+                ),
+                "{settled}"
+            );
+        }
+        for waiting in ["pending", "pendingAcceptance", "available"] {
+            assert!(
+                matches!(
+                    state(waiting),
+                    RegistrationState::Pending | RegistrationState::Available
+                ),
+                "{waiting}"
+            );
+        }
     }
 
     #[test]

@@ -560,14 +560,16 @@ async fn wait_accepted(
         }
         match registration.registration_state() {
             RegistrationState::Available => return Ok(()),
-            RegistrationState::Failed(state) => {
+            // Terraform waits only on the pending states; anything else is final, so it fails
+            // now instead of at the deadline.
+            RegistrationState::Failed(state) | RegistrationState::Unknown(state) => {
                 return Err(ResourceError::RegistrationFailed {
                     vpce: endpoint.vpce.to_string(),
                     role: endpoint.describe(),
                     state,
                 });
             }
-            RegistrationState::Pending | RegistrationState::Unknown(_) => {}
+            RegistrationState::Pending => {}
         }
         if reads >= 2 {
             let backoff = Duration::from_millis(100) * 2u32.pow((reads - 2).min(6));
