@@ -421,6 +421,7 @@ impl Account {
     pub fn create_network(
         &mut self,
         request: CreateNetwork,
+        view: EndpointView<'_>,
         ids: NewIds,
     ) -> Result<Network, ApiError> {
         if request.gcp_network_info.is_some() {
@@ -453,6 +454,11 @@ impl Account {
         if let Some(endpoints) = &vpc_endpoints {
             self.check_network_endpoints(endpoints)?;
         }
+        // Databricks validates the network against AWS and reports what it found as data
+        // (`vpc_status`, `error_messages`, `warning_messages`) rather than refusing the create.
+        let health = view
+            .aws
+            .judge_network(&vpc_id, &subnet_ids, &security_group_ids);
         let network = Network {
             network_id: ids.id,
             account_id: self.account_id.clone(),
@@ -461,7 +467,9 @@ impl Account {
             subnet_ids,
             security_group_ids,
             vpc_endpoints,
-            vpc_status: VpcStatus::Unattached,
+            vpc_status: health.status(false),
+            error_messages: health.errors,
+            warning_messages: health.warnings,
             workspace_id: None,
             creation_time: ids.now_ms,
         };
@@ -567,6 +575,7 @@ impl Account {
         &mut self,
         workspace_id: i64,
         seed: WorkspaceSeed,
+        view: EndpointView<'_>,
         ids: SeedIds,
     ) -> Result<Workspace, ApiError> {
         if seed.name.trim().is_empty() {
@@ -601,6 +610,7 @@ impl Account {
                 };
                 let network = self.create_network(
                     request,
+                    view,
                     NewIds {
                         id: ids.network_id,
                         now_ms: ids.now_ms,
@@ -789,6 +799,18 @@ impl Account {
             )));
         }
 
+        let broken_errors = network_id
+            .as_deref()
+            .filter(|id| current.network_id.as_deref() != Some(*id))
+            .and_then(|id| self.network(id))
+            .filter(|n| n.vpc_status == VpcStatus::Broken)
+            .map(|n| {
+                n.error_messages
+                    .iter()
+                    .map(|m| m.text().to_owned())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
         let mut updated = current.clone();
         updated.network_id = network_id;
         updated.private_access_settings_id = private_access_settings_id;
@@ -807,6 +829,13 @@ impl Account {
         if let Some(message) = record.fail_next_patch.take() {
             record.workspace.workspace_status = WorkspaceStatus::Failed;
             record.workspace.workspace_status_message = message;
+        }
+        // A workspace put on a network Databricks found broken fails, with the network's errors
+        // (the Terraform provider quotes them when a workspace fails).
+        if let Some(errors) = broken_errors {
+            record.workspace.workspace_status = WorkspaceStatus::Failed;
+            record.workspace.workspace_status_message =
+                format!("Network validation failed: {errors}");
         }
         if old_network_id != updated.network_id {
             if let Some(old) = old_network_id {
@@ -891,7 +920,7 @@ impl Account {
             .find(|n| n.network_id == network_id)
         {
             network.workspace_id = Some(workspace_id);
-            network.vpc_status = VpcStatus::Valid;
+            network.refresh_status();
         }
     }
 
@@ -902,7 +931,7 @@ impl Account {
             .find(|n| n.network_id == network_id)
         {
             network.workspace_id = None;
-            network.vpc_status = VpcStatus::Unattached;
+            network.refresh_status();
         }
     }
 

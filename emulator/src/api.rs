@@ -212,8 +212,8 @@ async fn create_network(
 ) -> ApiResult<Network> {
     let request: CreateNetwork = parse_body(&body)?;
     state
-        .with_account(&account_id, |account, _| {
-            account.create_network(request, fresh_ids())
+        .with_account(&account_id, |account, view| {
+            account.create_network(request, view, fresh_ids())
         })
         .map(Json)
 }

@@ -31,9 +31,9 @@ pub use faults::{
     HANG_LIMIT,
 };
 pub use model::{
-    ComputeMode, CreateNetwork, CreateVpcEndpoint, EndpointUseCase, Network, NetworkVpcEndpoints,
-    PrivateAccessLevel, PrivateAccessSettings, PrivateAccessSettingsBody, UpdateWorkspace,
-    VpcEndpoint, VpcStatus, Workspace, WorkspaceStatus,
+    ComputeMode, CreateNetwork, CreateVpcEndpoint, EndpointUseCase, Network, NetworkMessage,
+    NetworkVpcEndpoints, PrivateAccessLevel, PrivateAccessSettings, PrivateAccessSettingsBody,
+    UpdateWorkspace, VpcEndpoint, VpcStatus, Workspace, WorkspaceStatus,
 };
 pub use server::ConnectionAborted;
 pub use state::{RequestRecord, StateHandle, TOKEN_LIFETIME, TokenRefusal, path_pattern};

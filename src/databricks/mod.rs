@@ -16,7 +16,7 @@ pub use auth::ClientCredentials;
 pub use client::{AccountClient, DatabricksHttp, HttpSettings, is_allowed_account_host};
 pub use error::DatabricksError;
 pub use model::{
-    CreateNetwork, CreateVpcEndpoint, EndpointRole, Network, NetworkVpcEndpoints,
+    CreateNetwork, CreateVpcEndpoint, EndpointRole, Network, NetworkStatus, NetworkVpcEndpoints,
     PrivateAccessSettings, PrivateAccessSettingsRequest, RegistrationState, VpcEndpoint, Workspace,
     WorkspaceStatus, WorkspaceUpdate,
 };

@@ -56,6 +56,12 @@ pub enum ResourceError {
     #[error("{}", .0.join("; "))]
     Workspaces(Vec<String>),
 
+    #[error(
+        "{}. No workspace was switched: correct the subnets and security groups Databricks names (a network configuration cannot be changed, so the next update builds a new one), then update the stack",
+        .0.join("; ")
+    )]
+    NetworkBroken(Vec<String>),
+
     #[error("{}", .0.join("; "))]
     Several(Vec<String>),
 

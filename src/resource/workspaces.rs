@@ -5,14 +5,14 @@
 //! re-pointed to it, and the superseded one removed once nothing uses it. PrivateLink cannot be
 //! removed from a workspace, so nothing here ever switches a workspace back.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 
 use crate::databricks::{
-    AccountClient, CreateNetwork, Network, NetworkVpcEndpoints, Workspace, WorkspaceStatus,
-    WorkspaceUpdate,
+    AccountClient, CreateNetwork, Network, NetworkStatus, NetworkVpcEndpoints, Workspace,
+    WorkspaceStatus, WorkspaceUpdate,
 };
 
 use super::converge::Created;
@@ -277,6 +277,30 @@ pub async fn switch_and_clean(
         .cloned()
         .collect();
 
+    // Databricks' verdict on each network is read fresh, right before the switch, and a broken
+    // one refuses every switch: nothing is switched yet, and a switch cannot be undone.
+    let mut users: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (id, network) in &switches {
+        users.entry(network.as_str()).or_default().push(*id);
+    }
+    let fresh = futures_util::future::try_join_all(
+        users
+            .keys()
+            .map(|network_id| client.get_network(network_id)),
+    )
+    .await?;
+    let judged: Vec<(Network, Vec<i64>)> = fresh
+        .into_iter()
+        .map(|n| {
+            let ids = users
+                .get(n.network_id.as_str())
+                .cloned()
+                .unwrap_or_default();
+            (n, ids)
+        })
+        .collect();
+    let warnings = judge_networks(&judged)?;
+
     let results: Vec<(i64, Result<(), String>)> =
         futures_util::stream::iter(switches.iter().cloned())
             .map(|(id, network)| async move { (id, switch(client, id, &network, pas_id).await) })
@@ -285,7 +309,16 @@ pub async fn switch_and_clean(
             .await;
     let failed: Vec<String> = results
         .iter()
-        .filter_map(|(id, r)| r.as_ref().err().map(|e| format!("{id}: {e}")))
+        .filter_map(|(id, r)| {
+            let e = r.as_ref().err()?;
+            let warned = switches
+                .iter()
+                .find(|(ws, _)| ws == id)
+                .and_then(|(_, network)| warnings.get(network.as_str()))
+                .map(|w| format!(" (Databricks warned about its network: {})", w.join("; ")))
+                .unwrap_or_default();
+            Some(format!("{id}: {e}{warned}"))
+        })
         .collect();
     if !failed.is_empty() {
         let switched: Vec<String> = results
@@ -335,6 +368,53 @@ pub async fn switch_and_clean(
         workspace_ids: targets.iter().map(|(id, _)| *id).collect(),
         ready_after_ms,
     })
+}
+
+/// Refuses networks Databricks calls `BROKEN`, quoting its `error_messages`; logs the
+/// `warning_messages` of `WARNED` ones and returns them by network id, for a failure reason.
+/// `networks` pairs each network with the workspaces about to be switched to it.
+fn judge_networks(
+    networks: &[(Network, Vec<i64>)],
+) -> Result<BTreeMap<String, Vec<String>>, ResourceError> {
+    let mut broken = Vec::new();
+    let mut warned = BTreeMap::new();
+    for (network, workspaces) in networks {
+        let for_workspaces = workspaces
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        match network.status() {
+            NetworkStatus::Broken => {
+                let errors = network.errors();
+                let said = if errors.is_empty() {
+                    "no error messages".to_string()
+                } else {
+                    crate::cfn::shorten(&errors.join("; "), 600)
+                };
+                broken.push(format!(
+                    "Databricks reports network configuration {} (for workspace {for_workspaces}) as BROKEN: {said}",
+                    network.network_id
+                ));
+            }
+            NetworkStatus::Warned => {
+                let warnings = network.warnings();
+                tracing::warn!(
+                    network = %network.network_id,
+                    workspaces = %for_workspaces,
+                    warnings = %warnings.join("; "),
+                    "Databricks warns about the network configuration the workspaces are switched to"
+                );
+                warned.insert(network.network_id.clone(), warnings);
+            }
+            _ => {}
+        }
+    }
+    if broken.is_empty() {
+        Ok(warned)
+    } else {
+        Err(ResourceError::NetworkBroken(broken))
+    }
 }
 
 fn epoch_ms() -> i64 {
@@ -462,6 +542,46 @@ pub fn iso8601(epoch_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn network(id: &str, value: serde_json::Value) -> Network {
+        let mut v = value;
+        v["network_id"] = serde_json::json!(id);
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_broken_network_refuses_every_switch_and_a_warned_one_is_passed_on() {
+        let valid = network("n-valid", serde_json::json!({"vpc_status": "VALID"}));
+        let warned = network(
+            "n-warned",
+            serde_json::json!({"vpc_status": "WARNED", "warning_messages": [
+                {"warning_type": "subnet", "warning_message": "one availability zone"}]}),
+        );
+        let broken = network(
+            "n-broken",
+            serde_json::json!({"vpc_status": "BROKEN", "error_messages": [
+                {"error_type": "securityGroup", "error_message": "sg-1 is in another VPC"}]}),
+        );
+        let warnings =
+            judge_networks(&[(valid.clone(), vec![1]), (warned.clone(), vec![2])]).unwrap();
+        assert_eq!(
+            warnings.get("n-warned"),
+            Some(&vec!["subnet: one availability zone".to_string()])
+        );
+        assert!(!warnings.contains_key("n-valid"));
+
+        let refused = judge_networks(&[(valid, vec![1]), (broken, vec![3, 4]), (warned, vec![2])])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(
+                "Databricks reports network configuration n-broken (for workspace 3, 4) as BROKEN: securityGroup: sg-1 is in another VPC"
+            ),
+            "{refused}"
+        );
+        assert!(refused.contains("No workspace was switched"), "{refused}");
+        assert!(!refused.contains("n-valid"), "{refused}");
+    }
 
     #[test]
     fn ready_after_is_iso8601_utc_to_the_second() {

@@ -247,6 +247,28 @@ def run(base, control):
                      security_group_ids=["sg-1"]),
                  contains="subnet_ids")
 
+    step("networks: vpc_status WARNED and BROKEN with the SDK's warning and error messages")
+    for subnet, vpc, zone in (("subnet-0ddd", "vpc-0123456789abcdef0", "us-east-1a"),
+                              ("subnet-0eee", "vpc-0123456789abcdef0", "us-east-1a"),
+                              ("subnet-0fff", "vpc-0fffffffffffffff0", "us-east-1b")):
+        control.call("POST", "/_emulator/aws-subnets",
+                     {"subnet_id": subnet, "vpc_id": vpc, "availability_zone": zone})
+    warned = a.networks.create(
+        network_name="contract-warned", vpc_id="vpc-0123456789abcdef0",
+        subnet_ids=["subnet-0ddd", "subnet-0eee"], security_group_ids=["sg-0ddd"])
+    check(warned.vpc_status == pv.VpcStatus.WARNED, warned.vpc_status)
+    check(warned.warning_messages[0].warning_type == pv.WarningType.SUBNET, warned)
+    check("us-east-1a" in warned.warning_messages[0].warning_message, warned)
+    broken = a.networks.create(
+        network_name="contract-broken", vpc_id="vpc-0123456789abcdef0",
+        subnet_ids=["subnet-0ddd", "subnet-0fff"], security_group_ids=["sg-0eee"])
+    check(broken.vpc_status == pv.VpcStatus.BROKEN, broken.vpc_status)
+    check(broken.error_messages[0].error_type == pv.ErrorType.SUBNET, broken)
+    check("subnet-0fff" in broken.error_messages[0].error_message, broken)
+    check(a.networks.get(broken.network_id) == broken, "get differs from create")
+    for extra in (warned, broken):
+        a.networks.delete(extra.network_id)
+
     step("errors: 503 with Retry-After is retried; plain-text and HTML bodies are parsed")
     before = control.request_counts().get("GET /api/2.0/accounts/{account_id}/networks", 0)
     control.call("POST", "/_emulator/faults", {

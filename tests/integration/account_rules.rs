@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+
 use crate::scenario::World;
 use crate::support::events::RequestType::Delete;
 
@@ -44,4 +46,106 @@ async fn a_registration_in_a_state_that_will_not_change_fails_at_once_naming_it(
             .assert_success();
         assert!(world.registrations().is_empty(), "{:#}", world.account());
     }
+}
+
+fn with_workspaces(mut props: Value, ids: &[i64]) -> Value {
+    props["WorkspaceIds"] = json!(ids.iter().map(i64::to_string).collect::<Vec<_>>());
+    props
+}
+
+fn patches(world: &World) -> usize {
+    world
+        .emulator
+        .state()
+        .count_requests("PATCH", "/workspaces/")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_databricks_calls_broken_is_never_attached() {
+    let world = World::new().await;
+    let net = &world.networks[0];
+    let ws = world.seed_workspace(0, "broken-network");
+    // Databricks sees the first subnet in another VPC.
+    let elsewhere = "vpc-0fffffffffffffff0";
+    world
+        .emulator
+        .state()
+        .describe_aws_subnet(&net.subnet_ids[0], elsewhere, "us-east-1a");
+    let mut props = with_workspaces(world.props(0), &[ws]);
+    props["Network"] =
+        json!({"SubnetIds": net.subnet_ids, "SecurityGroupIds": [net.cluster_sg_id]});
+    let mut stack = world.stack("broken-network");
+    let failed = world.create(&mut stack, props.clone()).await;
+    failed.assert_failed_with(&format!(
+        "(for workspace {ws}) as BROKEN: subnet: Subnet {} is in VPC {elsewhere}",
+        net.subnet_ids[0]
+    ));
+    assert!(
+        failed.reason().contains("No workspace was switched"),
+        "{}",
+        failed.reason()
+    );
+    assert_eq!(patches(&world), 0, "no PATCH is sent");
+    let after = world.workspace(ws);
+    assert_eq!(after["workspace_status"], json!("RUNNING"));
+    assert!(after["private_access_settings_id"].is_null(), "{after:#}");
+    world
+        .send(Delete, &stack, props, None)
+        .await
+        .assert_success();
+    assert_eq!(world.networks().len(), 1, "{:#}", world.account());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warnings_about_a_network_are_logged_and_given_when_the_switch_fails() {
+    let world = World::new().await;
+    let net = &world.networks[0];
+    let ws = world.seed_workspace(0, "warned-network");
+    let own = world.network(
+        world.workspace(ws)["network_id"]
+            .as_str()
+            .unwrap_or_default(),
+    );
+    let subnets: Vec<String> = own["subnet_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect();
+    for subnet in &subnets {
+        world
+            .emulator
+            .state()
+            .describe_aws_subnet(subnet, &net.vpc_id, "us-east-1a");
+    }
+    world
+        .emulator
+        .state()
+        .fail_next_patch(ws, "Workspace update failed: cluster subnets unreachable")
+        .expect("workspace exists");
+    let mut stack = world.stack("warned-network");
+    let failed = world
+        .create(&mut stack, with_workspaces(world.props(0), &[ws]))
+        .await;
+    failed.assert_failed_with("cluster subnets unreachable");
+    assert!(
+        failed
+            .reason()
+            .contains("Databricks warned about its network: subnet: Subnets")
+            && failed
+                .reason()
+                .contains("are all in availability zone us-east-1a"),
+        "{}",
+        failed.reason()
+    );
+    assert!(
+        world
+            .lambda
+            .wait_for_log(
+                "Databricks warns about the network configuration the workspaces are switched to",
+                Duration::from_secs(5),
+            )
+            .await,
+        "the warning is logged"
+    );
 }

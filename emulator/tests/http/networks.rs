@@ -162,3 +162,65 @@ async fn an_attached_network_cannot_be_deleted_but_a_detached_one_can() {
         .await
         .expect_error(404, "RESOURCE_DOES_NOT_EXIST");
 }
+
+#[tokio::test]
+async fn networks_report_vpc_status_with_error_and_warning_messages() {
+    let h = Harness::start().await;
+    let state = h.emulator.state();
+    state.describe_aws_subnet("subnet-a", "vpc-0bbbbbbbbbbbbbbbb", "us-east-1a");
+    state.describe_aws_subnet("subnet-b", "vpc-0bbbbbbbbbbbbbbbb", "us-east-1a");
+    state.describe_aws_subnet("subnet-c", "vpc-0bbbbbbbbbbbbbbbb", "us-east-1b");
+    state.describe_aws_subnet("subnet-x", "vpc-0ccccccccccccccc0", "us-east-1b");
+    state.describe_aws_security_group("sg-x", "vpc-0ccccccccccccccc0");
+
+    let fine = h
+        .post(
+            "/networks",
+            network(json!(["subnet-a", "subnet-c"]), json!(["sg-1"]), json!({})),
+        )
+        .await
+        .json();
+    assert_eq!(fine["vpc_status"], "UNATTACHED");
+    assert!(fine.get("error_messages").is_none() && fine.get("warning_messages").is_none());
+
+    let warned = h
+        .post(
+            "/networks",
+            network(json!(["subnet-a", "subnet-b"]), json!(["sg-1"]), json!({})),
+        )
+        .await
+        .json();
+    assert_eq!(warned["vpc_status"], "WARNED");
+    assert_eq!(warned["warning_messages"][0]["warning_type"], "subnet");
+    assert!(
+        warned["warning_messages"][0]["warning_message"]
+            .as_str()
+            .unwrap()
+            .contains("us-east-1a"),
+        "{warned:#}"
+    );
+
+    // Errors are data: the create succeeds and the network is BROKEN.
+    let broken = h
+        .post(
+            "/networks",
+            network(json!(["subnet-a", "subnet-x"]), json!(["sg-x"]), json!({})),
+        )
+        .await;
+    assert_eq!(broken.status, 200, "{}", broken.text);
+    let broken = broken.json();
+    assert_eq!(broken["vpc_status"], "BROKEN");
+    assert_eq!(
+        broken["error_messages"],
+        json!([
+            {"error_type": "subnet", "error_message": "Subnet subnet-x is in VPC vpc-0ccccccccccccccc0, not in the network's VPC vpc-0bbbbbbbbbbbbbbbb"},
+            {"error_type": "securityGroup", "error_message": "Security group sg-x is in VPC vpc-0ccccccccccccccc0, not in the network's VPC vpc-0bbbbbbbbbbbbbbbb"},
+        ])
+    );
+    assert_eq!(
+        h.get(&format!("/networks/{}", id(&broken, "network_id")))
+            .await
+            .json(),
+        broken
+    );
+}
