@@ -66,6 +66,36 @@ struct WorkspaceRecord {
     /// When set, the next PATCH is applied and then the workspace goes `FAILED` with this
     /// status message, as a failed update does (reference §6.3: "failed to reach RUNNING").
     fail_next_patch: Option<String>,
+    /// A failed workspace being updated: reads still to answer `PROVISIONING`, and how it ends
+    /// (`None`: `RUNNING`; `Some(message)`: `FAILED` with that message).
+    provisioning: Option<(u32, Option<String>)>,
+}
+
+/// Reads a `FAILED` workspace answers `PROVISIONING` after an update before it settles.
+const PROVISIONING_READS: u32 = 2;
+
+impl WorkspaceRecord {
+    /// What a reader sees; each read brings a provisioning workspace closer to its outcome.
+    fn read(&mut self) -> Workspace {
+        if let Some((reads_left, outcome)) = self.provisioning.take() {
+            if reads_left > 0 {
+                self.provisioning = Some((reads_left - 1, outcome));
+            } else {
+                match outcome {
+                    None => {
+                        self.workspace.workspace_status = WorkspaceStatus::Running;
+                        self.workspace.workspace_status_message =
+                            WorkspaceStatus::Running.default_message().to_owned();
+                    }
+                    Some(message) => {
+                        self.workspace.workspace_status = WorkspaceStatus::Failed;
+                        self.workspace.workspace_status_message = message;
+                    }
+                }
+            }
+        }
+        self.workspace.clone()
+    }
 }
 
 /// A network to create and attach together with a seeded workspace.
@@ -648,16 +678,29 @@ impl Account {
             clusters_running: seed.running_clusters,
             silent_reverts: 0,
             fail_next_patch: None,
+            provisioning: None,
         });
         Ok(workspace)
     }
 
-    pub fn get_workspace(&self, workspace_id: i64) -> Result<Workspace, ApiError> {
-        self.workspace_record(workspace_id)
-            .map(|w| w.workspace.clone())
+    /// `GET /workspaces/{id}`: a read, which moves a provisioning workspace on.
+    pub fn get_workspace(&mut self, workspace_id: i64) -> Result<Workspace, ApiError> {
+        self.workspaces
+            .iter_mut()
+            .find(|w| w.workspace.workspace_id == workspace_id)
+            .map(WorkspaceRecord::read)
             .ok_or_else(|| missing_workspace(workspace_id))
     }
 
+    /// `GET /workspaces`: a read of each.
+    pub fn read_workspaces(&mut self) -> Vec<Workspace> {
+        self.workspaces
+            .iter_mut()
+            .map(WorkspaceRecord::read)
+            .collect()
+    }
+
+    /// The workspaces as they are, without counting a read.
     pub fn list_workspaces(&self) -> Vec<Workspace> {
         self.workspaces
             .iter()
@@ -729,9 +772,12 @@ impl Account {
             .workspace_record(workspace_id)
             .ok_or_else(|| missing_workspace(workspace_id))?;
         let current = &record.workspace;
-        if current.workspace_status != WorkspaceStatus::Running {
+        // "You can use a network configuration update in this API for a failed or running
+        // workspace to add support for PrivateLink" (SDK workspace update docstring).
+        let failed = current.workspace_status == WorkspaceStatus::Failed;
+        if current.workspace_status != WorkspaceStatus::Running && !failed {
             return Err(ApiError::invalid_state(format!(
-                "Workspace {workspace_id} is {} ({}); it can only be updated while RUNNING",
+                "Workspace {workspace_id} is {} ({}); it can only be updated while RUNNING or FAILED",
                 current.workspace_status.as_str(),
                 current.workspace_status_message
             )));
@@ -826,7 +872,13 @@ impl Account {
             return Ok(updated);
         }
         record.workspace = updated.clone();
-        if let Some(message) = record.fail_next_patch.take() {
+        if failed {
+            // A failed deployment is provisioned again with the new configuration.
+            record.workspace.workspace_status = WorkspaceStatus::Provisioning;
+            record.workspace.workspace_status_message =
+                WorkspaceStatus::Provisioning.default_message().to_owned();
+            record.provisioning = Some((PROVISIONING_READS, record.fail_next_patch.take()));
+        } else if let Some(message) = record.fail_next_patch.take() {
             record.workspace.workspace_status = WorkspaceStatus::Failed;
             record.workspace.workspace_status_message = message;
         }
@@ -836,7 +888,9 @@ impl Account {
             record.workspace.workspace_status = WorkspaceStatus::Failed;
             record.workspace.workspace_status_message =
                 format!("Network validation failed: {errors}");
+            record.provisioning = None;
         }
+        let answered = record.workspace.clone();
         if old_network_id != updated.network_id {
             if let Some(old) = old_network_id {
                 self.detach(&old);
@@ -845,7 +899,7 @@ impl Account {
                 self.attach(new, workspace_id);
             }
         }
-        Ok(updated)
+        Ok(answered)
     }
 
     fn check_network_switch(

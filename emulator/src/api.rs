@@ -247,7 +247,7 @@ async fn list_workspaces(
     State(state): State<StateHandle>,
     Path(account_id): Path<String>,
 ) -> Json<Vec<Workspace>> {
-    Json(state.with_account(&account_id, |account, _| account.list_workspaces()))
+    Json(state.with_account(&account_id, |account, _| account.read_workspaces()))
 }
 
 async fn get_workspace(

@@ -102,9 +102,11 @@ pub fn check(
             )),
         }
         match ws.status() {
-            WorkspaceStatus::Running => {}
+            // Databricks documents that a failed workspace's network can be updated to add
+            // PrivateLink (together with private access settings); it is provisioned again.
+            WorkspaceStatus::Running | WorkspaceStatus::Failed => {}
             other => problems.push(format!(
-                "workspace {id} is {}, not RUNNING: only a running workspace can be switched{}",
+                "workspace {id} is {}, not RUNNING or FAILED: only a running workspace, or a failed one (which Databricks provisions again), can be switched{}",
                 status_name(&other),
                 ws.workspace_status_message
                     .as_deref()
@@ -272,6 +274,9 @@ pub async fn switch_and_clean(
                 .is_some_and(|ws| {
                     ws.network_id.as_deref() != Some(network.as_str())
                         || ws.private_access_settings_id.as_deref() != Some(pas_id)
+                        // A failed workspace already on its target is updated again: the
+                        // update is what provisions it again.
+                        || ws.status() == WorkspaceStatus::Failed
                 })
         })
         .cloned()
@@ -303,7 +308,12 @@ pub async fn switch_and_clean(
 
     let results: Vec<(i64, Result<(), String>)> =
         futures_util::stream::iter(switches.iter().cloned())
-            .map(|(id, network)| async move { (id, switch(client, id, &network, pas_id).await) })
+            .map(|(id, network)| {
+                let was_failed = workspaces
+                    .iter()
+                    .any(|w| w.workspace_id == id && w.status() == WorkspaceStatus::Failed);
+                async move { (id, switch(client, id, &network, pas_id, was_failed).await) }
+            })
             .buffer_unordered(CONCURRENT_SWITCHES)
             .collect()
             .await;
@@ -479,13 +489,59 @@ fn same_content(network: &Network, desired: &CreateNetwork) -> bool {
         && set(&endpoints.dataplane_relay) == set(&desired.vpc_endpoints.dataplane_relay)
 }
 
-/// One `PATCH` with both ids, then reads until `RUNNING`. The read that sees `RUNNING` also
-/// confirms both ids took: Databricks documents that a failed update may revert silently.
+/// How long a workspace that was `FAILED` before its update may still read `FAILED` before
+/// `PROVISIONING` shows: the first reads after the update can predate it.
+const FAILED_BEFORE_GRACE: Duration = Duration::from_secs(30);
+
+/// What one read of a workspace being switched means.
+#[derive(Debug, PartialEq, Eq)]
+enum SwitchRead {
+    Wait,
+    Done,
+    Failed(String),
+}
+
+/// The rule of the switch loop: `RUNNING` ends it; `FAILED` or `BANNED` fails it, except that a
+/// workspace that was `FAILED` before the update is given time to show `PROVISIONING` first.
+fn judge_switch_read(
+    ws: &Workspace,
+    was_failed: bool,
+    seen_provisioning: bool,
+    in_grace: bool,
+) -> SwitchRead {
+    match ws.status() {
+        WorkspaceStatus::Running => SwitchRead::Done,
+        WorkspaceStatus::Failed if was_failed && !seen_provisioning && in_grace => SwitchRead::Wait,
+        status @ (WorkspaceStatus::Failed | WorkspaceStatus::Banned) => {
+            let how = if was_failed && !seen_provisioning {
+                "stayed"
+            } else {
+                "went"
+            };
+            SwitchRead::Failed(format!(
+                "the workspace {how} {}: {}",
+                status_name(&status),
+                crate::cfn::shorten(
+                    ws.workspace_status_message
+                        .as_deref()
+                        .unwrap_or("no status message"),
+                    300
+                )
+            ))
+        }
+        _ => SwitchRead::Wait,
+    }
+}
+
+/// One `PATCH` with both ids, then reads until `RUNNING` (a failed workspace passes through
+/// `PROVISIONING`). The read that sees `RUNNING` also confirms both ids took: Databricks
+/// documents that a failed update may revert silently.
 async fn switch(
     client: &AccountClient,
     id: i64,
     network_id: &str,
     pas_id: &str,
+    was_failed: bool,
 ) -> Result<(), String> {
     let update = WorkspaceUpdate {
         network_id: Some(network_id.to_string()),
@@ -495,11 +551,21 @@ async fn switch(
         .update_workspace(id, &update)
         .await
         .map_err(|e| e.to_string())?;
+    if was_failed {
+        tracing::info!(
+            workspace = id,
+            "the workspace was FAILED; Databricks provisions it again with the new network"
+        );
+    }
+    let grace_ends = tokio::time::Instant::now() + FAILED_BEFORE_GRACE;
+    let mut seen_provisioning = false;
     let mut delay = Duration::from_millis(100);
     loop {
         let ws = client.get_workspace(id).await.map_err(|e| e.to_string())?;
-        match ws.status() {
-            WorkspaceStatus::Running => {
+        seen_provisioning |= ws.status() == WorkspaceStatus::Provisioning;
+        let in_grace = tokio::time::Instant::now() < grace_ends;
+        match judge_switch_read(&ws, was_failed, seen_provisioning, in_grace) {
+            SwitchRead::Done => {
                 if ws.network_id.as_deref() == Some(network_id)
                     && ws.private_access_settings_id.as_deref() == Some(pas_id)
                 {
@@ -511,19 +577,8 @@ async fn switch(
                     ws.private_access_settings_id.as_deref().unwrap_or("(none)")
                 ));
             }
-            status @ (WorkspaceStatus::Failed | WorkspaceStatus::Banned) => {
-                return Err(format!(
-                    "the workspace went {}: {}",
-                    status_name(&status),
-                    crate::cfn::shorten(
-                        ws.workspace_status_message
-                            .as_deref()
-                            .unwrap_or("no status message"),
-                        300
-                    )
-                ));
-            }
-            _ => {
+            SwitchRead::Failed(reason) => return Err(reason),
+            SwitchRead::Wait => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
@@ -581,6 +636,46 @@ mod tests {
         );
         assert!(refused.contains("No workspace was switched"), "{refused}");
         assert!(!refused.contains("n-valid"), "{refused}");
+    }
+
+    fn workspace(status: &str, message: &str) -> Workspace {
+        serde_json::from_value(serde_json::json!({
+            "workspace_id": 7, "workspace_status": status, "workspace_status_message": message,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_workspace_is_followed_through_provisioning() {
+        let failed = workspace("FAILED", "Network validation failed");
+        // Right after the update, a read may still show the old FAILED.
+        assert_eq!(
+            judge_switch_read(&failed, true, false, true),
+            SwitchRead::Wait
+        );
+        assert_eq!(
+            judge_switch_read(&workspace("PROVISIONING", ""), true, true, true),
+            SwitchRead::Wait
+        );
+        assert_eq!(
+            judge_switch_read(&workspace("RUNNING", ""), true, true, true),
+            SwitchRead::Done
+        );
+        // FAILED after PROVISIONING is the outcome, with Databricks' message.
+        assert_eq!(
+            judge_switch_read(&failed, true, true, true),
+            SwitchRead::Failed("the workspace went FAILED: Network validation failed".into())
+        );
+        // Never left FAILED within the grace period.
+        assert_eq!(
+            judge_switch_read(&failed, true, false, false),
+            SwitchRead::Failed("the workspace stayed FAILED: Network validation failed".into())
+        );
+        // A running workspace that goes FAILED fails at once.
+        assert_eq!(
+            judge_switch_read(&failed, false, false, true),
+            SwitchRead::Failed("the workspace went FAILED: Network validation failed".into())
+        );
     }
 
     #[test]

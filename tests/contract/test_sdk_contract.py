@@ -327,6 +327,29 @@ def run(base, control):
                                              update_mask="private_access_settings_id"),
                  contains="private access settings")
 
+    step("workspaces: a FAILED workspace is updated and the SDK waits through PROVISIONING")
+    failed_seed = control.call("POST", "/_emulator/workspaces", {
+        "account_id": ACCOUNT_ID, "name": "contract-failed", "region": REGION,
+        "network": {"vpc_id": "vpc-0123456789abcdef0",
+                    "subnet_ids": ["subnet-0ggg", "subnet-0hhh"],
+                    "security_group_ids": ["sg-0ggg"]},
+        "status": "FAILED"})
+    failed_id = failed_seed["workspace_id"]
+    check(a.workspaces.get(failed_id).workspace_status == pv.WorkspaceStatus.FAILED, failed_seed)
+    failed_network = a.networks.create(
+        network_name="contract-failed-network", vpc_id="vpc-0123456789abcdef0",
+        subnet_ids=["subnet-0ggg", "subnet-0hhh"], security_group_ids=["sg-0ggg"],
+        vpc_endpoints=pv.NetworkVpcEndpoints(rest_api=[rest.vpc_endpoint_id],
+                                             dataplane_relay=[relay.vpc_endpoint_id]))
+    waiter = a.workspaces.update(
+        failed_id, pv.Workspace(network_id=failed_network.network_id,
+                                private_access_settings_id=pas.private_access_settings_id),
+        update_mask=mask)
+    check(waiter.response.workspace_status == pv.WorkspaceStatus.PROVISIONING, waiter.response)
+    recovered = waiter.result(timeout=timedelta(seconds=60))
+    check(recovered.workspace_status == pv.WorkspaceStatus.RUNNING, recovered)
+    check(recovered.network_id == failed_network.network_id, recovered)
+
     step("deletes: blocked while attached (INVALID_STATE), objects returned otherwise")
     expect_error(errors.InvalidState, lambda: a.networks.delete(network.network_id),
                  contains=f"Unable to delete, Network is being used by active workspace "

@@ -149,3 +149,62 @@ async fn warnings_about_a_network_are_logged_and_given_when_the_switch_fails() {
         "the warning is logged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_workspace_is_switched_and_followed_to_running_or_its_failure() {
+    let world = World::new().await;
+    let recovers = world.seed_workspace(0, "failed-recovers");
+    let fails_again = world.seed_workspace(0, "failed-again");
+    for ws in [recovers, fails_again] {
+        world
+            .emulator
+            .state()
+            .force_workspace_status(
+                ws,
+                emulator::WorkspaceStatus::Failed,
+                "Workspace provisioning failed: the cluster subnets have no route to the relay",
+            )
+            .expect("workspace exists");
+    }
+
+    let mut stack = world.stack("failed-recovers");
+    let created = world
+        .create(&mut stack, with_workspaces(world.props(0), &[recovers]))
+        .await;
+    created.assert_success();
+    let after = world.workspace(recovers);
+    assert_eq!(after["workspace_status"], json!("RUNNING"), "{after:#}");
+    assert_eq!(
+        after["private_access_settings_id"].as_str(),
+        Some(created.data("PrivateAccessSettingsId"))
+    );
+    assert!(
+        world
+            .lambda
+            .wait_for_log("Databricks provisions it again", Duration::from_secs(5))
+            .await
+    );
+
+    world
+        .emulator
+        .state()
+        .fail_next_patch(
+            fails_again,
+            "Workspace provisioning failed again: NAT gateway missing",
+        )
+        .expect("workspace exists");
+    let mut stack = world.stack("failed-again");
+    let failed = world
+        .create(&mut stack, with_workspaces(world.props(0), &[fails_again]))
+        .await;
+    failed.assert_failed_with(&format!(
+        "{fails_again}: the workspace went FAILED: Workspace provisioning failed again: NAT gateway missing"
+    ));
+    assert!(
+        failed
+            .reason()
+            .contains("cannot be removed from a workspace"),
+        "{}",
+        failed.reason()
+    );
+}

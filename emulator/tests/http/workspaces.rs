@@ -235,6 +235,63 @@ async fn only_running_workspaces_can_be_updated() {
 }
 
 #[tokio::test]
+async fn a_failed_workspace_can_be_updated_and_is_provisioned_again() {
+    let s = scenario().await;
+    let state = s.h.emulator.state();
+    state
+        .force_workspace_status(s.workspace.workspace_id, WorkspaceStatus::Failed, "no NAT")
+        .unwrap();
+    let answered = s.attach().await;
+    assert_eq!(answered.status, 200, "{}", answered.text);
+    assert_eq!(answered.json()["workspace_status"], "PROVISIONING");
+    let statuses: Vec<Value> = read_statuses(&s, 4).await;
+    assert_eq!(
+        statuses,
+        vec![
+            json!("PROVISIONING"),
+            json!("PROVISIONING"),
+            json!("RUNNING"),
+            json!("RUNNING")
+        ]
+    );
+    let current = s.current().await;
+    assert_eq!(current["network_id"], s.network_id.as_str());
+    assert_eq!(current["private_access_settings_id"], s.pas_id.as_str());
+
+    // An update that fails again ends FAILED with its message, after PROVISIONING.
+    let t = scenario().await;
+    let state = t.h.emulator.state();
+    state
+        .force_workspace_status(t.workspace.workspace_id, WorkspaceStatus::Failed, "no NAT")
+        .unwrap();
+    state
+        .fail_next_patch(t.workspace.workspace_id, "still no NAT")
+        .unwrap();
+    assert_eq!(t.attach().await.status, 200);
+    let statuses = read_statuses(&t, 3).await;
+    assert_eq!(
+        statuses,
+        vec![
+            json!("PROVISIONING"),
+            json!("PROVISIONING"),
+            json!("FAILED")
+        ]
+    );
+    assert_eq!(
+        t.current().await["workspace_status_message"],
+        "still no NAT"
+    );
+}
+
+async fn read_statuses(s: &Scenario, reads: usize) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for _ in 0..reads {
+        seen.push(s.current().await["workspace_status"].clone());
+    }
+    seen
+}
+
+#[tokio::test]
 async fn endpoints_still_pending_block_the_attachment() {
     let s = scenario().await;
     let state = s.h.emulator.state();
