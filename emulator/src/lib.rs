@@ -28,7 +28,7 @@ pub use control::ControlError;
 pub use error::ApiError;
 pub use faults::{
     FaultBody, FaultBodyWire, FaultError, FaultKind, FaultKindWire, FaultSpec, FaultSpecWire,
-    HANG_LIMIT,
+    GATEWAY_TIMEOUT_HTML, HANG_LIMIT, LostAnswer,
 };
 pub use model::{
     ComputeMode, CreateNetwork, CreateVpcEndpoint, EndpointUseCase, Network, NetworkMessage,
