@@ -66,6 +66,16 @@ pub enum DatabricksError {
         message: String,
     },
 
+    /// A request that is not safe to repeat went out, and its answer was lost: Databricks may
+    /// or may not have carried it out. Callers look before they try again.
+    #[error(
+        "the answer of the Databricks account API to {operation} was lost, so whether it was carried out is unknown: {message}"
+    )]
+    AnswerLost {
+        operation: &'static str,
+        message: String,
+    },
+
     /// Retrying stopped because the next attempt could not finish before the invocation deadline.
     #[error(
         "Databricks account API {operation} did not succeed before the invocation deadline; \
@@ -123,6 +133,11 @@ impl DatabricksError {
             } => code.eq_ignore_ascii_case("INVALID_STATE"),
             _ => false,
         }
+    }
+
+    /// A create went out and its answer was lost: it may have been carried out.
+    pub fn is_answer_lost(&self) -> bool {
+        matches!(self, Self::AnswerLost { .. })
     }
 
     /// The credentials themselves were refused; asking again with the same secret cannot help.

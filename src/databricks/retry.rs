@@ -59,6 +59,12 @@ pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
 
+/// A gateway in front of the API gave up on it: the API itself may have carried the request
+/// out. (429 and 503 come from the API refusing to start, so they are safe to repeat.)
+pub(crate) fn is_gateway_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 502 | 504)
+}
+
 /// `Retry-After` in whole seconds; the HTTP-date form is not used by Databricks.
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
@@ -89,6 +95,12 @@ pub(crate) struct Exchange<'a> {
     /// For logs only: method and path, never the query string or headers.
     pub method: &'a str,
     pub path: &'a str,
+    /// Whether sending the request twice does no harm. A create is not: the account API's POSTs
+    /// carry no idempotency token, so when its answer is lost after the request went out (the
+    /// connection dropped, no answer in time, or a gateway's 502/504) it may have been carried
+    /// out, and a blind retry makes a second object. Such an attempt ends in `AnswerLost` for
+    /// the caller to look before trying again.
+    pub idempotent: bool,
 }
 
 impl Exchange<'_> {
@@ -139,6 +151,9 @@ impl Exchange<'_> {
                     if !is_retryable_status(response.status) {
                         return Err(error);
                     }
+                    if !self.idempotent && is_gateway_status(response.status) {
+                        return Err(self.answer_lost(&error));
+                    }
                     let throttled = response.status == StatusCode::TOO_MANY_REQUESTS;
                     (error, response.retry_after, throttled)
                 }
@@ -172,10 +187,15 @@ impl Exchange<'_> {
                         error = %message,
                         "Databricks account API request failed"
                     );
+                    let never_connected = error.is_connect();
                     let error = DatabricksError::Transport {
                         operation: self.operation,
                         message,
                     };
+                    // A connection that was never made carried nothing out.
+                    if !self.idempotent && !never_connected {
+                        return Err(self.answer_lost(&error));
+                    }
                     (error, None, false)
                 }
             };
@@ -202,6 +222,20 @@ impl Exchange<'_> {
             self.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(delay).await;
             last_error = Some(error);
+        }
+    }
+
+    fn answer_lost(&self, error: &DatabricksError) -> DatabricksError {
+        tracing::warn!(
+            operation = self.operation,
+            method = self.method,
+            path = self.path,
+            error = %error,
+            "the answer to a request that may have been carried out was lost; not sending it again blindly"
+        );
+        DatabricksError::AnswerLost {
+            operation: self.operation,
+            message: error.to_string(),
         }
     }
 

@@ -498,7 +498,20 @@ async fn ensure_registration(
         aws_vpc_endpoint_id: endpoint.vpce.to_string(),
         region: props.region.clone(),
     };
-    match client.create_vpc_endpoint(&request).await {
+    let created_here = create_once(
+        client,
+        "create VPC endpoint registration",
+        || client.create_vpc_endpoint(&request),
+        || async {
+            // Registrations are unique per endpoint; ours carries the name this request sent.
+            Ok(client.list_vpc_endpoints().await?.into_iter().find(|r| {
+                r.aws_vpc_endpoint_id.as_deref() == Some(request.aws_vpc_endpoint_id.as_str())
+                    && r.vpc_endpoint_name.as_deref() == Some(request.vpc_endpoint_name.as_str())
+            }))
+        },
+    )
+    .await;
+    match created_here {
         Ok(registration) => {
             tracing::info!(vpce = endpoint.vpce, registration = %registration.vpc_endpoint_id, "registered VPC endpoint");
             created.registration(&registration.vpc_endpoint_id);
@@ -668,7 +681,23 @@ async fn ensure_access_settings(
                 private_access_settings_name: key.stamped_name(prefix, role, epoch_ms()),
                 ..desired.clone()
             };
-            let new = client.create_private_access_settings(&want).await?;
+            let new = create_once(
+                client,
+                "create private access settings",
+                || client.create_private_access_settings(&want),
+                // The stamped name is this request's own: an object with it is the one it made.
+                || async {
+                    Ok(client
+                        .list_private_access_settings()
+                        .await?
+                        .into_iter()
+                        .find(|p| {
+                            p.private_access_settings_name.as_deref()
+                                == Some(want.private_access_settings_name.as_str())
+                        }))
+                },
+            )
+            .await?;
             created.access_settings(&new.private_access_settings_id);
             tracing::info!(pas = %new.private_access_settings_id, "created private access settings");
             let now = owned(&client.list_private_access_settings().await?);
@@ -703,6 +732,52 @@ async fn ensure_access_settings(
         .await?;
     }
     Ok(winner)
+}
+
+/// Creates one object. The account API's POSTs carry no idempotency token, so a create whose
+/// answer was lost may have been carried out: before trying again, `find` looks for the object
+/// by what only this request's create has (the endpoint and name it sent, or its stamped name),
+/// so the request ends with exactly one object. Tries until the client's deadline.
+pub(super) async fn create_once<T, Create, Created, Find, Found>(
+    client: &AccountClient,
+    what: &'static str,
+    create: Create,
+    find: Find,
+) -> Result<T, DatabricksError>
+where
+    Create: Fn() -> Created,
+    Created: std::future::Future<Output = Result<T, DatabricksError>>,
+    Find: Fn() -> Found,
+    Found: std::future::Future<Output = Result<Option<T>, DatabricksError>>,
+{
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match create().await {
+            Err(lost) if lost.is_answer_lost() => {
+                if let Some(found) = find().await? {
+                    tracing::info!(
+                        operation = what,
+                        "the create whose answer was lost had been carried out; using what it made"
+                    );
+                    return Ok(found);
+                }
+                let left = client.deadline().saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(DatabricksError::DeadlineExceeded {
+                        operation: what,
+                        last_error: lost.to_string(),
+                    });
+                }
+                tracing::info!(
+                    operation = what,
+                    "the create whose answer was lost was not carried out; trying again"
+                );
+                tokio::time::sleep(delay.min(left)).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn epoch_ms() -> u64 {

@@ -466,7 +466,20 @@ async fn ensure_network(
         network_name: key.stamped_name(prefix, role, epoch_ms().max(0) as u64),
         ..desired.clone()
     };
-    let created = client.create_network(&request).await?;
+    let created = super::converge::create_once(
+        client,
+        "create network",
+        || client.create_network(&request),
+        // The stamped name is this request's own: a network with it is the one it made.
+        || async {
+            Ok(client
+                .list_networks()
+                .await?
+                .into_iter()
+                .find(|n| n.network_name.as_deref() == Some(request.network_name.as_str())))
+        },
+    )
+    .await?;
     created_here.network(&created.network_id);
     tracing::info!(network = %created.network_id, "created network configuration with both endpoints");
     let now = matching(&client.list_networks().await?);

@@ -208,3 +208,68 @@ async fn a_failed_workspace_is_switched_and_followed_to_running_or_its_failure()
         failed.reason()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_whose_answers_are_lost_leave_exactly_one_object_each() {
+    use emulator::{FaultKind, FaultSpec, LostAnswer};
+    let world = World::new().await;
+    let net = &world.networks[0];
+    let ws = world.seed_workspace(0, "lost-answers");
+    let state = world.emulator.state();
+    // Every write of the Create is carried out once with its answer lost.
+    for (method, path, after, times) in [
+        ("POST", "/vpc-endpoints", LostAnswer::Drop, 2),
+        (
+            "POST",
+            "/private-access-settings",
+            LostAnswer::GatewayTimeout,
+            1,
+        ),
+        ("POST", "/networks", LostAnswer::Drop, 1),
+        ("PATCH", "/workspaces/", LostAnswer::GatewayTimeout, 1),
+    ] {
+        state.inject_fault(
+            FaultSpec::new(FaultKind::LoseAnswer(after))
+                .method(method)
+                .path_contains(path)
+                .times(times),
+        );
+    }
+    let props = with_workspaces(world.props(0), &[ws]);
+    let mut stack = world.stack("lost-answers");
+    let created = world.create(&mut stack, props.clone()).await;
+    created.assert_success();
+    assert!(state.armed_faults().is_empty(), "every fault was met");
+    world.assert_exactly(&[&net.rest_vpce_id, &net.relay_vpce_id], &created);
+    let networks = world.networks();
+    assert_eq!(
+        networks.len(),
+        2,
+        "the workspace's own network and one copy: {:#}",
+        world.account()
+    );
+    let after = world.workspace(ws);
+    assert_eq!(
+        after["private_access_settings_id"].as_str(),
+        Some(created.data("PrivateAccessSettingsId"))
+    );
+
+    // The same Create delivered again finds everything and writes nothing.
+    let writes = world.writes();
+    let again = world
+        .send(
+            crate::support::events::RequestType::Create,
+            &stack,
+            props,
+            None,
+        )
+        .await;
+    again.assert_success();
+    assert_eq!(world.writes(), writes, "no write on the second delivery");
+    assert_eq!(
+        again.data("PrivateAccessSettingsId"),
+        created.data("PrivateAccessSettingsId")
+    );
+    world.assert_exactly(&[&net.rest_vpce_id, &net.relay_vpce_id], &again);
+    assert_eq!(world.networks().len(), 2, "{:#}", world.account());
+}
