@@ -294,6 +294,7 @@ pub async fn converge(
         .map(|e| e.vpc_id.clone())
         .unwrap_or_default();
     workspaces::check(props, &vpc_id, &workspaces, &networks)?;
+    workspaces::warn_left_switched(key, props, &networks);
 
     // Foreign endpoints allowed with ENDPOINT access must already be registered: this resource
     // never registers, owns or deletes them.

@@ -134,6 +134,32 @@ fn status_name(status: &WorkspaceStatus) -> String {
     }
 }
 
+/// Workspaces on one of this resource's networks that `WorkspaceIds` no longer lists, with that
+/// network: they stay switched, since PrivateLink cannot be removed from a workspace.
+pub fn left_switched(
+    key: &OwnershipKey,
+    workspace_ids: &[i64],
+    networks: &[Network],
+) -> Vec<(i64, String)> {
+    networks
+        .iter()
+        .filter(|n| owns_network(key, n))
+        .filter_map(|n| n.workspace_id.map(|ws| (ws, n.network_id.clone())))
+        .filter(|(ws, _)| !workspace_ids.contains(ws))
+        .collect()
+}
+
+/// Says, at warning level, which workspaces stay switched although `WorkspaceIds` dropped them.
+pub fn warn_left_switched(key: &OwnershipKey, props: &Properties, networks: &[Network]) {
+    for (workspace, network) in left_switched(key, &props.workspace_ids, networks) {
+        tracing::warn!(
+            workspace,
+            network = %network,
+            "workspace {workspace} is no longer in WorkspaceIds but stays switched to back-end PrivateLink on network configuration {network}: PrivateLink cannot be removed from a workspace, so the network, the private access settings and the registrations it uses are kept"
+        );
+    }
+}
+
 /// Whether `network` is one of this resource's networks, of either kind.
 pub fn owns_network(key: &OwnershipKey, network: &Network) -> bool {
     let name = network.network_name.as_deref();
@@ -689,6 +715,28 @@ mod tests {
             judge_switch_read(&failed, false, false, true),
             SwitchRead::Failed("the workspace went FAILED: Network validation failed".into())
         );
+    }
+
+    #[test]
+    fn workspaces_dropped_from_the_list_but_on_our_networks_are_named() {
+        let key = OwnershipKey::new("arn:aws:cloudformation:us-east-1:1:stack/s/1", "PL");
+        let ours = |name: String, ws: Option<i64>| {
+            network(
+                &format!("n-{name}"),
+                serde_json::json!({"network_name": name, "workspace_id": ws}),
+            )
+        };
+        let networks = vec![
+            ours(key.stamped_name("p", Role::WorkspaceNetwork(1), 5), Some(1)),
+            ours(key.stamped_name("p", Role::WorkspaceNetwork(2), 5), Some(2)),
+            ours(key.stamped_name("p", Role::Network, 5), None),
+            // Another stack's network, or the workspace's own: not ours to talk about.
+            ours("someone-elses-network".into(), Some(3)),
+        ];
+        let left = left_switched(&key, &[2], &networks);
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].0, 1);
+        assert!(left_switched(&key, &[1, 2], &networks).is_empty());
     }
 
     #[test]

@@ -273,3 +273,47 @@ async fn writes_whose_answers_are_lost_leave_exactly_one_object_each() {
     world.assert_exactly(&[&net.rest_vpce_id, &net.relay_vpce_id], &again);
     assert_eq!(world.networks().len(), 2, "{:#}", world.account());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_dropped_from_the_list_is_named_as_staying_switched() {
+    let world = World::new().await;
+    let (a, b) = (world.seed_workspace(0, "a"), world.seed_workspace(0, "b"));
+    let mut stack = world.stack("dropped-workspace");
+    let created = world
+        .create(&mut stack, with_workspaces(world.props(0), &[a, b]))
+        .await;
+    created.assert_success();
+    let updated = world
+        .send(
+            crate::support::events::RequestType::Update,
+            &stack,
+            with_workspaces(world.props(0), &[b]),
+            Some(with_workspaces(world.props(0), &[a, b])),
+        )
+        .await;
+    updated.assert_success();
+    assert!(
+        world
+            .lambda
+            .wait_for_log(
+                &format!("workspace {a} is no longer in WorkspaceIds but stays switched to back-end PrivateLink"),
+                Duration::from_secs(5),
+            )
+            .await,
+        "the warning names the workspace"
+    );
+    let logs = world.lambda.logs();
+    assert!(
+        logs.contains("PrivateLink cannot be removed from a workspace"),
+        "the warning says why"
+    );
+    assert!(
+        !logs.contains(&format!("workspace {b} is no longer in WorkspaceIds")),
+        "only the dropped workspace is named"
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(&format!("workspace {a} is no longer")) && l.contains("WARN")),
+        "at warning level"
+    );
+}
