@@ -262,6 +262,30 @@ async fn warn_about_ports(
     }
 }
 
+/// The `Network` property's subnets and security groups as EC2 describes them, both in one
+/// round trip; `None` without a `Network`.
+async fn describe_network_parts(
+    handler: &Handler,
+    props: &Properties,
+    deadline: Instant,
+) -> Result<Option<workspaces::NetworkParts>, ResourceError> {
+    let Some(spec) = &props.network else {
+        return Ok(None);
+    };
+    let (subnets, security_groups) = tokio::join!(
+        handler
+            .ec2
+            .describe_subnets(&props.region, &spec.subnet_ids, deadline),
+        handler
+            .ec2
+            .describe_security_groups(&props.region, &spec.security_group_ids, deadline),
+    );
+    Ok(Some(workspaces::NetworkParts {
+        subnets: subnets?,
+        security_groups: security_groups?,
+    }))
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn converge(
     handler: &Handler,
@@ -274,7 +298,7 @@ pub async fn converge(
     created: &Created,
 ) -> Result<Converged, ResourceError> {
     progress.step("listing the account's VPC endpoint registrations and private access settings");
-    let (registrations, access_settings, networks, workspaces, ()) = tokio::join!(
+    let (registrations, access_settings, networks, workspaces, (), parts) = tokio::join!(
         client.list_vpc_endpoints(),
         client.list_private_access_settings(),
         client.list_networks(),
@@ -286,14 +310,20 @@ pub async fn converge(
             }
         },
         warn_about_ports(handler, &props.region, endpoints, deadline),
+        describe_network_parts(handler, props, deadline),
     );
-    let (registrations, access_settings, networks, workspaces) =
-        (registrations?, access_settings?, networks?, workspaces?);
+    let (registrations, access_settings, networks, workspaces, parts) = (
+        registrations?,
+        access_settings?,
+        networks?,
+        workspaces?,
+        parts?,
+    );
     let vpc_id = endpoints
         .first()
         .map(|e| e.vpc_id.clone())
         .unwrap_or_default();
-    workspaces::check(props, &vpc_id, &workspaces, &networks)?;
+    workspaces::check(props, &vpc_id, &workspaces, &networks, parts.as_ref())?;
     workspaces::warn_left_switched(key, props, &networks);
 
     // Foreign endpoints allowed with ENDPOINT access must already be registered: this resource

@@ -15,11 +15,13 @@ use crate::databricks::{
     WorkspaceStatus, WorkspaceUpdate,
 };
 
+use crate::aws::{SecurityGroupInfo, SubnetInfo};
+
 use super::converge::Created;
 use super::delete;
 use super::error::ResourceError;
 use super::names::{OwnershipKey, Role};
-use super::properties::Properties;
+use super::properties::{NetworkSpec, Properties};
 
 /// Workspaces switched at once: enough to overlap their polling, few enough not to trip the
 /// account API's rate limit.
@@ -45,6 +47,12 @@ pub struct Registrations<'a> {
     pub relay: &'a str,
 }
 
+/// The `Network` property's subnets and security groups as EC2 describes them.
+pub struct NetworkParts {
+    pub subnets: Vec<SubnetInfo>,
+    pub security_groups: Vec<SecurityGroupInfo>,
+}
+
 /// Everything about the workspaces and the `Network` property that can be checked before any
 /// Databricks write; every problem in one reason.
 pub fn check(
@@ -52,8 +60,18 @@ pub fn check(
     vpc_id: &str,
     workspaces: &[Workspace],
     networks: &[Network],
+    parts: Option<&NetworkParts>,
 ) -> Result<(), ResourceError> {
     let mut problems = Vec::new();
+    if let (Some(spec), Some(parts)) = (&props.network, parts) {
+        problems.extend(check_network_parts(
+            spec,
+            vpc_id,
+            parts,
+            networks,
+            &props.workspace_ids,
+        ));
+    }
     if let Some(spec) = &props.network
         && let Some(v) = spec.vpc_id.as_deref().filter(|v| *v != vpc_id)
     {
@@ -120,6 +138,81 @@ pub fn check(
     } else {
         Err(ResourceError::Workspaces(problems))
     }
+}
+
+/// The `Network` property against EC2 and against the account's other workspaces: subnets and
+/// security groups exist and are in the endpoints' VPC, the subnets span two availability zones
+/// (Terraform's mws_networks docs), and none is used by another workspace's network (the SDKs'
+/// workspace Create docs: subnets and security groups cannot be reused between workspaces).
+pub fn check_network_parts(
+    spec: &NetworkSpec,
+    vpc_id: &str,
+    parts: &NetworkParts,
+    networks: &[Network],
+    workspace_ids: &[i64],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut zones = BTreeSet::new();
+    for id in &spec.subnet_ids {
+        match parts.subnets.iter().find(|s| &s.id == id) {
+            None => problems.push(format!(
+                "Network.SubnetIds: subnet {id} does not exist in the endpoints' region"
+            )),
+            Some(s) if s.vpc_id != vpc_id => problems.push(format!(
+                "Network.SubnetIds: subnet {id} is in VPC {}, not in the endpoints' VPC {vpc_id}",
+                s.vpc_id
+            )),
+            Some(s) => {
+                zones.insert(s.availability_zone.as_str());
+            }
+        }
+    }
+    if zones.len() == 1 && problems.is_empty() {
+        problems.push(format!(
+            "Network.SubnetIds are all in availability zone {}: Databricks needs subnets in at least two availability zones",
+            zones.iter().next().copied().unwrap_or_default()
+        ));
+    }
+    for id in &spec.security_group_ids {
+        match parts.security_groups.iter().find(|g| &g.id == id) {
+            None => problems.push(format!(
+                "Network.SecurityGroupIds: security group {id} does not exist in the endpoints' region"
+            )),
+            Some(g) if g.vpc_id != vpc_id => problems.push(format!(
+                "Network.SecurityGroupIds: security group {id} is in VPC {}, not in the endpoints' VPC {vpc_id}",
+                g.vpc_id
+            )),
+            Some(_) => {}
+        }
+    }
+    for other in networks {
+        let Some(user) = other.workspace_id.filter(|w| !workspace_ids.contains(w)) else {
+            continue;
+        };
+        let shared: Vec<&String> = spec
+            .subnet_ids
+            .iter()
+            .filter(|s| other.subnet_ids.contains(s))
+            .chain(
+                spec.security_group_ids
+                    .iter()
+                    .filter(|g| other.security_group_ids.contains(g)),
+            )
+            .collect();
+        if !shared.is_empty() {
+            problems.push(format!(
+                "Network: {} already used by network configuration {} of workspace {user}: Databricks does not let subnets or security groups be shared between workspaces",
+                shared
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + if shared.len() == 1 { " is" } else { " are" },
+                other.network_id
+            ));
+        }
+    }
+    problems
 }
 
 fn status_name(status: &WorkspaceStatus) -> String {
@@ -737,6 +830,79 @@ mod tests {
         assert_eq!(left.len(), 1, "{left:?}");
         assert_eq!(left[0].0, 1);
         assert!(left_switched(&key, &[1, 2], &networks).is_empty());
+    }
+
+    #[test]
+    fn network_subnets_and_groups_are_checked_against_ec2_and_other_workspaces() {
+        let subnet = |id: &str, vpc: &str, zone: &str| SubnetInfo {
+            id: id.into(),
+            vpc_id: vpc.into(),
+            availability_zone: zone.into(),
+        };
+        let group = |id: &str, vpc: &str| SecurityGroupInfo {
+            id: id.into(),
+            vpc_id: vpc.into(),
+        };
+        let spec = |subnets: &[&str], groups: &[&str]| NetworkSpec {
+            vpc_id: None,
+            subnet_ids: subnets.iter().map(|s| s.to_string()).collect(),
+            security_group_ids: groups.iter().map(|s| s.to_string()).collect(),
+        };
+        let parts = NetworkParts {
+            subnets: vec![
+                subnet("subnet-a", "vpc-1", "us-east-1a"),
+                subnet("subnet-b", "vpc-1", "us-east-1b"),
+                subnet("subnet-c", "vpc-1", "us-east-1a"),
+                subnet("subnet-x", "vpc-2", "us-east-1b"),
+            ],
+            security_groups: vec![group("sg-1", "vpc-1"), group("sg-x", "vpc-2")],
+        };
+        let problems = |s: &NetworkSpec, networks: &[Network], ids: &[i64]| {
+            check_network_parts(s, "vpc-1", &parts, networks, ids).join(" | ")
+        };
+        assert_eq!(
+            problems(&spec(&["subnet-a", "subnet-b"], &["sg-1"]), &[], &[]),
+            ""
+        );
+        let wrong = problems(
+            &spec(
+                &["subnet-a", "subnet-x", "subnet-gone"],
+                &["sg-x", "sg-gone"],
+            ),
+            &[],
+            &[],
+        );
+        for needle in [
+            "subnet subnet-x is in VPC vpc-2, not in the endpoints' VPC vpc-1",
+            "subnet subnet-gone does not exist",
+            "security group sg-x is in VPC vpc-2",
+            "security group sg-gone does not exist",
+        ] {
+            assert!(wrong.contains(needle), "{needle}: {wrong}");
+        }
+        assert!(
+            problems(&spec(&["subnet-a", "subnet-c"], &["sg-1"]), &[], &[])
+                .contains("all in availability zone us-east-1a"),
+        );
+
+        // Used by another workspace's network: refused; by the listed workspace's own: fine.
+        let other = network(
+            "n-other",
+            serde_json::json!({"workspace_id": 9, "subnet_ids": ["subnet-b", "subnet-q"], "security_group_ids": ["sg-1"]}),
+        );
+        let shared = problems(
+            &spec(&["subnet-a", "subnet-b"], &["sg-1"]),
+            std::slice::from_ref(&other),
+            &[5],
+        );
+        assert!(
+            shared.contains("Network: subnet-b, sg-1 are already used by network configuration n-other of workspace 9"),
+            "{shared}"
+        );
+        assert_eq!(
+            problems(&spec(&["subnet-a", "subnet-b"], &["sg-1"]), &[other], &[9]),
+            ""
+        );
     }
 
     #[test]

@@ -317,3 +317,66 @@ async fn a_workspace_dropped_from_the_list_is_named_as_staying_switched() {
         "at warning level"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_subnets_and_groups_are_checked_in_ec2_before_any_write() {
+    let world = World::with(crate::scenario::WorldOptions {
+        networks: 2,
+        ..Default::default()
+    })
+    .await;
+    let (net, other_vpc) = (&world.networks[0], &world.networks[1]);
+    let ws = world.seed_workspace(0, "network-checked");
+    let mut stack = world.stack("network-in-ec2");
+
+    // Subnets and a security group of another VPC, and a subnet that does not exist.
+    let mut props = with_workspaces(world.props(0), &[ws]);
+    props["Network"] = json!({
+        "SubnetIds": [net.subnet_ids[0], other_vpc.subnet_ids[1]],
+        "SecurityGroupIds": [other_vpc.cluster_sg_id],
+    });
+    let failed = world.create(&mut stack, props).await;
+    failed.assert_failed_with(&format!(
+        "Network.SubnetIds: subnet {} is in VPC {}, not in the endpoints' VPC {}",
+        other_vpc.subnet_ids[1], other_vpc.vpc_id, net.vpc_id
+    ));
+    assert!(
+        failed.reason().contains(&format!(
+            "Network.SecurityGroupIds: security group {} is in VPC {}",
+            other_vpc.cluster_sg_id, other_vpc.vpc_id
+        )),
+        "{}",
+        failed.reason()
+    );
+    let mut props = with_workspaces(world.props(0), &[ws]);
+    props["Network"] = json!({
+        "SubnetIds": [net.subnet_ids[0], "subnet-0000000000000dead"],
+        "SecurityGroupIds": [net.cluster_sg_id],
+    });
+    let mut stack = world.stack("network-missing-subnet");
+    let failed = world.create(&mut stack, props).await;
+    failed.assert_failed_with("subnet subnet-0000000000000dead does not exist");
+
+    // Subnets another workspace's network uses.
+    let user = world.seed_workspace_with(emulator::WorkspaceSeed {
+        name: "uses-the-subnets".into(),
+        network: Some(emulator::NetworkSeed {
+            vpc_id: net.vpc_id.clone(),
+            subnet_ids: net.subnet_ids.clone(),
+            security_group_ids: vec!["sg-0123456789abcdef0".into()],
+        }),
+        ..Default::default()
+    });
+    let mut props = with_workspaces(world.props(0), &[ws]);
+    props["Network"] =
+        json!({"SubnetIds": net.subnet_ids, "SecurityGroupIds": [net.cluster_sg_id]});
+    let mut stack = world.stack("network-in-use");
+    let failed = world.create(&mut stack, props).await;
+    failed.assert_failed_with(&format!("of workspace {user}: Databricks does not let subnets or security groups be shared between workspaces"));
+    assert_eq!(
+        world.writes(),
+        0,
+        "nothing is written: {:#}",
+        world.account()
+    );
+}
