@@ -153,8 +153,16 @@ pub struct Account {
     registrations: Vec<RegistrationRecord>,
     private_access_settings: Vec<PrivateAccessSettings>,
     networks: Vec<Network>,
+    /// Networks whose DELETE was answered but which are still going away: still listed and
+    /// readable for this many more reads, and still using their registrations meanwhile.
+    deleting_networks: Vec<(Network, u32)>,
     workspaces: Vec<WorkspaceRecord>,
 }
+
+/// Reads a deleted network is still listed for. Terraform polls `GET` for up to a minute after
+/// `DELETE /networks/{id}` until it answers 404, so the real deletion takes time; how many reads
+/// is a choice.
+const DELETING_READS: u32 = 2;
 
 fn check_name(field: &str, value: Option<&str>) -> Result<String, ApiError> {
     let Some(value) = value else {
@@ -193,6 +201,7 @@ impl Account {
             registrations: Vec::new(),
             private_access_settings: Vec::new(),
             networks: Vec::new(),
+            deleting_networks: Vec::new(),
             workspaces: Vec::new(),
         }
     }
@@ -309,6 +318,16 @@ impl Account {
         if let Some(workspace_id) = user {
             return Err(ApiError::invalid_state(format!(
                 "Unable to delete, VPC endpoint {id} is being used by active workspace {workspace_id}"
+            )));
+        }
+        if let Some((going, _)) = self.deleting_networks.iter().find(|(n, _)| {
+            n.vpc_endpoints
+                .as_ref()
+                .is_some_and(|e| e.ids().any(|x| x == id))
+        }) {
+            return Err(ApiError::invalid_state(format!(
+                "Unable to delete, VPC endpoint {id} is being used by network {}, which is being deleted",
+                going.network_id
             )));
         }
         let record = self.registrations.remove(index);
@@ -536,15 +555,48 @@ impl Account {
         Ok(())
     }
 
-    pub fn get_network(&self, id: &str) -> Result<Network, ApiError> {
-        self.network(id).cloned().ok_or_else(|| missing_network(id))
+    /// A read: a network being deleted is answered while it has reads left, then it is gone.
+    pub fn get_network(&mut self, id: &str) -> Result<Network, ApiError> {
+        if let Some(network) = self.network(id) {
+            return Ok(network.clone());
+        }
+        let index = self
+            .deleting_networks
+            .iter()
+            .position(|(n, _)| n.network_id == id)
+            .ok_or_else(|| missing_network(id))?;
+        self.read_deleting(index).ok_or_else(|| missing_network(id))
     }
 
-    pub fn list_networks(&self) -> Vec<Network> {
-        self.networks.clone()
+    /// A read of every network, the ones being deleted included while they have reads left.
+    pub fn list_networks(&mut self) -> Vec<Network> {
+        let mut listed = self.networks.clone();
+        let mut index = 0;
+        while index < self.deleting_networks.len() {
+            let before = self.deleting_networks.len();
+            if let Some(network) = self.read_deleting(index) {
+                listed.push(network);
+            }
+            if self.deleting_networks.len() == before {
+                index += 1;
+            }
+        }
+        listed
+    }
+
+    fn read_deleting(&mut self, index: usize) -> Option<Network> {
+        let (network, reads_left) = self.deleting_networks.get_mut(index)?;
+        if *reads_left == 0 {
+            self.deleting_networks.remove(index);
+            return None;
+        }
+        *reads_left -= 1;
+        Some(network.clone())
     }
 
     pub fn delete_network(&mut self, id: &str) -> Result<Network, ApiError> {
+        // Already being deleted: nothing is left to delete, so a second DELETE answers 404 (a
+        // choice; see the README).
         let index = self
             .networks
             .iter()
@@ -556,7 +608,10 @@ impl Account {
                 "Unable to delete, Network is being used by active workspace {workspace_id}"
             )));
         }
-        Ok(self.networks.remove(index))
+        let network = self.networks.remove(index);
+        self.deleting_networks
+            .push((network.clone(), DELETING_READS));
+        Ok(network)
     }
 
     fn network(&self, id: &str) -> Option<&Network> {
@@ -1009,6 +1064,11 @@ impl Account {
             "vpc_endpoints": registrations,
             "private_access_settings": self.private_access_settings,
             "networks": self.networks,
+            "deleting_networks": self
+                .deleting_networks
+                .iter()
+                .map(|(n, _)| n.network_id.clone())
+                .collect::<Vec<_>>(),
             "workspaces": self.list_workspaces(),
             "workspace_controls": controls,
         })

@@ -107,14 +107,16 @@ impl Created {
     pub async fn remove(&self, client: &AccountClient) {
         let take = |m: &Mutex<Vec<String>>| m.lock().map(|v| v.clone()).unwrap_or_default();
         // Networks reference registrations; a network a workspace was switched to stays.
-        for id in take(&self.networks) {
-            delete::delete_quietly(client, delete::Kind::Network, &id).await;
+        let networks = take(&self.networks);
+        for id in &networks {
+            delete::delete_quietly(client, delete::Kind::Network, id, false).await;
         }
         for id in take(&self.access_settings) {
-            delete::delete_quietly(client, delete::Kind::AccessSettings, &id).await;
+            delete::delete_quietly(client, delete::Kind::AccessSettings, &id, false).await;
         }
         for id in take(&self.registrations) {
-            delete::delete_quietly(client, delete::Kind::Registration, &id).await;
+            let going = !networks.is_empty();
+            delete::delete_quietly(client, delete::Kind::Registration, &id, going).await;
         }
     }
 }
@@ -449,11 +451,15 @@ pub async fn converge(
         .filter(|r| owns_registration(key, r))
         .filter(|r| r.vpc_endpoint_id != rest_id && r.vpc_endpoint_id != relay_id)
         .collect();
-    futures_util::future::try_join_all(
-        superseded
-            .iter()
-            .map(|r| delete::delete_owned(client, delete::Kind::Registration, &r.vpc_endpoint_id)),
-    )
+    futures_util::future::try_join_all(superseded.iter().map(|r| {
+        let going = delete::networks_reference(&networks, key, &r.vpc_endpoint_id);
+        delete::delete_owned_after(
+            client,
+            delete::Kind::Registration,
+            &r.vpc_endpoint_id,
+            going,
+        )
+    }))
     .await?;
 
     Ok(Converged {

@@ -145,6 +145,15 @@ def run(base, control):
 
     steps = []
 
+    def wait_gone(network_id):
+        # Network deletion is asynchronous: poll until 404, as the Terraform provider does.
+        for _ in range(5):
+            try:
+                a.networks.get(network_id)
+            except errors.ResourceDoesNotExist:
+                return
+        raise AssertionError(f"network {network_id} never went away")
+
     def step(name):
         steps.append(name)
         print(f"  - {name}", flush=True)
@@ -268,6 +277,7 @@ def run(base, control):
     check(a.networks.get(broken.network_id) == broken, "get differs from create")
     for extra in (warned, broken):
         a.networks.delete(extra.network_id)
+        wait_gone(extra.network_id)
 
     step("errors: 503 with Retry-After is retried; plain-text and HTML bodies are parsed")
     before = control.request_counts().get("GET /api/2.0/accounts/{account_id}/networks", 0)
@@ -360,7 +370,7 @@ def run(base, control):
     old_network_id = seeded["network_id"]
     old_network = a.networks.delete(old_network_id)
     check(old_network.network_id == old_network_id, old_network)
-    expect_error(errors.ResourceDoesNotExist, lambda: a.networks.get(old_network_id))
+    wait_gone(old_network_id)
 
     step("wire level: raw JSON types as the account API sends them")
     dump = control.state()

@@ -380,3 +380,49 @@ async fn network_subnets_and_groups_are_checked_in_ec2_before_any_write() {
         world.account()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_wait_for_networks_to_go_and_ask_again_after_a_bare_conflict() {
+    use emulator::{FaultBody, FaultKind, FaultSpec};
+    let world = World::new().await;
+    let net = &world.networks[0];
+    let mut props = world.props(0);
+    props["Network"] =
+        json!({"SubnetIds": net.subnet_ids, "SecurityGroupIds": [net.cluster_sg_id]});
+    let mut stack = world.stack("deletes-wait");
+    let created = world.create(&mut stack, props.clone()).await;
+    created.assert_success();
+    let network_id = created.data("NetworkId").to_string();
+
+    // The network goes away asynchronously and uses its registrations until it is gone; the
+    // private access settings' first DELETE gets a 409 that says nothing.
+    world.emulator.state().inject_fault(
+        FaultSpec::new(FaultKind::Status {
+            status: 409,
+            retry_after: None,
+            body: FaultBody::Empty,
+        })
+        .method("DELETE")
+        .path_contains("/private-access-settings/"),
+    );
+    let deleted = world.send(Delete, &stack, props, None).await;
+    deleted.assert_success();
+    let account = world.account();
+    assert!(world.registrations().is_empty(), "{account:#}");
+    assert!(world.access_settings().is_empty(), "{account:#}");
+    assert!(world.network(&network_id).is_null(), "{account:#}");
+    assert_eq!(account["deleting_networks"], json!([]), "{account:#}");
+    let logs = world.lambda.logs();
+    assert!(
+        !logs.contains("kept: still in use"),
+        "nothing is kept: {logs}"
+    );
+    assert!(
+        world
+            .emulator
+            .state()
+            .count_requests("GET", &format!("/networks/{network_id}"))
+            >= 1,
+        "the deleted network is read until it is gone"
+    );
+}

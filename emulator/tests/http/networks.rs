@@ -158,9 +158,38 @@ async fn an_attached_network_cannot_be_deleted_but_a_detached_one_can() {
     let deleted = h.delete(&spare_path).await;
     assert_eq!(deleted.status, 200);
     assert_eq!(deleted.json()["network_name"], "pl-network-3");
+    // Deletion takes a little while: still there for two reads (and still using its
+    // registrations meanwhile), then gone.
+    let rest_id = spare["vpc_endpoints"]["rest_api"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let message = h
+        .delete(&format!("/vpc-endpoints/{rest_id}"))
+        .await
+        .expect_error(400, "INVALID_STATE");
+    assert!(message.contains("which is being deleted"), "{message}");
+    h.delete(&spare_path)
+        .await
+        .expect_error(404, "RESOURCE_DOES_NOT_EXIST");
+    assert_eq!(h.get(&spare_path).await.status, 200);
+    let listed = h.get("/networks").await.json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["network_id"] == spare["network_id"]),
+        "{listed:#}"
+    );
     h.get(&spare_path)
         .await
         .expect_error(404, "RESOURCE_DOES_NOT_EXIST");
+    assert_eq!(
+        h.delete(&format!("/vpc-endpoints/{rest_id}")).await.status,
+        200,
+        "once the network is gone its registrations can go"
+    );
 }
 
 #[tokio::test]
