@@ -2,8 +2,9 @@
 //! the desired objects, find the owned ones by the ownership key, create what is missing, replace
 //! the private access settings in place, and delete owned objects that are no longer desired.
 //!
-//! Nothing here is written to Databricks before the properties, the two endpoints and the
-//! credentials have been checked.
+//! Nothing here is written to Databricks before the properties, the two endpoints, the
+//! credentials, the workspaces and the `Network` property's subnets and security groups have been
+//! checked; a create whose answer was lost is looked for before it is sent again.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
