@@ -2,8 +2,10 @@
 //! (reference §7.3), and never past the invocation deadline.
 //!
 //! Owns which answers are worth another attempt and how long to wait between attempts. It does
-//! not know what the request means: callers build it and turn a final error answer into their
-//! own error (the token endpoint and the API differ there).
+//! not know what the request means: callers build it, say whether sending it twice is harmless,
+//! and turn a final error answer into their own error (the token endpoint and the API differ
+//! there). A request that is not harmless to repeat is never sent again once it may have
+//! reached the API; the caller gets `AnswerLost` and decides.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

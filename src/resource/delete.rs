@@ -1,6 +1,8 @@
 //! Delete: converge on nothing. Remove only what the ownership key says this resource owns,
 //! treat "already gone" as done and "still in use" as a reason to keep the object (logged), and
-//! succeed when nothing can be checked at all because the credentials are unusable.
+//! succeed when nothing can be checked at all because the credentials are unusable. A deleted
+//! network is waited for until it is gone, and a refusal that may only mean it is still going
+//! away, or a 409 that says nothing, is asked again before the object is kept.
 
 use std::time::Duration;
 
