@@ -302,6 +302,17 @@ def run(base, control):
     html = expect_error(errors.DatabricksError, lambda: a.private_access.list())
     check("bad gateway" in str(html), f"HTML error text not extracted: {html}")
 
+    step("lost answer: a create carried out behind a gateway's 504 page is listed afterwards")
+    control.call("POST", "/_emulator/faults", {
+        "method": "POST", "path_contains": "/private-access-settings", "kind": "lose_answer",
+        "after": "gateway_timeout"})
+    expect_error(errors.DatabricksError,
+                 lambda: a.private_access.create(private_access_settings_name="contract-lost",
+                                                 region=REGION, public_access_enabled=True))
+    lost = [p for p in a.private_access.list() if p.private_access_settings_name == "contract-lost"]
+    check(len(lost) == 1, f"the create whose answer was lost must exist once: {lost}")
+    a.private_access.delete(lost[0].private_access_settings_id)
+
     step("workspaces: seed, get, list, update (network + PAS) and wait for RUNNING")
     seeded = control.call("POST", "/_emulator/workspaces", {
         "account_id": ACCOUNT_ID, "name": "contract-workspace", "region": REGION,
