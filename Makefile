@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration contract venv clean
+.PHONY: demo test lint template-test docs-test package unit integration contract venv clean
 
 $(STAMP): tests/requirements.txt
 	python3 -m venv $(VENV)
@@ -20,9 +20,19 @@ lint: venv
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
 
-# Unit tests of every crate, then the integration suite (real binary, moto, emulator), then the
-# emulator checked against Databricks' own Python SDK.
-test: venv lint
+# template.yaml against the service limits, the deletion policies and the calls the code makes
+# (no AWS account needed; about a second).
+template-test: venv
+	$(PY) tests/template/test_template.py
+
+# The repository stands alone: no file cites a document outside it or an issue number, and every
+# docs/<page>.md#<anchor> pointer names a heading that exists (about a second).
+docs-test: venv
+	$(PY) tests/docs/test_self_contained.py
+
+# The template and docs checks, unit tests of every crate, then the integration suite (real
+# binary, moto, emulator), then the emulator checked against Databricks' own Python SDK.
+test: venv lint template-test docs-test
 	cargo test --workspace --lib --bins
 	cargo test --test integration
 	cargo test -p emulator --tests
@@ -33,7 +43,7 @@ demo: venv
 	cargo build --workspace --bins
 	$(PY) scripts/demo.py
 
-# Issue 7's figures (README "Benchmarks"): table on stdout, JSON in bench-results/latest.json.
+# The README's "Benchmarks" figures: table on stdout, JSON in bench-results/latest.json.
 # Profile bench-fast by default (Cargo.toml says why); `make bench BENCH_PROFILE=release` measures
 # the shipped profile instead. Two builds, not one with both packages: Cargo would otherwise
 # unify the emulator's tokio features into the measured binary.
@@ -43,6 +53,14 @@ bench: venv
 	cargo build --profile $(BENCH_PROFILE) -p databricks-backend-privatelink --bin databricks-backend-privatelink
 	cargo build --profile $(BENCH_PROFILE) -p emulator --bin databricks-account-emulator
 	$(PY) scripts/bench.py --profile $(BENCH_PROFILE)
+
+# The deployment package the way `sam build` makes it (cargo-lambda, release, arm64, the binary
+# template.yaml names), zipped, and its size. About 20 minutes from cold on a 2-core machine: not
+# part of `make test` or CI. Needs cargo-lambda and Zig (README "Deploy").
+PACKAGE_ZIP = $${CARGO_TARGET_DIR:-target}/lambda/databricks-backend-privatelink/bootstrap.zip
+package:
+	cargo lambda build --release --arm64 --output-format zip --bin databricks-backend-privatelink
+	@echo "$(PACKAGE_ZIP): $$(wc -c < $(PACKAGE_ZIP)) bytes"
 
 clean:
 	rm -rf $(VENV) target

@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::BehaviorVersion;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use backend_privatelink::aws::{Ec2, Secrets, Stacks};
-use backend_privatelink::cfn::{Responder, handle_invocation};
+use backend_privatelink::cfn::{Responder, handle_raw_invocation};
 use backend_privatelink::databricks::{DatabricksHttp, HttpSettings};
+use backend_privatelink::logging::BoundedStdout;
 use backend_privatelink::resource::Handler;
 use backend_privatelink::resource::properties::Defaults;
 use backend_privatelink::trust::TrustRoots;
@@ -38,6 +39,7 @@ async fn main() -> Result<(), Error> {
         .with_span_list(false)
         .with_target(false)
         .without_time()
+        .with_writer(BoundedStdout)
         .init();
 
     // One read of the CA bundle for both HTTP stacks (see `trust`), or each loads the platform's.
@@ -64,12 +66,15 @@ async fn main() -> Result<(), Error> {
         defaults: Defaults::from_env(),
     });
 
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    // The runtime is handed the event as JSON text, not as a `Value`: text that `serde_json`
+    // cannot hold as a value would otherwise fail inside the runtime, before this function could
+    // answer CloudFormation, and Lambda would retry it until the stack's ServiceTimeout.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let handler = Arc::clone(&handler);
         let responder = Arc::clone(&responder);
         async move {
             let deadline = deadline_instant(event.context.deadline);
-            handle_invocation(handler, &responder, event.payload, deadline).await
+            handle_raw_invocation(handler, &responder, event.payload.get(), deadline).await
         }
     }))
     .await

@@ -1,5 +1,5 @@
 //! One Databricks account's objects (VPC endpoint registrations, private access settings,
-//! networks, workspaces) and the rules between them (reference §3–§6). Knows nothing of HTTP,
+//! networks, workspaces) and the rules between them (`docs/account-api.md`). Knows nothing of HTTP,
 //! tokens, faults or how ids are made unique across accounts.
 
 use serde_json::json;
@@ -60,11 +60,11 @@ struct RegistrationRecord {
 struct WorkspaceRecord {
     workspace: Workspace,
     clusters_running: bool,
-    /// PATCHes still to be answered with success but not applied (reference §6.4 "might revert
-    /// silently to its original configuration").
+    /// PATCHes still to be answered with success but not applied: a failed update may revert
+    /// silently (`docs/account-api.md#propagation-and-the-20-minute-rule`).
     silent_reverts: u32,
     /// When set, the next PATCH is applied and then the workspace goes `FAILED` with this
-    /// status message, as a failed update does (reference §6.3: "failed to reach RUNNING").
+    /// status message, as a failed update does (`docs/account-api.md#workspaces`).
     fail_next_patch: Option<String>,
     /// A failed workspace being updated: reads still to answer `PROVISIONING`, and how it ends
     /// (`None`: `RUNNING`; `Some(message)`: `FAILED` with that message).
@@ -210,7 +210,7 @@ impl Account {
         &self.account_id
     }
 
-    // ---- VPC endpoint registrations (§3) ----
+    // ---- VPC endpoint registrations (`docs/account-api.md#vpc-endpoint-registrations`) ----
 
     pub fn create_vpc_endpoint(
         &mut self,
@@ -296,8 +296,8 @@ impl Account {
             .iter()
             .position(|r| r.endpoint.vpc_endpoint_id == id)
             .ok_or_else(|| missing_registration(id))?;
-        // Only networks attached to a workspace count: the reference (§3) leaves unattached
-        // references unconfirmed, and blocking them would make stack deletion order-dependent.
+        // Only networks attached to a workspace count: whether unattached ones block is
+        // unconfirmed (`docs/account-api.md#vpc-endpoint-registrations`), and blocking them would make stack deletion order-dependent.
         let user = self.networks.iter().find_map(|n| {
             let uses = n
                 .vpc_endpoints
@@ -340,7 +340,7 @@ impl Account {
             .find(|r| r.endpoint.vpc_endpoint_id == id)
     }
 
-    // ---- Private access settings (§4) ----
+    // ---- Private access settings (`docs/account-api.md#private-access-settings`) ----
 
     fn validate_pas(
         &self,
@@ -366,7 +366,8 @@ impl Account {
                 "allowed_vpc_endpoint_ids contains {unknown}, which is not a VPC endpoint registered in this account; use the Databricks vpc_endpoint_id, not the AWS vpce- ID"
             )));
         }
-        // AWS default is false when omitted (reference §4), which is what makes omitting it a
+        // AWS default is false when omitted (`docs/account-api.md#private-access-settings`), which
+        // is what makes omitting it a
         // classic mistake for back-end-only PrivateLink.
         let public = body.public_access_enabled.unwrap_or(false);
         Ok((name, region, public, level, allowed))
@@ -399,7 +400,8 @@ impl Account {
         self.private_access_settings.clone()
     }
 
-    /// Full overwrite (reference §4): whatever the body omits goes back to its default.
+    /// Full overwrite (`docs/account-api.md#private-access-settings`): whatever the body omits goes
+    /// back to its default.
     pub fn replace_private_access_settings(
         &mut self,
         id: &str,
@@ -444,7 +446,8 @@ impl Account {
             .position(|p| p.private_access_settings_id == id)
             .ok_or_else(|| missing_pas(id))?;
         if let Some(user) = self.workspace_using_pas(id) {
-            // Message modelled on the network one (§5); the real text is unconfirmed (§4).
+            // Message modelled on the network one; the real text is unconfirmed
+            // (`docs/account-api.md#private-access-settings`).
             return Err(ApiError::invalid_state(format!(
                 "Unable to delete, Private access settings is being used by active workspace {user}"
             )));
@@ -465,7 +468,7 @@ impl Account {
             .map(|w| w.workspace.workspace_id)
     }
 
-    // ---- Networks (§5) ----
+    // ---- Networks (`docs/account-api.md#network-configurations`) ----
 
     pub fn create_network(
         &mut self,
@@ -603,7 +606,7 @@ impl Account {
             .position(|n| n.network_id == id)
             .ok_or_else(|| missing_network(id))?;
         if let Some(workspace_id) = self.networks[index].workspace_id {
-            // Exact text from the real API (reference §5).
+            // Exact text from the real API (`docs/account-api.md#network-configurations`).
             return Err(ApiError::invalid_state(format!(
                 "Unable to delete, Network is being used by active workspace {workspace_id}"
             )));
@@ -654,7 +657,7 @@ impl Account {
         Ok(())
     }
 
-    // ---- Workspaces (§6) ----
+    // ---- Workspaces (`docs/account-api.md#workspaces`) ----
 
     pub fn seed_workspace(
         &mut self,
@@ -815,8 +818,9 @@ impl Account {
             .find(|w| w.workspace.workspace_id == workspace_id)
     }
 
-    /// `PATCH /workspaces/{id}`. `update_mask` is not consulted: on AWS the server ignores it
-    /// (reference §6.1, TF commit 4c2f55aa9), so whatever fields the body carries are applied.
+    /// `PATCH /workspaces/{id}`. `update_mask` is not consulted: the Terraform provider's change
+    /// notes say AWS ignores it (unconfirmed, `docs/account-api.md#workspaces`), so whatever
+    /// fields the body carries are applied.
     pub fn update_workspace(
         &mut self,
         workspace_id: i64,
@@ -846,7 +850,8 @@ impl Account {
             )));
         }
         if record.clusters_running {
-            // Documented precondition (reference §6.1); the real wording is unconfirmed.
+            // Documented precondition (`docs/account-api.md#workspaces`); the real wording is
+            // unconfirmed.
             return Err(ApiError::invalid_state(format!(
                 "Unable to update workspace {workspace_id}: you must terminate all running compute resources (clusters, SQL warehouses, jobs) in the workspace's VPC before updating its network or private access settings"
             )));

@@ -1,4 +1,5 @@
-//! HTTP routes of the emulated account API (`/api/2.0/accounts/{account_id}/...`, reference §2–§6)
+//! HTTP routes of the emulated account API (`/api/2.0/accounts/{account_id}/...`,
+//! `docs/account-api.md`)
 //! plus the OIDC routes, turning requests into calls on [`crate::account::Account`]. Knows
 //! nothing of faults, rate limits or the request log (the server layer owns those).
 
@@ -74,7 +75,8 @@ pub fn router(state: StateHandle) -> Router {
 }
 
 /// Real answer for unknown routes and methods, e.g. a `PUT` on a network (networks are
-/// immutable, reference §5): `404 ENDPOINT_NOT_FOUND`, path shown without `/api/2.0`.
+/// immutable, `docs/account-api.md#network-configurations`): `404 ENDPOINT_NOT_FOUND`, path
+/// shown without `/api/2.0`.
 async fn no_such_api(method: Method, uri: Uri) -> Response {
     let path = uri.path();
     let shown = path.strip_prefix("/api/2.0").unwrap_or(path);
@@ -86,7 +88,7 @@ async fn no_such_api(method: Method, uri: Uri) -> Response {
 }
 
 /// Bodies are parsed here rather than by axum's `Json` so that a bad body gets the account API's
-/// plain-text `MALFORMED_REQUEST` (reference §7.1) instead of axum's 415/422.
+/// plain-text `MALFORMED_REQUEST` (`docs/account-api.md#error-bodies`) instead of axum's 415/422.
 fn parse_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());

@@ -1,4 +1,5 @@
-//! OAuth M2M as the account API does it (reference §1.2): the client-credentials token endpoint,
+//! OAuth M2M as the account API does it (`docs/account-api.md#hosts-and-authentication`): the
+//! client-credentials token endpoint,
 //! the discovery documents the Python SDK fetches, and the Bearer check in front of the account
 //! API. Knows nothing of the account objects.
 
@@ -16,7 +17,8 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::state::{StateHandle, TOKEN_LIFETIME, TokenRefusal};
 
-/// Token endpoint errors, in the standard OAuth shape the SDKs parse (reference §1.2).
+/// Token endpoint errors, in the standard OAuth shape the SDKs parse
+/// (`docs/account-api.md#hosts-and-authentication`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OAuthError {
     #[error("Client authentication failed")]
@@ -111,8 +113,8 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 /// `GET /.well-known/databricks-config`: databricks-sdk (Python, 0.16x) asks this first and
-/// builds the OIDC discovery URL from `oidc_endpoint`, substituting `{account_id}` (reference
-/// §1.2). An account host has no workspace, hence no `workspace_id`.
+/// builds the OIDC discovery URL from `oidc_endpoint`, substituting `{account_id}`
+/// (`docs/account-api.md#hosts-and-authentication`). An account host has no workspace, hence no `workspace_id`.
 pub async fn host_metadata(headers: HeaderMap) -> Response {
     Json(json!({
         "oidc_endpoint": format!("{}/oidc/accounts/{{account_id}}", base_url(&headers)),

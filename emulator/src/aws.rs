@@ -15,7 +15,8 @@ pub struct AwsEndpoint {
     pub aws_account_id: Option<String>,
 }
 
-/// Registration-time facts Databricks derives from the AWS endpoint (reference §3).
+/// Registration-time facts Databricks derives from the AWS endpoint
+/// (`docs/account-api.md#vpc-endpoint-registrations`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Derived {
     pub use_case: EndpointUseCase,
@@ -104,7 +105,8 @@ impl AwsEndpoints {
         };
         Ok(Derived {
             use_case,
-            // Full service name: the reference (§3) leaves the exact format unconfirmed.
+            // Full service name: the exact format is unconfirmed
+            // (`docs/account-api.md#vpc-endpoint-registrations`).
             aws_endpoint_service_id: Some(endpoint.service_name.clone()),
             aws_account_id: endpoint.aws_account_id.clone(),
         })

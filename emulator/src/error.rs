@@ -1,4 +1,5 @@
-//! Errors the emulated account API answers with, and their wire shapes (reference §7.1/§7.2).
+//! Errors the emulated account API answers with, and their wire shapes
+//! (`docs/account-api.md#error-bodies`, `#missing-objects-and-error-codes`).
 //! Knows nothing of which rule produced them.
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -17,7 +18,7 @@ pub enum ApiError {
     ResourceAlreadyExists(String),
     #[error("{0}")]
     Unauthenticated(String),
-    /// The account API answers unparseable bodies in plain text (reference §7.1 item 3).
+    /// The account API answers unparseable bodies in plain text (`docs/account-api.md#error-bodies`).
     #[error("Cannot parse request body")]
     MalformedRequest,
     #[error("No API found for '{method} {path}'")]

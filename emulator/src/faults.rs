@@ -1,5 +1,6 @@
 //! Injected faults: which requests they hit, how often, and what the client experiences
-//! (reference §7: the error shapes and transient failures clients must survive). Knows nothing
+//! (`docs/account-api.md#error-bodies`, `#retries-and-rate-limits`: the error shapes and
+//! transient failures clients must survive). Knows nothing
 //! of the account objects.
 
 use std::time::Duration;
@@ -53,7 +54,7 @@ pub const GATEWAY_TIMEOUT_HTML: &str = "<html><head><title>504 Gateway Time-out<
 /// How long a `Hang` fault holds a connection before closing it without a response.
 pub const HANG_LIMIT: Duration = Duration::from_secs(120);
 
-/// The body shapes the account API is known to produce on errors (reference §7.1).
+/// The body shapes the account API is known to produce on errors (`docs/account-api.md#error-bodies`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FaultBody {
     Json {

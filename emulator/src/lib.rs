@@ -1,6 +1,6 @@
 //! Stateful in-memory emulator of the Databricks account API on AWS (VPC endpoint registrations,
 //! private access settings, networks, workspace updates, OAuth M2M), faithful to the wire format
-//! in the team's account API reference, with fault injection and a control API for tests.
+//! in `docs/account-api.md`, with fault injection and a control API for tests.
 //! Knows nothing of CloudFormation or of the Lambda that uses it.
 
 mod account;

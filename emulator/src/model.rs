@@ -1,13 +1,15 @@
-//! Wire shapes of the account API objects and request bodies (reference §3–§6), field names as
+//! Wire shapes of the account API objects and request bodies (`docs/account-api.md`), field names as
 //! the official SDKs spell them. Knows nothing of HTTP routing or of the rules between objects.
 
 use serde::{Deserialize, Serialize};
 
-/// AWS state of a VPC endpoint as Databricks reports it (reference §3: "derived from AWS").
+/// AWS state of a VPC endpoint as Databricks reports it, taken from AWS
+/// (`docs/account-api.md#vpc-endpoint-registrations`).
 pub const STATE_PENDING_ACCEPTANCE: &str = "pendingAcceptance";
 pub const STATE_AVAILABLE: &str = "available";
 
-/// What a registered VPC endpoint connects to (reference §3 `use_case`).
+/// What a registered VPC endpoint connects to (`use_case`,
+/// `docs/account-api.md#vpc-endpoint-registrations`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EndpointUseCase {
@@ -178,7 +180,8 @@ pub struct Network {
 }
 
 impl Network {
-    /// Back-end PrivateLink as the workspace update rules see it (reference §6.5).
+    /// Back-end PrivateLink as the workspace update rules see it
+    /// (`docs/account-api.md#privatelink-cannot-be-removed`).
     pub fn has_backend_privatelink(&self) -> bool {
         self.vpc_endpoints.as_ref().is_some_and(|e| !e.is_empty())
     }
@@ -275,7 +278,8 @@ pub struct CreateVpcEndpoint {
     pub gcp_vpc_endpoint_info: Option<serde_json::Value>,
 }
 
-/// Body of both `POST` and `PUT` on private access settings (PUT is a full replace, §4).
+/// Body of both `POST` and `PUT` on private access settings (PUT is a full replace,
+/// `docs/account-api.md#private-access-settings`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrivateAccessSettingsBody {
     #[serde(default)]
@@ -307,7 +311,8 @@ pub struct CreateNetwork {
     pub gcp_network_info: Option<serde_json::Value>,
 }
 
-/// `PATCH /workspaces/{id}` body: a flat partial `Workspace` (§6.1). Only the two fields this
+/// `PATCH /workspaces/{id}` body: a flat partial `Workspace` (`docs/account-api.md#workspaces`).
+/// Only the two fields this
 /// emulator models are read; the rest of the object is accepted and ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateWorkspace {

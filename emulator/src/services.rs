@@ -1,4 +1,5 @@
-//! Databricks' AWS PrivateLink endpoint services per region (reference §8.1), embedded so the
+//! Databricks' AWS PrivateLink endpoint services per region
+//! (`docs/account-api.md#endpoint-services-ports-and-hostnames`), embedded so the
 //! emulator can tell which Databricks service a registered `vpce-…` points at.
 //! Knows nothing of HTTP or of account state.
 
@@ -36,7 +37,8 @@ pub struct KnownService {
     pub kind: ServiceKind,
 }
 
-/// Copied from the team's reference table (databricks-privatelink-services.csv).
+/// The same public table as `src/aws/services.rs`
+/// (`docs/account-api.md#endpoint-services-ports-and-hostnames`).
 pub const PRIVATELINK_SERVICES: &[PrivateLinkServices] = &[
     PrivateLinkServices {
         region: "ap-northeast-1",

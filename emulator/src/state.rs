@@ -17,7 +17,7 @@ use crate::model::{
     VpcEndpoint, Workspace, WorkspaceStatus,
 };
 
-/// "Each access token is valid for one hour" (reference §1.2).
+/// Tokens are valid for one hour (`docs/account-api.md#hosts-and-authentication`).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// One request the emulator answered (or deliberately did not). No bodies or headers are kept,
@@ -176,7 +176,7 @@ fn random_workspace_id() -> i64 {
     i64::try_from(id).unwrap_or(1_000_000_000_000_000)
 }
 
-/// `dbc-xxxxxxxx-xxxx`, the default pattern (reference §8.3).
+/// `dbc-xxxxxxxx-xxxx`, the default pattern (`docs/account-api.md#workspaces`).
 fn random_deployment_name() -> String {
     let hex = uuid::Uuid::new_v4().simple().to_string();
     format!("dbc-{}-{}", &hex[..8], &hex[8..12])

@@ -21,7 +21,7 @@ pub const RELAY_ROLE: &str = "RelayVpcEndpointId";
 const REST_API_PORT: u16 = 443;
 const RELAY_PORT: u16 = 6666;
 // With the compliance security profile (FIPS) the relay is reached on 2443 instead
-// (reference section 8.2).
+// (`docs/account-api.md#endpoint-services-ports-and-hostnames`).
 const FIPS_RELAY_PORT: u16 = 2443;
 
 /// What EC2 says about one VPC endpoint.
@@ -716,7 +716,8 @@ fn join_or<'a>(names: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// Which required ports the ingress ranges miss: 443 for the REST API and 6666 for the relay,
-/// where 2443 (the FIPS relay port) also satisfies the relay (reference section 8.2).
+/// where 2443 (the FIPS relay port) also satisfies the relay
+/// (`docs/account-api.md#endpoint-services-ports-and-hostnames`).
 pub fn missing_ingress_ports(ranges: &[(u16, u16)]) -> Vec<u16> {
     let covers = |port: u16| ranges.iter().any(|&(from, to)| from <= port && port <= to);
     let mut missing = Vec::new();

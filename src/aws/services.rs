@@ -26,7 +26,7 @@ struct ServiceRow {
     relay: &'static str,
 }
 
-// Source: databricks-account-api.md section 8.1 / databricks-privatelink-services.csv, taken from
+// Source (`docs/account-api.md#endpoint-services-ports-and-hostnames`): taken from
 // the Databricks-maintained security reference architecture (terraform-databricks-sra,
 // aws/tf/variables.tf `general_access_config` and `scc_relay_config`). The official list is on the
 // Databricks "IP addresses and domains" page (ip-domain-region#privatelink). GovCloud has two
@@ -189,7 +189,8 @@ pub fn endpoint_services(region: &str) -> Vec<(&'static str, EndpointServices)> 
         .collect()
 }
 
-/// The Databricks account console host for a region's partition (reference section 1.1). The
+/// The Databricks account console host for a region's partition
+/// (`docs/account-api.md#hosts-and-authentication`). The
 /// GovCloud DoD host (`https://accounts-dod.cloud.databricks.mil`) cannot be told apart by region,
 /// so a DoD user names it explicitly.
 pub fn default_accounts_host(region: &str) -> &'static str {
@@ -201,9 +202,9 @@ pub fn default_accounts_host(region: &str) -> &'static str {
 
 /// Public hostname of the SCC relay for `region`.
 ///
-/// Commercial regions: `tunnel.<region>.cloud.databricks.com` (reference section 8.3). GovCloud
-/// uses the `cloud.databricks.us` zone for workspaces (reference section 8.3), so the relay is
-/// assumed to live there too; that GovCloud name is not confirmed by the reference.
+/// Commercial regions: `tunnel.<region>.cloud.databricks.com`. GovCloud uses the
+/// `cloud.databricks.us` zone for workspaces, so the relay is assumed to live there too; that
+/// GovCloud name is unconfirmed (`docs/account-api.md#endpoint-services-ports-and-hostnames`).
 pub fn relay_hostname(region: &str) -> String {
     let zone = match partition_of(region) {
         Partition::AwsUsGov => "cloud.databricks.us",
@@ -227,7 +228,7 @@ pub fn supported_regions() -> Vec<&'static str> {
 mod tests {
     use super::*;
 
-    // A verbatim copy of databricks-privatelink-services.csv from the team reference, so a typo in
+    // A second, independent transcription of the same public table, so a typo in
     // the table above (one wrong hex digit sends the endpoint check to the wrong verdict) fails here.
     const REFERENCE_CSV: &str = "\
 region,variant,rest_api_service_name,relay_service_name

@@ -1,5 +1,6 @@
 //! CloudFormation's own view of a stack resource: the status of the resource a request is for.
-//! A Create asks it whether CloudFormation still waits for the answer (reference §1.3: a
+//! A Create asks it whether CloudFormation still waits for the answer
+//! (`docs/cloudformation.md#rollback-delete-after-a-failed-create`: a
 //! cancelled Create keeps running while its Delete is carried out by another invocation).
 //! Read-only; knows nothing of Databricks or of what the status means for the resource.
 

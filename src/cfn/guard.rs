@@ -1,6 +1,7 @@
 //! The deadline guard: answer FAILED before Lambda kills the function, because an unanswered
 //! request leaves the stack waiting for `ServiceTimeout` (default one hour) and then the same
-//! again on rollback (reference §1.3, §2.5 complaint 1). [`Progress`] lets the FAILED reason say
+//! again on rollback (`docs/cloudformation.md#servicetimeout-and-the-deadline-guard`). [`Progress`]
+//! lets the FAILED reason say
 //! what the handler was doing.
 //!
 //! Knows nothing of what the steps are; the handler names them.
@@ -12,7 +13,7 @@ use tokio::time::Instant;
 
 /// How long before the Lambda deadline the guard gives up on the handler. It has to leave time
 /// for the response PUT (a few hundred milliseconds to S3, plus a retry or two); crhelper's
-/// 0.5 s leaves none for retries (reference §2.2).
+/// 0.5 s leaves none for retries (`docs/cloudformation.md#servicetimeout-and-the-deadline-guard`).
 pub const GUARD_MARGIN: Duration = Duration::from_secs(3);
 
 /// What the handler is doing right now, shared between the handler task and the guard.

@@ -15,15 +15,19 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::guard::{Progress, guard_instant, timeout_reason};
-use super::request::{CfnRequest, RequestError, parse_event};
+use super::request::{CfnRequest, RequestError, parse_event, read_event, salvage_ids};
 use super::response::{
-    Outcome, Responder, ResponseUrlError, Status, failure_for_unreadable_event,
+    Outcome, Responder, ResponseUrlError, Status, answer_for_unreadable_event, cut_to_json_bytes,
     fallback_physical_id, redacted, response_document, validate_response_url,
 };
 use super::shorten;
+use crate::redact;
 
 /// The PUT has to end before Lambda's own deadline so the function can still return normally.
 const PUT_SLACK: Duration = Duration::from_millis(250);
+/// The reason in the log line that closes a request is cut to this many bytes (JSON-escaped):
+/// three times what the response has room for, and well inside a log line's bound.
+const LOGGED_REASON_BYTES: usize = 12 * 1024;
 /// Panic messages quoted in a FAILED reason are cut to this many characters.
 const PANIC_MESSAGE_CHARS: usize = 300;
 
@@ -78,10 +82,26 @@ enum Answer {
     Direct,
 }
 
+/// Runs one invocation from the event's JSON text, as the Lambda runtime hands it over. Text
+/// that `serde_json` cannot hold as a value (nesting beyond its limit, a number beyond `f64`, a
+/// lone surrogate escape) is still answered when it names where to: FAILED, or SUCCESS for a
+/// Delete (see [`answer_unreadable`]).
+pub async fn handle_raw_invocation<H: ResourceHandler>(
+    handler: Arc<H>,
+    responder: &Responder,
+    raw: &str,
+    deadline: Instant,
+) -> Result<Value, InvocationError> {
+    match read_event(raw) {
+        Ok(event) => handle_invocation(handler, responder, event, deadline).await,
+        Err(error) => answer_unreadable(responder, &salvage_ids(raw), error, deadline).await,
+    }
+}
+
 /// Runs one invocation. Returns the response document, or an error when there is nothing that
 /// could be answered (not an event, unusable ResponseURL) or a direct invocation failed. After a
 /// PUT the result is `Ok` even if the PUT failed: a function error makes Lambda re-run the whole
-/// request (reference §1.4), which would not reach CloudFormation any better.
+/// request (`docs/cloudformation.md#delivery-and-duplicates`), which would not reach CloudFormation any better.
 pub async fn handle_invocation<H: ResourceHandler>(
     handler: Arc<H>,
     responder: &Responder,
@@ -114,7 +134,8 @@ async fn answer_request<H: ResourceHandler>(
 ) -> Result<Value, InvocationError> {
     let answer = match &req.response_url {
         None => Answer::Direct,
-        // `sam local invoke` events carry a placeholder URL that is never used (reference §1.1).
+        // `sam local invoke` events carry a placeholder URL that is never used
+        // (`docs/cloudformation.md#sam-local-invoke`).
         Some(_) if responder.sam_local() => Answer::SamLocal,
         Some(raw) => match validate_response_url(raw, responder.allow_insecure()) {
             Ok(url) => Answer::Put(url),
@@ -139,12 +160,14 @@ async fn answer_request<H: ResourceHandler>(
     if outcome.physical_resource_id.is_empty() {
         outcome.physical_resource_id = physical_id;
     }
-    // The full reason is logged: the response only has room for a cut version of it, which
-    // points the reader here.
+    // Whatever produced the reason, nothing shaped like a credential leaves the function.
+    outcome.reason = outcome.reason.map(|reason| redact::scrub(&reason));
+    // The reason is logged at up to three times the room the response has for it (the response
+    // points the reader here), and no more, so the line stays inside the log line bound.
     tracing::info!(
         status = outcome.status.as_str(),
         physical_resource_id = %outcome.physical_resource_id,
-        reason = outcome.reason.as_deref().unwrap_or(""),
+        reason = %cut_to_json_bytes(outcome.reason.as_deref().unwrap_or(""), LOGGED_REASON_BYTES, "…"),
         "custom-resource request handled"
     );
     let doc = response_document(&req, &outcome);
@@ -184,8 +207,30 @@ async fn answer_unreadable(
     error: RequestError,
     deadline: Instant,
 ) -> Result<Value, InvocationError> {
-    let reason = error.to_string();
-    let target = failure_for_unreadable_event(event, &reason)
+    // CloudFormation's Delete carries the properties of the last Create or Update that
+    // succeeded, and those were readable: a Delete that is not belongs to a resource this
+    // function never created (its Create was refused the same way). FAILED would only leave the
+    // stack in DELETE_FAILED or ROLLBACK_FAILED with nothing to clean up.
+    let unreadable_delete = matches!(
+        error,
+        RequestError::Unreadable { .. } | RequestError::TooLarge { .. }
+    ) && event
+        .get("RequestType")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("delete"));
+    let (status, reason) = if unreadable_delete {
+        (
+            Status::Success,
+            format!(
+                "nothing to delete: {error}. A Create with these properties is refused the same \
+                 way, so it created nothing"
+            ),
+        )
+    } else {
+        (Status::Failed, error.to_string())
+    };
+    let status_name = status.as_str();
+    let target = answer_for_unreadable_event(event, status, &reason)
         .filter(|_| !responder.sam_local())
         .and_then(|(raw, doc)| {
             validate_response_url(&raw, responder.allow_insecure())
@@ -205,7 +250,7 @@ async fn answer_unreadable(
         logical_resource_id = %id("LogicalResourceId"),
     );
     async {
-        tracing::error!(%error, "not a request this function can run; answering FAILED");
+        tracing::error!(%error, status = status_name, "not a request this function can run; answering it");
         put_answer(responder, &url, &doc, deadline).await;
     }
     .instrument(span)
@@ -630,6 +675,78 @@ mod tests {
             );
             assert_eq!(handler.calls.load(Ordering::SeqCst), 0);
         }
+    }
+
+    /// Valid JSON that `serde_json` cannot hold as a value: each is still answered once, at
+    /// the ResponseURL the text names, FAILED for a Create and SUCCESS for a Delete.
+    #[tokio::test]
+    async fn json_that_cannot_be_a_value_is_still_answered_once() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for (name, poison, needle) in [
+            ("deep", deep.as_str(), "recursion limit exceeded"),
+            ("surrogate", "\"\\ud800\"", "hex escape"),
+            ("huge number", "1e400", "number out of range"),
+        ] {
+            for (request_type, status) in [("Create", "FAILED"), ("Delete", "SUCCESS")] {
+                let server = TestServer::start(vec![200]).await;
+                let handler = TestHandler::new(Behaviour::Succeed);
+                let mut fields = event(Some(&server.url("/bucket/key?X-Amz-Signature=s")));
+                fields["RequestType"] = json!(request_type);
+                let text = fields.to_string();
+                let raw = format!(
+                    "{{\"ResourceProperties\":{{\"Poison\":{poison}}},{}",
+                    &text[1..]
+                );
+                assert!(serde_json::from_str::<Value>(&raw).is_err(), "{name}");
+                let doc = handle_raw_invocation(
+                    handler.clone(),
+                    &responder(true, false),
+                    &raw,
+                    in_secs(30),
+                )
+                .await
+                .unwrap();
+                assert_eq!(doc["Status"], status, "{name} {request_type}");
+                let reason = doc["Reason"].as_str().unwrap();
+                assert!(reason.contains(needle), "{name}: {reason}");
+                assert!(reason.contains("nested at most 127 levels"), "{reason}");
+                assert_eq!(doc["RequestId"], "req-1");
+                assert_eq!(doc["PhysicalResourceId"], "my-stack-Backend");
+                let requests = server.requests();
+                assert_eq!(requests.len(), 1, "{name} {request_type}");
+                assert_eq!(
+                    serde_json::from_slice::<Value>(&requests[0].body).unwrap(),
+                    doc
+                );
+                assert_eq!(handler.calls.load(Ordering::SeqCst), 0);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn readable_text_runs_the_handler_and_unreadable_text_without_a_url_fails() {
+        let handler = TestHandler::new(Behaviour::Succeed);
+        let doc = handle_raw_invocation(
+            handler.clone(),
+            &responder(false, false),
+            &event(None).to_string(),
+            in_secs(30),
+        )
+        .await
+        .unwrap();
+        assert_eq!(doc["Status"], "SUCCESS");
+        assert_eq!(handler.calls.load(Ordering::SeqCst), 1);
+
+        let raw = format!("{{\"Poison\":1e400,{}", &event(None).to_string()[1..]);
+        let err =
+            handle_raw_invocation(handler.clone(), &responder(false, false), &raw, in_secs(30))
+                .await
+                .unwrap_err();
+        assert!(
+            matches!(err, InvocationError::Event(RequestError::Unreadable { .. })),
+            "{err}"
+        );
+        assert_eq!(handler.calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

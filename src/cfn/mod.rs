@@ -13,7 +13,7 @@ pub mod response;
 mod test_server;
 
 pub use guard::{GUARD_MARGIN, Progress};
-pub use invoke::{InvocationError, ResourceHandler, handle_invocation};
+pub use invoke::{InvocationError, ResourceHandler, handle_invocation, handle_raw_invocation};
 pub use properties::{PropertyError, PropertyReader};
 pub use request::{CfnRequest, RequestError, RequestType, parse_event};
 pub use response::{

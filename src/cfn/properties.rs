@@ -1,5 +1,5 @@
 //! Reading `ResourceProperties` the way CloudFormation delivers them: every scalar arrives as a
-//! string (`true` becomes `"true"`, `14` becomes `"14"`; reference §1.1), while direct invocations
+//! string (`true` becomes `"true"`, `14` becomes `"14"`; `docs/cloudformation.md#request`), while direct invocations
 //! may send real JSON booleans and numbers. Unknown property names are refused so a typo in a
 //! template fails the stack instead of being silently ignored.
 //!
@@ -13,7 +13,7 @@ use super::shorten;
 
 /// Template-level properties CloudFormation may pass inside `ResourceProperties`: the Lambda docs'
 /// example event includes `ServiceToken`, and `ServiceTimeout` may arrive the same way
-/// (reference §1.1, open question).
+/// (unconfirmed; `docs/cloudformation.md#request`).
 const ALWAYS_ALLOWED: [&str; 2] = ["ServiceToken", "ServiceTimeout"];
 
 /// How many unknown names an error lists before saying "and N more".

@@ -7,6 +7,7 @@
 //! tell the person reading it which field to fix. Properties stay a raw JSON map; what they mean
 //! is for the handler to decide.
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub struct CfnRequest {
     /// Empty when the event carries none: CloudFormation always sends it, a direct invocation may
     /// leave it out.
     pub resource_type: String,
-    /// `None` on Create; CloudFormation sends it on Update and Delete (reference §1.1).
+    /// `None` on Create; CloudFormation sends it on Update and Delete (`docs/cloudformation.md#request`).
     pub physical_resource_id: Option<String>,
     /// `None` for a direct invocation: the answer is then the Lambda result itself.
     pub response_url: Option<String>,
@@ -94,6 +95,191 @@ pub enum RequestError {
     },
     #[error("the event's RequestType must be Create, Update or Delete, got \"{found}\"")]
     UnknownRequestType { found: String },
+    /// More values than any request of a custom resource holds; refused from the text.
+    #[error(
+        "the event holds {values} JSON values{}; a request may hold at most {MAX_EVENT_VALUES}",
+        largest.as_ref().map(|(name, values)| format!(", {values} of them in property {name}")).unwrap_or_default()
+    )]
+    TooLarge {
+        values: usize,
+        largest: Option<(String, usize)>,
+    },
+    /// Valid JSON syntax that `serde_json` still cannot hold as a value.
+    #[error(
+        "the event cannot be read ({detail}): properties may be nested at most {MAX_NESTING} \
+         levels deep, numbers must fit a 64-bit floating point value, and strings must not carry \
+         a lone UTF-16 surrogate escape such as \\ud800"
+    )]
+    Unreadable { detail: String },
+}
+
+/// Most JSON values (every string, number, list, object and property name counts one) a request
+/// may hold. A CloudFormation request of a custom resource holds its properties twice at most
+/// (an Update's old and new ones); a few hundred values is a large one. An asynchronous
+/// invocation may carry a megabyte, which as a list is hundreds of thousands of values, each of
+/// which would cost memory as a `Value`: such an event is refused from its text, before it is
+/// built.
+pub const MAX_EVENT_VALUES: usize = 2000;
+
+/// How many JSON values an event holds, and which property holds the most.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    pub values: usize,
+    /// The property (of `ResourceProperties` or `OldResourceProperties`) holding the most values.
+    pub largest: Option<(String, usize)>,
+}
+
+/// Counts the values of the event text without building them (nothing is allocated per value).
+/// An error means the text cannot be read as a value either; [`read_event`] then says why.
+pub fn census(raw: &str) -> Result<Census, serde_json::Error> {
+    use serde::de::Deserializer as _;
+    serde_json::Deserializer::from_str(raw).deserialize_any(CensusOf::Event)
+}
+
+/// What is being counted: the event (whose properties objects are looked into), a properties
+/// object (whose largest property is named), or any other value (counted whole).
+#[derive(Clone, Copy)]
+enum CensusOf {
+    Event,
+    Properties,
+    Value,
+}
+
+/// Scalars count one, whatever is being counted.
+macro_rules! count_scalars {
+    ($($visit:ident($($ty:ty)?)),*) => {
+        $(fn $visit<E>(self $(, _: $ty)?) -> Result<Census, E> {
+            Ok(Census { values: 1, largest: None })
+        })*
+    };
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for CensusOf {
+    type Value = Census;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Census, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for CensusOf {
+    type Value = Census;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    count_scalars!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_u64(u64),
+        visit_f64(f64),
+        visit_str(&str),
+        visit_unit()
+    );
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Census, A::Error> {
+        let mut values = 1usize;
+        while let Some(inner) = seq.next_element_seed(CensusOf::Value)? {
+            values = values.saturating_add(inner.values);
+        }
+        Ok(Census {
+            values,
+            largest: None,
+        })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Census, A::Error> {
+        let mut census = Census {
+            values: 1,
+            largest: None,
+        };
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let inner = match self {
+                CensusOf::Event
+                    if key == "ResourceProperties" || key == "OldResourceProperties" =>
+                {
+                    map.next_value_seed(CensusOf::Properties)?
+                }
+                CensusOf::Properties => {
+                    let inner = map.next_value_seed(CensusOf::Value)?;
+                    Census {
+                        largest: Some((super::shorten(&key, 60), inner.values)),
+                        ..inner
+                    }
+                }
+                _ => map.next_value_seed(CensusOf::Value)?,
+            };
+            census.values = census.values.saturating_add(1).saturating_add(inner.values);
+            if let Some((name, values)) = inner.largest
+                && census
+                    .largest
+                    .as_ref()
+                    .is_none_or(|(_, most)| values > *most)
+            {
+                census.largest = Some((name, values));
+            }
+        }
+        Ok(census)
+    }
+}
+
+/// How deep `serde_json` lets values nest (its fixed recursion limit of 128, the event object
+/// itself included).
+pub const MAX_NESTING: usize = 127;
+
+/// The fields of an event that identify where and how to answer it, read from text that could
+/// not be parsed whole (nested too deep, a number beyond `f64`, a lone surrogate escape).
+/// Every other field is skipped without being parsed; a field that cannot be read as a string
+/// is left out. The result is an object of those strings, for
+/// [`answer_for_unreadable_event`](super::response::answer_for_unreadable_event).
+pub fn salvage_ids(raw: &str) -> Value {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Ids {
+        request_type: Option<Box<RawValue>>,
+        #[serde(rename = "ResponseURL")]
+        response_url: Option<Box<RawValue>>,
+        stack_id: Option<Box<RawValue>>,
+        request_id: Option<Box<RawValue>>,
+        logical_resource_id: Option<Box<RawValue>>,
+        physical_resource_id: Option<Box<RawValue>>,
+    }
+    let Ok(ids) = serde_json::from_str::<Ids>(raw) else {
+        return Value::Object(Map::new());
+    };
+    let fields = [
+        ("RequestType", ids.request_type),
+        ("ResponseURL", ids.response_url),
+        ("StackId", ids.stack_id),
+        ("RequestId", ids.request_id),
+        ("LogicalResourceId", ids.logical_resource_id),
+        ("PhysicalResourceId", ids.physical_resource_id),
+    ];
+    Value::Object(
+        fields
+            .into_iter()
+            .filter_map(|(name, raw)| {
+                let text = serde_json::from_str::<String>(raw?.get()).ok()?;
+                Some((name.to_owned(), Value::String(text)))
+            })
+            .collect(),
+    )
+}
+
+/// The event as a JSON value; [`RequestError::TooLarge`] when its text holds more than
+/// [`MAX_EVENT_VALUES`] values (judged before any is built), or [`RequestError::Unreadable`]
+/// naming what `serde_json` refused.
+pub fn read_event(raw: &str) -> Result<Value, RequestError> {
+    if let Ok(Census { values, largest }) = census(raw)
+        && values > MAX_EVENT_VALUES
+    {
+        // A property is named only when it is the flood, not one of many small ones.
+        let largest = largest.filter(|(_, most)| *most > MAX_EVENT_VALUES / 2);
+        return Err(RequestError::TooLarge { values, largest });
+    }
+    serde_json::from_str(raw).map_err(|error| RequestError::Unreadable {
+        detail: super::shorten(&error.to_string(), 120),
+    })
 }
 
 /// Reads an invocation event. Field names are CloudFormation's (PascalCase, `ResponseURL`).
@@ -212,6 +398,42 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn census_counts_every_value_and_names_the_largest_property() {
+        let raw = r#"{"RequestType":"Create","ResourceProperties":{"A":"x","WorkspaceIds":["1","2","3"],"N":{"K":[1,2]}},"OldResourceProperties":{"B":[true,null,1.5,-2]}}"#;
+        let counted = census(raw).unwrap();
+        // Event object 1; RequestType key+value 2; ResourceProperties key 1 + object 1
+        // + A 2 + WorkspaceIds 1+4 + N 1+(1+1+3); OldResourceProperties key 1 + object 1 + B 1+5.
+        assert_eq!(counted.values, 26);
+        // N and B hold five values each; the first found is named.
+        assert_eq!(counted.largest, Some(("N".to_owned(), 5)));
+        assert_eq!(census("[1,[2,3]]").unwrap().values, 5);
+        assert!(census("1e400").is_err());
+    }
+
+    #[test]
+    fn an_event_of_too_many_values_is_refused_from_its_text() {
+        let ids = vec!["1"; 300_000];
+        let raw = serde_json::json!({"RequestType": "Create", "ResourceProperties": {"WorkspaceIds": ids}})
+            .to_string();
+        let error = read_event(&raw).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the event holds 300007 JSON values, 300001 of them in property WorkspaceIds; a request may hold at most 2000"
+        );
+        // Many small properties: the flood is not one property, so none is named.
+        let many: serde_json::Map<String, Value> = (0..3000)
+            .map(|i| (format!("P{i}"), Value::from(1)))
+            .collect();
+        let raw = serde_json::json!({"ResourceProperties": many}).to_string();
+        assert_eq!(
+            read_event(&raw).unwrap_err().to_string(),
+            "the event holds 6003 JSON values; a request may hold at most 2000"
+        );
+        let fine = serde_json::json!({"ResourceProperties": {"WorkspaceIds": vec!["1"; 100]}});
+        assert_eq!(read_event(&fine.to_string()).unwrap(), fine);
+    }
     use serde_json::json;
 
     const STACK_ID: &str = "arn:aws:cloudformation:eu-west-1:123456789012:stack/my-stack/5b9e2a70-1111-2222-3333-444455556666";

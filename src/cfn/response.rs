@@ -1,4 +1,5 @@
-//! The answer to CloudFormation: the response document (≤ 4096 bytes, reference §1.2), the check
+//! The answer to CloudFormation: the response document (≤ 4096 bytes,
+//! `docs/cloudformation.md#response`), the check
 //! that a `ResponseURL` really points at Amazon S3, and the PUT with its retries. Under SAM local
 //! the document is printed instead of sent.
 //!
@@ -17,7 +18,7 @@ use super::request::{CfnRequest, stack_name_of};
 use super::shorten;
 
 /// CloudFormation refuses larger response bodies with "Response object is too long"; the limit is
-/// inclusive (reference §1.2).
+/// inclusive (`docs/cloudformation.md#response`).
 pub const MAX_RESPONSE_BYTES: usize = 4096;
 /// Reason space kept before `Data` is given up: a FAILED reason cut to a few words helps nobody.
 const MIN_REASON_BYTES: usize = 512;
@@ -31,7 +32,7 @@ const MIN_LAST_RESORT_REASON_BYTES: usize = 160;
 const MAX_ID_FIELD_BYTES: usize = 800;
 const DEFAULT_FAILED_REASON: &str = "failed without a reason; see CloudWatch logs";
 
-/// At most this many PUT attempts (CDK's provider framework makes 5, reference §2.3).
+/// At most this many PUT attempts (crhelper makes 5 in a row too; `docs/cloudformation.md#the-response-put`).
 const MAX_ATTEMPTS: usize = 5;
 /// One attempt may not use up the time a retry needs: S3 answers a 4 KB PUT well within this.
 const PUT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,7 +60,7 @@ impl Status {
 }
 
 /// What the handler decided. `physical_resource_id` must stay the same for the life of the
-/// resource, failed Create included (reference §1.2, §6 "Physical IDs").
+/// resource, failed Create included (`docs/cloudformation.md#physicalresourceid-and-replacement`).
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub status: Status,
@@ -96,7 +97,7 @@ impl Outcome {
 /// The PhysicalResourceId used when nobody supplied one: the request's own, or one derived from
 /// the stack and logical id, which stays the same across retries of the same resource.
 /// CloudFormation must never see an empty id: it would invent one and show "Invalid
-/// PhysicalResourceId" instead of the reason (reference §1.3).
+/// PhysicalResourceId" instead of the reason (`docs/cloudformation.md#physicalresourceid-and-replacement`).
 pub(crate) fn fallback_physical_id(req: &CfnRequest) -> String {
     match &req.physical_resource_id {
         Some(id) if !id.is_empty() => id.clone(),
@@ -128,6 +129,15 @@ pub fn response_document(req: &CfnRequest, outcome: &Outcome) -> Value {
 /// answered rather than left to CloudFormation's timeout. `None` when the ResponseURL, StackId,
 /// RequestId or LogicalResourceId is not a non-empty string.
 pub fn failure_for_unreadable_event(event: &Value, reason: &str) -> Option<(String, Value)> {
+    answer_for_unreadable_event(event, Status::Failed, reason)
+}
+
+/// Like [`failure_for_unreadable_event`], with the status given.
+pub fn answer_for_unreadable_event(
+    event: &Value,
+    status: Status,
+    reason: &str,
+) -> Option<(String, Value)> {
     let text = |field: &str| {
         event
             .get(field)
@@ -141,7 +151,13 @@ pub fn failure_for_unreadable_event(event: &Value, reason: &str) -> Option<(Stri
     let logical_id = text("LogicalResourceId")?;
     let physical_id = text("PhysicalResourceId")
         .unwrap_or_else(|| format!("{}-{logical_id}", stack_name_of(&stack_id)));
-    let outcome = Outcome::failed(physical_id.clone(), reason);
+    let outcome = match status {
+        Status::Failed => Outcome::failed(physical_id.clone(), reason),
+        Status::Success => Outcome {
+            reason: Some(reason.to_owned()),
+            ..Outcome::success(physical_id.clone(), BTreeMap::new())
+        },
+    };
     Some((
         url,
         document([physical_id, stack_id, request_id, logical_id], &outcome),
@@ -277,7 +293,7 @@ fn json_len(text: &str) -> usize {
 
 /// `text` unchanged if its JSON-escaped form fits in `max` bytes; otherwise its longest prefix
 /// (whole characters) that fits together with `marker`.
-fn cut_to_json_bytes(text: &str, max: usize, marker: &str) -> String {
+pub(crate) fn cut_to_json_bytes(text: &str, max: usize, marker: &str) -> String {
     if json_len(text) <= max {
         return text.to_owned();
     }
@@ -318,9 +334,15 @@ pub enum ResponseUrlError {
     IpAddress { host: String },
     #[error(
         "the ResponseURL host `{host}` is not an Amazon S3 endpoint (CloudFormation's presigned \
-         URLs point at S3 under amazonaws.com); refusing to send the response there"
+         URLs point at S3 in an AWS partition's domain, such as amazonaws.com); refusing to send \
+         the response there"
     )]
     NotS3 { host: String },
+    #[error(
+        "the ResponseURL names port {port}: presigned Amazon S3 URLs use the default https port; \
+         refusing to send the response there"
+    )]
+    Port { port: u16 },
 }
 
 /// Accepts only what CloudFormation sends: an https URL on an Amazon S3 host, so a forged event
@@ -359,19 +381,39 @@ pub fn validate_response_url(url: &str, allow_insecure: bool) -> Result<Url, Res
             host: shorten(host, 100),
         });
     }
+    // `Url` drops a port that is the scheme's default, so `:443` written out passes here.
+    if let Some(port) = parsed.port() {
+        return Err(ResponseUrlError::Port { port });
+    }
     Ok(parsed)
 }
 
-/// Amazon S3 hosts: `[bucket.]s3[-suffix][.dualstack][.region].amazonaws.com[.cn]`, e.g.
-/// `s3.amazonaws.com`, `bucket.s3.us-east-1.amazonaws.com`, `s3-fips.us-gov-west-1.amazonaws.com`.
+/// DNS suffixes of the AWS partitions in which CloudFormation and Lambda run, as the
+/// `dnsSuffix` of each partition in the AWS SDKs' `partitions.json` (aws-sdk-rust,
+/// `aws-inlineable/src/endpoint_lib/partitions.json`): aws and aws-us-gov, aws-cn, the
+/// European Sovereign Cloud (aws-eusc), and the ISO partitions (aws-iso, aws-iso-b, aws-iso-e,
+/// aws-iso-f).
+const PARTITION_DNS_SUFFIXES: [&str; 7] = [
+    ".amazonaws.com",
+    ".amazonaws.com.cn",
+    ".amazonaws.eu",
+    ".c2s.ic.gov",
+    ".sc2s.sgov.gov",
+    ".cloud.adc-e.uk",
+    ".csp.hci.ic.gov",
+];
+
+/// Amazon S3 hosts: `[bucket.]s3[-suffix][.dualstack][.region].<partition suffix>`, e.g.
+/// `s3.amazonaws.com`, `bucket.s3.us-east-1.amazonaws.com`, `s3-fips.us-gov-west-1.amazonaws.com`,
+/// `bucket.s3.eusc-de-east-1.amazonaws.eu`, `s3.us-iso-east-1.c2s.ic.gov`.
 /// Labels after the `s3` label must be `dualstack` or region-shaped: that keeps out other
 /// amazonaws.com names with customer-chosen labels, such as a load balancer called `s3-…`
 /// (`s3-x-1.us-east-1.elb.amazonaws.com`).
 fn is_s3_host(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let Some(prefix) = host
-        .strip_suffix(".amazonaws.com")
-        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))
+    let Some(prefix) = PARTITION_DNS_SUFFIXES
+        .iter()
+        .find_map(|suffix| host.strip_suffix(suffix))
     else {
         return false;
     };
@@ -397,14 +439,15 @@ fn is_s3_label(label: &str) -> bool {
         })
 }
 
-/// `us-east-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-2`.
+/// `us-east-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-2`, `eusc-de-east-1`,
+/// `us-isob-east-1`.
 fn is_region_label(label: &str) -> bool {
     let parts: Vec<&str> = label.split('-').collect();
     let [first, middle @ .., last] = parts.as_slice() else {
         return false;
     };
     parts.len() >= 3
-        && first.len() == 2
+        && (2..=4).contains(&first.len())
         && first.chars().all(|c| c.is_ascii_lowercase())
         && middle
             .iter()
@@ -464,7 +507,7 @@ pub struct Responder {
 impl Responder {
     /// `allow_insecure`: accept any http(s) ResponseURL (local S3 stand-ins only).
     /// `sam_local`: print the response instead of sending it (`sam local invoke` events carry an
-    /// unreachable ResponseURL, reference §1.1).
+    /// unreachable ResponseURL, `docs/cloudformation.md#sam-local-invoke`).
     pub fn new(http: reqwest::Client, allow_insecure: bool, sam_local: bool) -> Self {
         Self {
             http,
@@ -528,7 +571,7 @@ impl Responder {
 
     /// PUTs the document the way cfn-response, crhelper and CDK do: an empty content-type (the
     /// presigned signature may not cover any other) and an explicit content-length
-    /// (reference §1.2).
+    /// (`docs/cloudformation.md#the-response-put`).
     pub(crate) async fn put(
         &self,
         url: &Url,
@@ -857,6 +900,12 @@ mod tests {
             "https://my.dotted.bucket.s3.ap-southeast-2.amazonaws.com/key",
             "https://S3.AMAZONAWS.COM/bucket/key",
             "https://s3.amazonaws.com./bucket/key",
+            "https://s3.amazonaws.com:443/bucket/key",
+            "https://bucket.s3.eusc-de-east-1.amazonaws.eu/key",
+            "https://s3.us-iso-east-1.c2s.ic.gov/bucket/key",
+            "https://bucket.s3.us-isob-east-1.sc2s.sgov.gov/key",
+            "https://s3.eu-isoe-west-1.cloud.adc-e.uk/bucket/key",
+            "https://s3.us-isof-south-1.csp.hci.ic.gov/bucket/key",
         ];
         for url in accepted {
             let parsed = validate_response_url(url, false)
@@ -888,6 +937,13 @@ mod tests {
             ),
             ("https://evils3.amazonaws.com/", "not an Amazon S3 endpoint"),
             ("https://s3.amazonaws.co/key", "not an Amazon S3 endpoint"),
+            ("https://s3.amazonaws.com:444/key", "names port 444"),
+            ("https://s3.amazonaws.com:80/key", "names port 80"),
+            ("https://s3.ic.gov/key", "not an Amazon S3 endpoint"),
+            (
+                "https://s3.evil.amazonaws.eu/key",
+                "not an Amazon S3 endpoint",
+            ),
             (
                 "http://s3.amazonaws.com/bucket/key",
                 "must use https, not http",

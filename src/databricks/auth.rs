@@ -1,4 +1,5 @@
-//! OAuth machine-to-machine authentication for the account API (reference §1.2): service
+//! OAuth machine-to-machine authentication for the account API
+//! (`docs/account-api.md#hosts-and-authentication`): service
 //! principal credentials, the token request, and the in-process token cache shared by all
 //! invocations of a warm Lambda container.
 //!
@@ -20,12 +21,18 @@ use super::error::{
     DatabricksError, MAX_QUOTED_CHARS, describe_non_json, parse_error_body, shorten,
 };
 use super::retry::{Exchange, RawResponse};
+use crate::redact::Redactor;
 
 /// Operation name used in errors and logs for the token request.
 pub(crate) const TOKEN_OPERATION: &str = "OAuth token request";
 
-/// Tokens live one hour (reference §1.2); used when the answer does not say.
+/// Tokens live one hour (`docs/account-api.md#hosts-and-authentication`); used when the answer
+/// does not say.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// A longer `expires_in` counts as this: a warm container lives hours, not days, and a bounded
+/// value keeps the refresh time clear of overflow.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A token is replaced once less than this is left, so no call starts with a token that may
 /// expire while the call and its retries are still running.
@@ -48,6 +55,11 @@ impl ClientCredentials {
 
     pub fn client_id(&self) -> &str {
         &self.client_id
+    }
+
+    /// A redactor that removes this secret from server text.
+    pub(crate) fn redactor(&self) -> Redactor {
+        Redactor::for_client(&self.client_id, &self.client_secret)
     }
 }
 
@@ -197,7 +209,8 @@ fn reuse_period(lifetime: Duration) -> Duration {
     lifetime.saturating_sub(REFRESH_MARGIN.min(lifetime / 2))
 }
 
-/// Path of the account-level token endpoint (reference §1.2; fixed, as the Go SDK uses it,
+/// Path of the account-level token endpoint (`docs/account-api.md#hosts-and-authentication`;
+/// fixed, as the Go SDK uses it,
 /// so no discovery request is needed).
 pub(crate) fn token_path(account_id: &str) -> String {
     format!("/oidc/accounts/{account_id}/v1/token")
@@ -281,9 +294,12 @@ fn parse_token_response(body: &[u8]) -> Result<FetchedToken, DatabricksError> {
     if let Some(serde_json::Value::String(token_type)) = answer.get("token_type")
         && !token_type.eq_ignore_ascii_case("bearer")
     {
+        // The answer's own token is known only here: the client's redactor never received it.
+        let mut redactor = Redactor::default();
+        redactor.add(&value);
         return Err(invalid(format!(
-            "expected a Bearer token, got token_type {:?}",
-            shorten(token_type, MAX_QUOTED_CHARS)
+            "expected token_type \"Bearer\", got {:?}",
+            shorten(&redactor.text(token_type), MAX_QUOTED_CHARS)
         )));
     }
     let lifetime = match answer.get("expires_in") {
@@ -293,7 +309,8 @@ fn parse_token_response(body: &[u8]) -> Result<FetchedToken, DatabricksError> {
         }
         _ => None,
     }
-    .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+    .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+    .min(MAX_TOKEN_LIFETIME);
     Ok(FetchedToken { value, lifetime })
 }
 
@@ -359,6 +376,13 @@ mod tests {
         let string_lifetime =
             parse_token_response(br#"{"access_token":"abc","expires_in":"60"}"#).unwrap();
         assert_eq!(string_lifetime.lifetime, Duration::from_secs(60));
+        for huge in [
+            r#"{"access_token":"abc","expires_in":18446744073709551615}"#,
+            r#"{"access_token":"abc","expires_in":"18446744073709551615"}"#,
+        ] {
+            let clamped = parse_token_response(huge.as_bytes()).unwrap();
+            assert_eq!(clamped.lifetime, MAX_TOKEN_LIFETIME, "{huge}");
+        }
         assert!(matches!(
             parse_token_response(br#"{"token_type":"Bearer"}"#),
             Err(DatabricksError::InvalidResponse { .. })

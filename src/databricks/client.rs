@@ -2,12 +2,12 @@
 //! account's calls for one invocation (`AccountClient`), each bounded by that invocation's
 //! deadline.
 //!
-//! Owns host and id validation, request shapes and answer parsing (reference §2–§6). Knows
+//! Owns host and id validation, request shapes and answer parsing (`docs/account-api.md`). Knows
 //! nothing about CloudFormation or about what the objects are used for.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::{Method, Url, header};
@@ -24,8 +24,10 @@ use super::model::{
     VpcEndpoint, Workspace, WorkspaceUpdate,
 };
 use super::retry::{Exchange, RawResponse, RetryPolicy};
+use crate::redact::Redactor;
 
-/// The account consoles (reference §1.1). The DoD host is the `.mil` one Terraform and the
+/// The account consoles (`docs/account-api.md#hosts-and-authentication`). The DoD host is the
+/// `.mil` one Terraform and the
 /// security reference architecture use today.
 const OFFICIAL_ACCOUNT_HOSTS: [&str; 3] = [
     "https://accounts.cloud.databricks.com",
@@ -52,12 +54,23 @@ pub fn is_allowed_account_host(host: &str) -> bool {
     official_host(host).is_some()
 }
 
-fn official_host(host: &str) -> Option<&'static str> {
+/// The official account host `host` names, written as the SDKs write it: an exact origin, or
+/// the same origin with the default port (`:443`) written out.
+pub fn official_host(host: &str) -> Option<&'static str> {
     let host = host.strip_suffix('/').unwrap_or(host);
-    OFFICIAL_ACCOUNT_HOSTS
-        .iter()
-        .find(|official| official.eq_ignore_ascii_case(host))
-        .copied()
+    let exact = |candidate: &str| {
+        OFFICIAL_ACCOUNT_HOSTS
+            .iter()
+            .find(|official| official.eq_ignore_ascii_case(candidate))
+            .copied()
+    };
+    exact(host).or_else(|| {
+        // `Url` drops a port that is the scheme's default, so `:443` on https normalises away;
+        // anything else (a path, user info, another port) still fails the exact comparison.
+        let with_port = host.to_ascii_lowercase();
+        let without = with_port.strip_suffix(":443")?;
+        exact(without)
+    })
 }
 
 /// How the client talks HTTP.
@@ -170,7 +183,7 @@ impl DatabricksHttp {
             .connect_timeout(CONNECT_TIMEOUT.min(settings.request_timeout))
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             // The account API does not redirect; a redirect leads to a login page, and following
-            // it would only turn a clear error into a confusing one (reference §7.1.5).
+            // it would only turn a clear error into a confusing one (`docs/account-api.md#error-bodies`).
             .redirect(reqwest::redirect::Policy::none())
             .https_only(!settings.allow_insecure)
             .user_agent(concat!(
@@ -211,6 +224,9 @@ struct AccountInner {
     token_key: TokenKey,
     deadline: Instant,
     retries: AtomicU64,
+    /// The client secret and every access token this client was handed: no error it returns
+    /// may quote them, whatever the server sent back.
+    redactor: Mutex<Redactor>,
 }
 
 impl fmt::Debug for AccountClient {
@@ -239,6 +255,7 @@ impl AccountClient {
             });
         }
         let token_key = TokenKey::new(&host, account_id, &credentials);
+        let redactor = Mutex::new(credentials.redactor());
         Ok(Self {
             inner: Arc::new(AccountInner {
                 http: http.clone(),
@@ -248,6 +265,7 @@ impl AccountClient {
                 token_key,
                 deadline,
                 retries: AtomicU64::new(0),
+                redactor,
             }),
         })
     }
@@ -275,7 +293,7 @@ impl AccountClient {
         self.token().await.map(|_| ())
     }
 
-    // --- VPC endpoint registrations (reference §3) ---
+    // --- VPC endpoint registrations (`docs/account-api.md#vpc-endpoint-registrations`) ---
 
     pub async fn list_vpc_endpoints(&self) -> Result<Vec<VpcEndpoint>, DatabricksError> {
         const OP: &str = "list VPC endpoint registrations";
@@ -311,7 +329,7 @@ impl AccountClient {
         object_or_empty(OP, &response)
     }
 
-    // --- Private access settings (reference §4) ---
+    // --- Private access settings (`docs/account-api.md#private-access-settings`) ---
 
     pub async fn list_private_access_settings(
         &self,
@@ -354,7 +372,8 @@ impl AccountClient {
         json_object(OP, &response)
     }
 
-    /// `PUT` overwrites the whole object (reference §4), so `request` must be complete. Older
+    /// `PUT` overwrites the whole object (`docs/account-api.md#private-access-settings`), so
+    /// `request` must be complete. Older
     /// API versions answer `{}` or nothing, newer ones the object: all are success.
     pub async fn replace_private_access_settings(
         &self,
@@ -381,7 +400,7 @@ impl AccountClient {
         object_or_empty(OP, &response)
     }
 
-    // --- Network configurations (reference §5) ---
+    // --- Network configurations (`docs/account-api.md#network-configurations`) ---
 
     pub async fn list_networks(&self) -> Result<Vec<Network>, DatabricksError> {
         const OP: &str = "list networks";
@@ -415,7 +434,7 @@ impl AccountClient {
         object_or_empty(OP, &response)
     }
 
-    // --- Workspaces (reference §6) ---
+    // --- Workspaces (`docs/account-api.md#workspaces`) ---
 
     pub async fn list_workspaces(&self) -> Result<Vec<Workspace>, DatabricksError> {
         const OP: &str = "list workspaces";
@@ -430,7 +449,8 @@ impl AccountClient {
         json_object(OP, &response)
     }
 
-    /// `PATCH ?update_mask=<set fields>` with a flat body (reference §6.1). An update without
+    /// `PATCH ?update_mask=<set fields>` with a flat body (`docs/account-api.md#workspaces`). An
+    /// update without
     /// fields changes nothing and sends nothing. Success may come as the workspace, `{}` or an
     /// empty body depending on the API version.
     pub async fn update_workspace(
@@ -464,6 +484,26 @@ impl AccountClient {
     // --- plumbing ---
 
     async fn token(&self) -> Result<AccessToken, DatabricksError> {
+        let token = self.fetch_or_reuse_token().await;
+        let mut redactor = self.redactor();
+        match token {
+            Ok(token) => {
+                redactor.add(token.secret());
+                Ok(token)
+            }
+            Err(error) => Err(error.redacted(&redactor)),
+        }
+    }
+
+    /// The redactor of this client; the lock holds no invariant a panic could break.
+    fn redactor(&self) -> std::sync::MutexGuard<'_, Redactor> {
+        self.inner
+            .redactor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn fetch_or_reuse_token(&self) -> Result<AccessToken, DatabricksError> {
         let inner = &self.inner;
         let path = auth::token_path(&inner.account_id);
         let url = format!("{}{}", inner.host, path);
@@ -505,7 +545,8 @@ impl AccountClient {
     }
 
     /// One API call with the cached token; if the API refuses the token (401), that token is
-    /// dropped from the cache and the call is made once more with a fresh one.
+    /// dropped from the cache and the call is made once more with a fresh one. Errors leave
+    /// redacted.
     async fn call(
         &self,
         operation: &'static str,
@@ -514,45 +555,49 @@ impl AccountClient {
         query: Option<(&'static str, String)>,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, DatabricksError> {
-        let path = format!(
-            "/api/2.0/accounts/{}/{relative_path}",
-            self.inner.account_id
-        );
-        let mut url = Url::parse(&format!("{}{path}", self.inner.host)).map_err(|error| {
-            DatabricksError::InvalidRequest {
+        let result = async {
+            let path = format!(
+                "/api/2.0/accounts/{}/{relative_path}",
+                self.inner.account_id
+            );
+            let mut url = Url::parse(&format!("{}{path}", self.inner.host)).map_err(|error| {
+                DatabricksError::InvalidRequest {
+                    operation,
+                    message: error.to_string(),
+                }
+            })?;
+            if let Some((name, value)) = &query {
+                url.query_pairs_mut().append_pair(name, value);
+            }
+            let request = ApiRequest {
                 operation,
-                message: error.to_string(),
+                method,
+                path: &path,
+                url: &url,
+                body: body.as_deref(),
+            };
+            let token = self.token().await?;
+            match self.send(&request, &token).await {
+                Err(error) if error.status() == Some(401) => {
+                    tracing::debug!(operation, "access token refused (401); fetching a new one");
+                    self.inner
+                        .http
+                        .inner
+                        .tokens
+                        .invalidate(
+                            &self.inner.token_key,
+                            token.generation(),
+                            self.inner.deadline,
+                        )
+                        .await;
+                    let token = self.token().await?;
+                    self.send(&request, &token).await
+                }
+                other => other,
             }
-        })?;
-        if let Some((name, value)) = &query {
-            url.query_pairs_mut().append_pair(name, value);
         }
-        let request = ApiRequest {
-            operation,
-            method,
-            path: &path,
-            url: &url,
-            body: body.as_deref(),
-        };
-        let token = self.token().await?;
-        match self.send(&request, &token).await {
-            Err(error) if error.status() == Some(401) => {
-                tracing::debug!(operation, "access token refused (401); fetching a new one");
-                self.inner
-                    .http
-                    .inner
-                    .tokens
-                    .invalidate(
-                        &self.inner.token_key,
-                        token.generation(),
-                        self.inner.deadline,
-                    )
-                    .await;
-                let token = self.token().await?;
-                self.send(&request, &token).await
-            }
-            other => other,
-        }
+        .await;
+        result.map_err(|error| error.redacted(&self.redactor()))
     }
 
     async fn send(
@@ -713,7 +758,8 @@ fn json_object<T: DeserializeOwned>(
     }
 }
 
-/// Lists are bare JSON arrays (reference §2); an empty body or `{}` is read as no items.
+/// Lists are bare JSON arrays (`docs/account-api.md#wire-conventions`); an empty body or `{}` is
+/// read as no items.
 fn json_list<T: DeserializeOwned>(
     operation: &'static str,
     response: &RawResponse,
@@ -729,7 +775,8 @@ fn json_list<T: DeserializeOwned>(
 }
 
 /// DELETE, PUT and PATCH answer with the object in the current API and with `{}` or nothing in
-/// older versions (reference §2, §6.1); the content is not needed, but a non-JSON page is an error.
+/// older versions (`docs/account-api.md#wire-conventions`); the content is not needed, but a
+/// non-JSON page is an error.
 fn object_or_empty(operation: &'static str, response: &RawResponse) -> Result<(), DatabricksError> {
     if response.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(());

@@ -6,6 +6,8 @@
 
 use thiserror::Error;
 
+use crate::redact::Redactor;
+
 /// Longest text quoted from a Databricks response in an error message.
 pub(crate) const MAX_QUOTED_CHARS: usize = 300;
 
@@ -114,13 +116,15 @@ impl DatabricksError {
         }
     }
 
-    /// The object does not exist. Keyed on HTTP 404, not on text (reference §7.2: SDKs and the
+    /// The object does not exist. Keyed on HTTP 404, not on text
+    /// (`docs/account-api.md#missing-objects-and-error-codes`: SDKs and the
     /// Terraform provider detect "missing" the same way). Token endpoint answers never count.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::Api { status: 404, .. })
     }
 
-    /// The object is still used by something else (reference §5: deleting an attached network
+    /// The object is still used by something else (`docs/account-api.md#network-configurations`:
+    /// deleting an attached network
     /// gives 400 INVALID_STATE; a 409 with an empty body has also been seen). Meant for
     /// answers to a delete: a create's 409 (already exists) matches too.
     pub fn is_in_use(&self) -> bool {
@@ -161,6 +165,58 @@ impl DatabricksError {
     /// The credentials themselves were refused; asking again with the same secret cannot help.
     pub fn is_permanent_credentials(&self) -> bool {
         matches!(self, Self::CredentialsRejected { .. })
+    }
+
+    /// The same error with every text that came from a server passed through `redactor`
+    /// (messages, codes, earlier errors quoted in a deadline error).
+    pub(crate) fn redacted(self, redactor: &Redactor) -> Self {
+        let clean = |text: String| redactor.text(&text);
+        match self {
+            Self::CredentialsRejected {
+                status,
+                code,
+                message,
+            } => Self::CredentialsRejected {
+                status,
+                code: code.map(clean),
+                message: clean(message),
+            },
+            Self::Api {
+                operation,
+                status,
+                code,
+                message,
+            } => Self::Api {
+                operation,
+                status,
+                code: code.map(clean),
+                message: clean(message),
+            },
+            Self::Transport { operation, message } => Self::Transport {
+                operation,
+                message: clean(message),
+            },
+            Self::AnswerLost { operation, message } => Self::AnswerLost {
+                operation,
+                message: clean(message),
+            },
+            Self::DeadlineExceeded {
+                operation,
+                last_error,
+            } => Self::DeadlineExceeded {
+                operation,
+                last_error: clean(last_error),
+            },
+            Self::InvalidResponse { operation, message } => Self::InvalidResponse {
+                operation,
+                message: clean(message),
+            },
+            other @ (Self::HostNotAllowed { .. }
+            | Self::InvalidAccountId { .. }
+            | Self::InvalidId { .. }
+            | Self::InvalidRequest { .. }
+            | Self::ClientSetup { .. }) => other,
+        }
     }
 
     /// Databricks `error_code` (or OAuth `error`) of the answer, if it had one.
@@ -205,7 +261,8 @@ pub(crate) struct ErrorBody {
     pub message: String,
 }
 
-/// Reads the error shapes listed in reference §7.1: JSON `{"error_code","message"}` (code string
+/// Reads the error shapes listed in `docs/account-api.md#error-bodies`: JSON
+/// `{"error_code","message"}` (code string
 /// or number), legacy `{"error": ...}`, OAuth `{"error","error_description"}`, plain text
 /// `CODE: message`, HTML (text inside `<pre>`), and empty bodies (HTTP reason phrase).
 pub(crate) fn parse_error_body(status: u16, reason: &str, body: &[u8]) -> ErrorBody {
@@ -254,7 +311,8 @@ fn parse_json_error(
     let text_field = |names: &[&str]| {
         names.iter().find_map(|name| match object.get(*name) {
             Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-            // Some account endpoints send a numeric error_code (reference §7.1, sdk-go#929).
+            // Some account endpoints send a numeric error_code (`docs/account-api.md#error-bodies`;
+            // databricks-sdk-go#929).
             Some(serde_json::Value::Number(n)) => Some(n.to_string()),
             _ => None,
         })
@@ -290,7 +348,8 @@ fn split_code_prefix(text: &str) -> Option<(&str, &str)> {
 }
 
 /// Why a success answer could not be read as JSON, without quoting it: a 2xx HTML page is
-/// usually the login page a wrong host or account id is redirected to (reference §7.1.5).
+/// usually the login page a wrong host or account id is redirected to
+/// (`docs/account-api.md#error-bodies`).
 pub(crate) fn describe_non_json(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     if text.trim().is_empty() {

@@ -13,7 +13,9 @@ mod retry;
 mod testserver;
 
 pub use auth::ClientCredentials;
-pub use client::{AccountClient, DatabricksHttp, HttpSettings, is_allowed_account_host};
+pub use client::{
+    AccountClient, DatabricksHttp, HttpSettings, is_allowed_account_host, official_host,
+};
 pub use error::DatabricksError;
 pub use model::{
     CreateNetwork, CreateVpcEndpoint, EndpointRole, Network, NetworkStatus, NetworkVpcEndpoints,

@@ -1,5 +1,5 @@
 //! Wire types of the account API objects this program touches: VPC endpoint registrations,
-//! private access settings, network configurations and workspaces (reference §3–§6).
+//! private access settings, network configurations and workspaces (`docs/account-api.md`).
 //!
 //! Responses ignore unknown fields and treat everything but the id as optional, because the
 //! account API adds fields and omits empty ones. Nothing here knows about CloudFormation.
@@ -53,7 +53,8 @@ pub enum EndpointRole {
 }
 
 impl VpcEndpoint {
-    /// The casing of `state` varies (`Available`, `PENDING`, `pendingAcceptance`; reference §3),
+    /// The casing of `state` varies (`Available`, `PENDING`, `pendingAcceptance`;
+    /// `docs/account-api.md#vpc-endpoint-registrations`),
     /// so it is compared case-insensitively.
     pub fn registration_state(&self) -> RegistrationState {
         // No state yet is read as not accepted yet: the state is derived from AWS after the
@@ -72,7 +73,8 @@ impl VpcEndpoint {
     }
 
     /// `GENERAL_ACCESS` is the current name of the REST service; older accounts report
-    /// `WORKSPACE_ACCESS` (reference §3), so both mean the REST API endpoint.
+    /// `WORKSPACE_ACCESS` (`docs/account-api.md#vpc-endpoint-registrations`), so both mean the REST
+    /// API endpoint.
     pub fn use_case_role(&self) -> Option<EndpointRole> {
         let use_case = self.use_case.as_deref()?.trim();
         if use_case.eq_ignore_ascii_case("GENERAL_ACCESS")
@@ -119,14 +121,15 @@ pub struct PrivateAccessSettingsRequest {
     pub private_access_settings_name: String,
     pub region: String,
     /// Always sent: the server default on AWS is `false`, which would cut off public access to
-    /// a back-end-only workspace (reference §4).
+    /// a back-end-only workspace (`docs/account-api.md#private-access-settings`).
     pub public_access_enabled: bool,
     pub private_access_level: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_vpc_endpoint_ids: Vec<String>,
 }
 
-/// A network configuration (`/networks`). Immutable on the server (reference §5).
+/// A network configuration (`/networks`). Immutable on the server
+/// (`docs/account-api.md#network-configurations`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Network {
     pub network_id: String,
@@ -254,7 +257,7 @@ pub struct Workspace {
     pub workspace_status_message: Option<String>,
 }
 
-/// `workspace_status` (reference §6.2).
+/// `workspace_status` (`docs/account-api.md#workspaces`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkspaceStatus {
     Running,
@@ -295,7 +298,7 @@ pub struct WorkspaceUpdate {
 
 impl WorkspaceUpdate {
     /// `update_mask` value: the set fields, sorted, comma-separated without spaces
-    /// (reference §6.1; the Terraform provider sends sorted keys too).
+    /// (`docs/account-api.md#workspaces`).
     pub fn update_mask(&self) -> String {
         let mut fields = Vec::new();
         if self.network_id.is_some() {

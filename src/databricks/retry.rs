@@ -1,5 +1,5 @@
 //! One HTTP exchange with the account API, retried the way the Databricks SDKs retry
-//! (reference §7.3), and never past the invocation deadline.
+//! (`docs/account-api.md#retries-and-rate-limits`), and never past the invocation deadline.
 //!
 //! Owns which answers are worth another attempt and how long to wait between attempts. It does
 //! not know what the request means: callers build it, say whether sending it twice is harmless,
@@ -56,7 +56,7 @@ impl RetryPolicy {
 }
 
 /// 429 and 503 are the platform's "come back later"; 502 and 504 come from gateways in front
-/// of the API. 500 is not retried, as neither SDK does (reference §7.3).
+/// of the API. 500 is not retried, as neither SDK does (`docs/account-api.md#retries-and-rate-limits`).
 pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
@@ -67,9 +67,22 @@ pub(crate) fn is_gateway_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 502 | 504)
 }
 
-/// `Retry-After` in whole seconds; the HTTP-date form is not used by Databricks.
+/// Longest `Retry-After` taken as given. No invocation lasts longer (Lambda's limit is 15
+/// minutes), so a longer wait only has to be known to be too long, and a bounded value keeps
+/// every deadline computation clear of overflow.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `Retry-After` in whole seconds, at most [`MAX_RETRY_AFTER`]; the HTTP-date form is not used
+/// by Databricks.
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits but beyond u64 is still "very long", not "no Retry-After".
+        let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
+        Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+    } else {
+        None
+    }
 }
 
 /// What the caller needs from one answer.
@@ -139,7 +152,8 @@ impl Exchange<'_> {
                     }
                     if response.status.is_redirection() {
                         // Redirects are not followed: the account API never redirects, and a
-                        // redirect to a login page means a wrong host or account (reference §7.1.5).
+                        // redirect to a login page means a wrong host or account
+                        // (`docs/account-api.md#error-bodies`).
                         return Err(DatabricksError::InvalidResponse {
                             operation: self.operation,
                             message: format!(
@@ -202,7 +216,8 @@ impl Exchange<'_> {
                 }
             };
             // A 429 says the request is fine, only early: the SDKs give it a budget of time, not
-            // attempts (reference §7.3). Counting it would fail one of many stacks throttled
+            // attempts (`docs/account-api.md#retries-and-rate-limits`). Counting it would fail one of
+            // many stacks throttled
             // together while most of its time is left.
             if attempt >= self.policy.max_attempts && !throttled {
                 return Err(error);
@@ -212,7 +227,19 @@ impl Exchange<'_> {
                 .policy
                 .backoff(attempt)
                 .max(retry_after.unwrap_or_default());
-            if Instant::now() + delay >= self.deadline {
+            let time_left = self.deadline.saturating_duration_since(Instant::now());
+            if delay >= time_left {
+                if let Some(asked) = retry_after.filter(|asked| *asked >= time_left) {
+                    return Err(DatabricksError::DeadlineExceeded {
+                        operation: self.operation,
+                        last_error: format!(
+                            "{error}; Databricks asked to wait {} s before trying again \
+                             (Retry-After), longer than the {} s this invocation had left",
+                            asked.as_secs(),
+                            time_left.as_secs()
+                        ),
+                    });
+                }
                 return Err(self.deadline_exceeded(Some(&error)));
             }
             tracing::debug!(
@@ -228,11 +255,12 @@ impl Exchange<'_> {
     }
 
     fn answer_lost(&self, error: &DatabricksError) -> DatabricksError {
+        // The error's text may quote the server; it reaches logs only through the caller, after
+        // the client has redacted it.
         tracing::warn!(
             operation = self.operation,
             method = self.method,
             path = self.path,
-            error = %error,
             "the answer to a request that may have been carried out was lost; not sending it again blindly"
         );
         DatabricksError::AnswerLost {
@@ -339,5 +367,15 @@ mod tests {
         assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("86400"), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after(""), None);
     }
 }

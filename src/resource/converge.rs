@@ -692,7 +692,7 @@ async fn ensure_access_settings(
         v
     };
     // A PAS is region-specific; a region change is a new object (whether PUT may change the
-    // region is unconfirmed: shared/reference/databricks-account-api.md §4).
+    // region is unconfirmed: `docs/account-api.md#private-access-settings`).
     let in_region =
         |p: &PrivateAccessSettings| p.region.as_deref() == Some(desired.region.as_str());
     let mine = owned(known);

@@ -82,7 +82,8 @@ impl Handler {
         )
         .await;
         // When the stack rolls back while this Create still runs, CloudFormation cancels it and
-        // sends a Delete at once (reference §1.3), which another invocation carries out. Objects
+        // sends a Delete at once (`docs/cloudformation.md#rollback-delete-after-a-failed-create`),
+        // which another invocation carries out. Objects
         // made after that Delete listed the account would stay, owned by no stack, while nobody
         // reads this answer. Two signs, asked side by side: CloudFormation reports the resource
         // failed or deleted, or something reported here is gone (the Delete removed it).

@@ -3,12 +3,14 @@
 //! written to Databricks before this passes) and lenient for Delete (the rollback Delete after a
 //! bad-input Create carries the same bad properties and must still succeed).
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde_json::{Map, Value};
 
 use crate::aws::services;
 use crate::cfn::properties::{PropertyError, PropertyReader};
+use crate::databricks;
 
 pub const ACCOUNT_ID: &str = "AccountId";
 pub const CREDENTIALS_SECRET_ARN: &str = "CredentialsSecretArn";
@@ -30,11 +32,28 @@ const VPC_ID: &str = "VpcId";
 
 /// Longest accepted `NamePrefix`: the longest derived name adds a separator, the ownership
 /// marker and a role suffix, and Databricks caps object names at 256 characters
-/// (shared/reference/databricks-account-api.md §3, §4).
+/// (`docs/account-api.md#vpc-endpoint-registrations`, `#private-access-settings`).
 pub const MAX_NAME_PREFIX: usize = 200;
 /// Longest accepted plain string property; CloudFormation would accept more, but nothing this
 /// resource takes is legitimately longer, and a bounded value keeps every reason short.
 const MAX_VALUE_LEN: usize = 2048;
+
+/// What one event may ask for. An asynchronous invocation carries up to 1 MB, which as a
+/// comma-separated `WorkspaceIds` is half a million entries: the limits are checked before any
+/// list is split or any entry judged, so such an event costs a few allocations, not one problem
+/// per entry. The numbers are choices, well above what one resource legitimately needs (an
+/// account has at most a few dozen workspaces per region; a Databricks network configuration
+/// takes at most five security groups).
+pub const MAX_WORKSPACE_IDS: usize = 100;
+pub const MAX_SUBNET_IDS: usize = 16;
+pub const MAX_SECURITY_GROUP_IDS: usize = 5;
+pub const MAX_ALLOWED_VPC_ENDPOINT_IDS: usize = 20;
+/// Longest string anywhere in the properties, list items and a comma-separated list included.
+pub const MAX_STRING_BYTES: usize = 4096;
+/// More properties than this is not a template mistake but a flood; the resource takes 15.
+pub const MAX_PROPERTIES: usize = 64;
+/// Problems quoted in one reason; the rest are counted.
+pub const MAX_PROBLEMS_LISTED: usize = 20;
 
 /// Values the function's environment supplies when a property is absent.
 #[derive(Clone, Debug, Default)]
@@ -124,7 +143,18 @@ pub struct InvalidProperties(pub Vec<String>);
 
 impl fmt::Display for InvalidProperties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Invalid properties: {}", self.0.join("; "))
+        f.write_str("Invalid properties: ")?;
+        for (i, problem) in self.0.iter().take(MAX_PROBLEMS_LISTED).enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            f.write_str(problem)?;
+        }
+        let more = self.0.len().saturating_sub(MAX_PROBLEMS_LISTED);
+        if more > 0 {
+            write!(f, "; and {more} more")?;
+        }
+        Ok(())
     }
 }
 
@@ -141,6 +171,10 @@ pub fn parse(
     defaults: &Defaults,
     identity: &Identity<'_>,
 ) -> Result<Properties, InvalidProperties> {
+    let over = over_limits(props);
+    if !over.is_empty() {
+        return Err(InvalidProperties(over));
+    }
     let mut problems = Vec::new();
     let mut reader = PropertyReader::new(props);
     let mut note = |e: PropertyError| problems.push(e.to_string());
@@ -282,7 +316,7 @@ pub fn parse(
             problems.push(format!("{ACCOUNT_HOST} is empty"));
             None
         }
-        Some(h) => Some(h.trim_end_matches('/').to_string()),
+        Some(h) => Some(normalised_host(&h)),
         None => region
             .as_deref()
             .map(|r| services::default_accounts_host(r).to_string()),
@@ -326,9 +360,10 @@ pub fn parse(
         ));
     }
     let mut allowed_vpc_endpoint_ids = Vec::new();
+    let mut seen = HashSet::new();
     for id in allowed {
         if is_vpce_id(&id) {
-            if !allowed_vpc_endpoint_ids.contains(&id) {
+            if seen.insert(id.clone()) {
                 allowed_vpc_endpoint_ids.push(id);
             }
         } else {
@@ -390,7 +425,7 @@ pub fn parse_lenient(props: &Map<String, Value>, defaults: &Defaults) -> Lenient
             .filter(|id| is_uuid(id)),
         account_host: text(ACCOUNT_HOST)
             .or_else(|| defaults.databricks_host.clone())
-            .map(|h| h.trim_end_matches('/').to_string())
+            .map(|h| normalised_host(&h))
             .or_else(|| {
                 region
                     .as_deref()
@@ -400,6 +435,111 @@ pub fn parse_lenient(props: &Map<String, Value>, defaults: &Defaults) -> Lenient
             .or_else(|| defaults.credentials_secret_arn.clone()),
         region,
     }
+}
+
+/// The limits of one event (see [`MAX_WORKSPACE_IDS`]), judged on the raw JSON without
+/// splitting or copying anything, so that a flood costs no more than a well-formed event.
+fn over_limits(props: &Map<String, Value>) -> Vec<String> {
+    let mut problems = Vec::new();
+    if props.len() > MAX_PROPERTIES {
+        problems.push(format!(
+            "there are {} properties; this resource takes at most {MAX_PROPERTIES} (see the README's property table)",
+            props.len()
+        ));
+        return problems;
+    }
+    let mut longest: Option<(String, usize)> = None;
+    for (name, value) in props {
+        if let Some(bytes) = longest_string(value)
+            && bytes > MAX_STRING_BYTES
+            && longest.as_ref().is_none_or(|(_, b)| bytes > *b)
+        {
+            longest = Some((name.clone(), bytes));
+        }
+    }
+    if let Some((name, bytes)) = longest {
+        problems.push(format!(
+            "{} holds a value of {bytes} bytes; values may be at most {MAX_STRING_BYTES} bytes",
+            quote(&name)
+        ));
+    }
+    let network = props.get(NETWORK).and_then(Value::as_object);
+    let lists = [
+        (
+            WORKSPACE_IDS.to_string(),
+            props.get(WORKSPACE_IDS),
+            MAX_WORKSPACE_IDS,
+            "workspace ids; switch more workspaces with a second resource",
+        ),
+        (
+            ALLOWED_VPC_ENDPOINT_IDS.to_string(),
+            props.get(ALLOWED_VPC_ENDPOINT_IDS),
+            MAX_ALLOWED_VPC_ENDPOINT_IDS,
+            "endpoint ids",
+        ),
+        (
+            format!("{NETWORK}.{SUBNET_IDS}"),
+            network.and_then(|n| n.get(SUBNET_IDS)),
+            MAX_SUBNET_IDS,
+            "subnets",
+        ),
+        (
+            format!("{NETWORK}.{SECURITY_GROUP_IDS}"),
+            network.and_then(|n| n.get(SECURITY_GROUP_IDS)),
+            MAX_SECURITY_GROUP_IDS,
+            "security groups: a Databricks network configuration takes one to five security groups",
+        ),
+    ];
+    for (name, value, max, what) in lists {
+        let count = value.map_or(0, list_entries);
+        if count > max {
+            problems.push(format!(
+                "{name} lists {count} entries; at most {max} {what}"
+            ));
+        }
+    }
+    problems
+}
+
+/// Entries of a JSON list, or non-empty items of a comma-separated string; 0 for anything else
+/// (the property reader reports those).
+fn list_entries(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => items.len(),
+        Value::String(text) => text.split(',').filter(|i| !i.trim().is_empty()).count(),
+        _ => 0,
+    }
+}
+
+/// Bytes of the longest string (or object key) in `value`, walked without recursion: the event
+/// parser bounds nesting, but this must not depend on it.
+fn longest_string(value: &Value) -> Option<usize> {
+    let mut longest = None;
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        let bytes = match value {
+            Value::String(text) => text.len(),
+            Value::Array(items) => {
+                pending.extend(items);
+                continue;
+            }
+            Value::Object(map) => {
+                pending.extend(map.values());
+                map.keys().map(String::len).max().unwrap_or(0)
+            }
+            _ => continue,
+        };
+        longest = longest.max(Some(bytes));
+    }
+    longest
+}
+
+/// An official account host as Databricks writes it (so `:443` or a trailing slash is not read as
+/// a move to another account on Update); any other host without its trailing slash.
+fn normalised_host(host: &str) -> String {
+    databricks::official_host(host)
+        .map(str::to_owned)
+        .unwrap_or_else(|| host.trim_end_matches('/').to_string())
 }
 
 fn parse_network(map: &Map<String, Value>, problems: &mut Vec<String>) -> Option<NetworkSpec> {
@@ -479,13 +619,14 @@ fn distinct_ids(
     problems: &mut Vec<String>,
 ) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
     for v in values {
         if !is_aws_id(&v, prefix) {
             problems.push(format!(
                 "{NETWORK}.{name} entries must look like {prefix}0a1b2c3d; got {}",
                 quote(&v)
             ));
-        } else if !out.contains(&v) {
+        } else if seen.insert(v.clone()) {
             out.push(v);
         }
     }
@@ -494,10 +635,11 @@ fn distinct_ids(
 
 fn parse_workspace_ids(values: Vec<String>, problems: &mut Vec<String>) -> Vec<i64> {
     let mut ids = Vec::new();
+    let mut seen = HashSet::new();
     for v in values {
         match v.trim().parse::<i64>() {
             Ok(id) if id > 0 => {
-                if !ids.contains(&id) {
+                if seen.insert(id) {
                     ids.push(id);
                 }
             }
@@ -669,6 +811,113 @@ mod tests {
         match parse(&props, &defaults(), &identity()) {
             Ok(p) => panic!("expected a problem, parsed {p:?}"),
             Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn limits_are_judged_before_any_entry_and_named() {
+        let flood = vec!["x"; 500_000].join(",");
+        let started = std::time::Instant::now();
+        let text = problems(with(&[(WORKSPACE_IDS, json!(flood))]));
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        assert_eq!(
+            text,
+            format!(
+                "Invalid properties: \"WorkspaceIds\" holds a value of {} bytes; values may be at most 4096 bytes; WorkspaceIds lists 500000 entries; at most 100 workspace ids; switch more workspaces with a second resource",
+                flood.len()
+            )
+        );
+        let ids: Vec<String> = (1..=101).map(|i| i.to_string()).collect();
+        assert!(
+            problems(with(&[(WORKSPACE_IDS, json!(ids))]))
+                .contains("WorkspaceIds lists 101 entries; at most 100")
+        );
+        let subnets: Vec<String> = (0..17).map(|i| format!("subnet-{i:08x}")).collect();
+        let groups: Vec<String> = (0..6).map(|i| format!("sg-{i:08x}")).collect();
+        let text = problems(with(&[(
+            NETWORK,
+            json!({"SubnetIds": subnets, "SecurityGroupIds": groups}),
+        )]));
+        assert!(
+            text.contains("Network.SubnetIds lists 17 entries; at most 16 subnets"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Network.SecurityGroupIds lists 6 entries; at most 5"),
+            "{text}"
+        );
+        let allowed: Vec<String> = (0..21).map(|i| format!("vpce-{i:08x}")).collect();
+        let text = problems(with(&[
+            (PRIVATE_ACCESS_LEVEL, json!("ENDPOINT")),
+            (ALLOWED_VPC_ENDPOINT_IDS, json!(allowed)),
+        ]));
+        assert!(
+            text.contains("AllowedVpcEndpointIds lists 21 entries; at most 20"),
+            "{text}"
+        );
+        let nested_long = json!({"VpcId": "v".repeat(5000)});
+        assert!(
+            problems(with(&[(NETWORK, nested_long)]))
+                .contains("\"Network\" holds a value of 5000 bytes")
+        );
+        let mut many = base();
+        for i in 0..100 {
+            many.insert(format!("Extra{i}"), json!("x"));
+        }
+        assert_eq!(
+            problems(many),
+            "Invalid properties: there are 105 properties; this resource takes at most 64 (see the README's property table)"
+        );
+    }
+
+    #[test]
+    fn limits_leave_legitimate_sizes_alone_and_duplicates_collapse_in_linear_time() {
+        let ids: Vec<String> = (1..=50).map(|i| (1_000_000 + i).to_string()).collect();
+        let mut repeated = ids.clone();
+        repeated.extend(ids.iter().cloned());
+        let p = parse(
+            &with(&[(WORKSPACE_IDS, json!(repeated.join(",")))]),
+            &defaults(),
+            &identity(),
+        )
+        .unwrap();
+        assert_eq!(p.workspace_ids.len(), 50);
+        assert_eq!(p.workspace_ids[0], 1_000_001);
+    }
+
+    #[test]
+    fn a_reason_lists_at_most_twenty_problems_and_counts_the_rest() {
+        let bad: Vec<String> = (0..100).map(|i| format!("bad{i}")).collect();
+        let text = problems(with(&[(WORKSPACE_IDS, json!(bad))]));
+        assert_eq!(
+            text.matches("WorkspaceIds entries must be numeric").count(),
+            20
+        );
+        assert!(text.ends_with("; and 80 more"), "{text}");
+    }
+
+    #[test]
+    fn the_default_port_of_an_official_host_is_normalised() {
+        for host in [
+            "https://accounts.cloud.databricks.com:443",
+            "https://accounts.cloud.databricks.com:443/",
+            "https://ACCOUNTS.cloud.databricks.com/",
+        ] {
+            let p = parse(
+                &with(&[(ACCOUNT_HOST, json!(host))]),
+                &defaults(),
+                &identity(),
+            )
+            .unwrap();
+            assert_eq!(
+                p.target.account_host, "https://accounts.cloud.databricks.com",
+                "{host}"
+            );
+            let lenient = parse_lenient(&with(&[(ACCOUNT_HOST, json!(host))]), &defaults());
+            assert_eq!(
+                lenient.account_host.as_deref(),
+                Some("https://accounts.cloud.databricks.com")
+            );
         }
     }
 

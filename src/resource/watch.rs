@@ -1,6 +1,7 @@
 //! Whether CloudFormation still waits for a Create's answer. When a stack rolls back while a
 //! Create is still running, CloudFormation stops waiting for it and sends a Delete at once
-//! (reference §1.3), which another invocation carries out. If that Delete finishes before the
+//! (`docs/cloudformation.md#rollback-delete-after-a-failed-create`), which another invocation
+//! carries out. If that Delete finishes before the
 //! Create has written anything, the Create would build every object after the Delete looked,
 //! owned by a stack resource that no longer exists. So a Create asks CloudFormation for its
 //! resource's status: before it writes (then it writes nothing) and before it answers (then it

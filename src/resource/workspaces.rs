@@ -27,7 +27,7 @@ use super::properties::{NetworkSpec, Properties};
 /// account API's rate limit.
 const CONCURRENT_SWITCHES: usize = 4;
 /// Databricks: "you cannot use or create clusters for another 20 minutes" after the switch
-/// (shared/reference/databricks-account-api.md §6.4).
+/// (`docs/account-api.md#propagation-and-the-20-minute-rule`).
 const PROPAGATION: Duration = Duration::from_secs(20 * 60);
 
 /// What the stack reads back about networks and workspaces.
@@ -531,7 +531,8 @@ fn judge_networks(
                 tracing::warn!(
                     network = %network.network_id,
                     workspaces = %for_workspaces,
-                    warnings = %warnings.join("; "),
+                    // Server text: scrubbed like every other before it reaches a log.
+                    warnings = %crate::redact::scrub(&warnings.join("; ")),
                     "Databricks warns about the network configuration the workspaces are switched to"
                 );
                 warned.insert(network.network_id.clone(), warnings);

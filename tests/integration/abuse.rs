@@ -1,5 +1,4 @@
-//! Bad input, hostile hosts, leaked secrets and load, through the real binary (issue 6, parts
-//! 5 to 7): a table of malformed events and property sets, AccountHost and ResponseURL values
+//! Bad input, hostile hosts, leaked secrets and load, through the real binary: a table of malformed events and property sets, AccountHost and ResponseURL values
 //! that point outside Databricks and S3, Databricks error bodies too long to quote, and 100
 //! stacks against an account API that throttles with 429s.
 //!
@@ -21,13 +20,13 @@ use crate::support::moto::Moto;
 use crate::support::runtime::{InvocationResult, RuntimeApi};
 use crate::support::sink::RecordingSink;
 
-/// CloudFormation refuses larger response bodies (reference §1.2).
+/// CloudFormation refuses larger response bodies (`docs/cloudformation.md#response`).
 const MAX_RESPONSE_BYTES: usize = 4096;
 /// What the function appends to a Reason it had to cut.
 const TRUNCATION_MARKER: &str = "[truncated; the full text is in CloudWatch logs]";
 const LOGICAL_ID: &str = "PrivateLink";
 /// A Databricks service principal's client id; not a secret.
-const CLIENT_ID: &str = "abuse-client";
+pub(crate) const CLIENT_ID: &str = "abuse-client";
 
 // ---------------------------------------------------------------------------------------------
 // Part 5: bad input
@@ -514,25 +513,25 @@ fn rows(world: &World, extra: &ExtraEndpoints) -> Vec<Row> {
     // Oversized values: 100 KB each.
     t.set(
         "a 100 KB AccountId",
-        "AccountId is too long",
+        "\"AccountId\" holds a value of 102400 bytes; values may be at most 4096 bytes",
         "AccountId",
         json!(hundred_kb("0")),
     );
     t.set(
         "a 100 KB vpce id",
-        "RestApiVpcEndpointId must be a VPC endpoint id",
+        "\"RestApiVpcEndpointId\" holds a value of",
         "RestApiVpcEndpointId",
         json!(format!("vpce-{}", hundred_kb("a"))),
     );
     t.set(
         "a 100 KB NamePrefix",
-        "NamePrefix must be 1 to 200 letters",
+        "\"NamePrefix\" holds a value of",
         "NamePrefix",
         json!(hundred_kb("p")),
     );
     t.set(
         "a 100 KB multi-byte Region",
-        "Region must be an AWS region name",
+        "\"Region\" holds a value of",
         "Region",
         json!(hundred_kb("é")),
     );
@@ -543,10 +542,18 @@ fn rows(world: &World, extra: &ExtraEndpoints) -> Vec<Row> {
         json!("x"),
     );
     t.set(
-        "500 malformed workspace ids",
-        "WorkspaceIds entries must be numeric Databricks workspace ids",
+        "500 workspace ids",
+        "WorkspaceIds lists 500 entries; at most 100 workspace ids",
         "WorkspaceIds",
         json!(vec!["not-a-workspace"; 500]),
+    );
+    // As many malformed ids as are allowed, each quoted: twenty problems are listed, the rest
+    // counted, and that still runs past 4096 bytes.
+    t.set(
+        "100 malformed workspace ids",
+        "WorkspaceIds entries must be numeric Databricks workspace ids",
+        "WorkspaceIds",
+        json!(vec!["é".repeat(100); 100]),
     );
     t.cut_last();
 
@@ -564,14 +571,14 @@ fn rows(world: &World, extra: &ExtraEndpoints) -> Vec<Row> {
         json!("x"),
     );
     // Each entry is quoted (cut to 80 characters) in its own problem, so the reason runs past
-    // 4096 bytes, mostly 4-byte characters. The first entry starts with `ascii` ASCII characters
-    // in place of emoji, 3 bytes less each: 0 to 3 move the cut through every byte of a
-    // character, and 40 more move it 120 bytes, past the ASCII text (under 100 bytes) between
+    // 4096 bytes, mostly 4-byte characters (twenty entries, the most allowed). The first entry
+    // starts with `ascii` ASCII characters in place of emoji, 3 bytes less each: 0 to 3 move the
+    // cut through every byte of a character, and 40 more move it 120 bytes, past the ASCII text (under 100 bytes) between
     // two entries' emoji. So whatever the wording of the problem, several rows cut inside a
     // character.
     for ascii in [0, 1, 2, 3, 40, 41, 42, 43] {
         let mut entries = vec![format!("{}{}", "x".repeat(ascii), "😀".repeat(80 - ascii))];
-        entries.extend(std::iter::repeat_n("😀".repeat(80), 40));
+        entries.extend(std::iter::repeat_n("😀".repeat(80), 19));
         t.props(
             format!("multi-byte characters across the 4096-byte cut ({ascii} ASCII first)"),
             "AllowedVpcEndpointIds entries must be VPC endpoint ids",
@@ -589,7 +596,7 @@ fn rows(world: &World, extra: &ExtraEndpoints) -> Vec<Row> {
         "AllowedVpcEndpointIds",
         json!(
             std::iter::once("x".to_owned())
-                .chain(std::iter::repeat_n("é".repeat(80), 40))
+                .chain(std::iter::repeat_n("é".repeat(80), 19))
                 .collect::<Vec<_>>()
         ),
     );
@@ -869,18 +876,18 @@ fn cut_for_display(text: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// A secret and an account of this test's own, so a leak of exactly these values is found.
-struct Secured {
-    network: AwsFixture,
-    secret_arn: String,
-    wrong_secret_arn: String,
-    client_secret: String,
-    wrong_client_secret: String,
-    account_id: String,
-    emulator: Emulator,
+pub(crate) struct Secured {
+    pub(crate) network: AwsFixture,
+    pub(crate) secret_arn: String,
+    pub(crate) wrong_secret_arn: String,
+    pub(crate) client_secret: String,
+    pub(crate) wrong_client_secret: String,
+    pub(crate) account_id: String,
+    pub(crate) emulator: Emulator,
 }
 
 impl Secured {
-    async fn new() -> Secured {
+    pub(crate) async fn new() -> Secured {
         let moto = Moto::shared();
         let client_secret = format!("dose{}", crate::support::random_hex(40));
         let wrong_client_secret = format!("dose{}", crate::support::random_hex(40));
@@ -921,7 +928,7 @@ impl Secured {
         }
     }
 
-    fn props(&self) -> Value {
+    pub(crate) fn props(&self) -> Value {
         json!({
             "AccountId": self.account_id,
             "CredentialsSecretArn": self.secret_arn,
@@ -1055,6 +1062,9 @@ async fn hosts_outside_databricks_and_s3_never_get_a_request() {
         format!("https://s3-x-1.us-east-1.elb.amazonaws.com/bucket/key{query}"),
         format!("https://user:{password}@s3.amazonaws.com/bucket/key{query}"),
         format!("ftp://s3.amazonaws.com/bucket/key{query}"),
+        // S3 presigned URLs never carry a port; this one would reach a non-S3 listener.
+        format!("https://s3.amazonaws.com:444/bucket/key{query}"),
+        format!("https://bucket.s3.us-east-1.amazonaws.com:8443/key{query}"),
     ];
     for url in &urls {
         let event = direct_event(
@@ -1263,7 +1273,7 @@ async fn secrets_stay_out_of_logs_and_responses_and_databricks_messages_are_shor
 }
 
 /// Sends one request from "CloudFormation" and returns the document PUT to its ResponseURL.
-async fn through_sink(
+pub(crate) async fn through_sink(
     lambda: &Lambda,
     request_type: RequestType,
     (stack, physical_id): (&str, Option<&str>),
@@ -1294,7 +1304,7 @@ async fn through_sink(
 }
 
 /// The `X-Amz-Signature` value of a presigned URL.
-fn signature_of(url: &str) -> String {
+pub(crate) fn signature_of(url: &str) -> String {
     url.split("X-Amz-Signature=")
         .nth(1)
         .map(|rest| rest.split('&').next().unwrap_or_default().to_owned())
@@ -1316,7 +1326,7 @@ fn find_emulator_token(text: &str) -> Option<&str> {
 /// No line of `logs` carries one of `secrets`, an access token, an Authorization header value
 /// or a presigned query string.
 #[track_caller]
-fn audit_logs(who: &str, logs: &str, secrets: &[String]) {
+pub(crate) fn audit_logs(who: &str, logs: &str, secrets: &[String]) {
     assert!(!logs.is_empty(), "{who} wrote no logs to audit");
     for (number, line) in logs.lines().enumerate() {
         for secret in secrets {
@@ -1325,6 +1335,8 @@ fn audit_logs(who: &str, logs: &str, secrets: &[String]) {
                 "{who} log line {number} carries a secret: {line}"
             );
         }
+        // What the function's redaction leaves of an echoed Authorization header is fine.
+        let line = &line.replace("Bearer [REDACTED]", "");
         for marker in [
             "Bearer ",
             "access_token",

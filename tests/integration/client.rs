@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::support::uuid;
 
 const REGION: &str = "us-east-1";
-/// us-east-1 service names from the team's PrivateLink services table.
+/// us-east-1 service names (`docs/account-api.md#endpoint-services-ports-and-hostnames`).
 const REST_SERVICE: &str = "com.amazonaws.vpce.us-east-1.vpce-svc-09143d1e626de2f04";
 const RELAY_SERVICE: &str = "com.amazonaws.vpce.us-east-1.vpce-svc-00018a8c3ff62ffdf";
 const REST_VPCE: &str = "vpce-0a1b2c3d4e5f60718";

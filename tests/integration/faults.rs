@@ -1,4 +1,4 @@
-//! Faults through the real binary (issue 6, parts 1–4): Databricks answers that fail at every
+//! Faults through the real binary: Databricks answers that fail at every
 //! step of Create, Update and Delete, a ResponseURL that refuses the answer, credentials secrets
 //! that cannot be used, overlapping deliveries, a Create cancelled by a concurrent Delete, and an
 //! invocation left with almost no time. In every case CloudFormation gets its answer before the

@@ -144,7 +144,8 @@ async fn moto_fixtures_are_what_the_aws_sdk_sees_and_the_response_url_takes_a_ba
     );
 
     assert_eq!(sink.fetch().await, None, "nothing was PUT yet");
-    // What every reference implementation sends (reference 1.2): an empty content type.
+    // What cfn-response and crhelper send (`docs/cloudformation.md#the-response-put`): an empty
+    // content type.
     let body = json!({"Status": "SUCCESS", "PhysicalResourceId": "harness"}).to_string();
     let put = reqwest::Client::new()
         .put(&url)

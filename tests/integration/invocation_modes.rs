@@ -32,7 +32,8 @@ const REST: &str = "vpce-0a1b2c3d4e5f60718";
 const RELAY: &str = "vpce-0f1e2d3c4b5a69788";
 /// The relay endpoint `update-replacement.json` moves to.
 const NEW_RELAY: &str = "vpce-09a8b7c6d5e4f3021";
-/// SAM's sample ResponseURL (reference §1.1): never reachable, so only SAM local can use it.
+/// SAM's sample ResponseURL (`docs/cloudformation.md#sam-local-invoke`): never reachable, so only
+/// SAM local can use it.
 const SAM_RESPONSE_URL: &str = "http://pre-signed-S3-url-for-response";
 const RESOURCE_TYPE: &str = "Custom::DatabricksBackendPrivateLink";
 
@@ -147,7 +148,7 @@ fn pas_level(world: &World) -> Value {
 }
 
 /// Whether any scalar anywhere in `value` is not a string (CloudFormation sends every scalar as
-/// one, reference §1.1); returns the path of the first.
+/// one, `docs/cloudformation.md#request`); returns the path of the first.
 fn non_string_scalar(value: &Value, path: &str) -> Option<String> {
     match value {
         Value::String(_) => None,

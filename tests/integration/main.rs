@@ -7,7 +7,9 @@ mod support;
 
 mod abuse;
 mod account_rules;
+mod hostile;
 mod invocation_modes;
 mod lifecycle;
 mod scenario;
+mod verifier;
 mod workspaces;

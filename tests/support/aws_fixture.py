@@ -23,8 +23,8 @@ import zipfile
 import boto3
 from botocore.config import Config
 
-# The Databricks endpoint services per region, copied from the shared reference table
-# databricks-privatelink-services.csv (commercial variant). Only the regions the tests use.
+# The Databricks endpoint services per region, as in src/aws/services.rs (commercial variant;
+# docs/account-api.md#endpoint-services-ports-and-hostnames). Only the regions the tests use.
 DATABRICKS_SERVICES = {
     "us-east-1": {
         "rest": "com.amazonaws.vpce.us-east-1.vpce-svc-09143d1e626de2f04",
@@ -84,7 +84,7 @@ class Fixtures:
         except KeyError:
             raise SystemExit(
                 f"aws_fixture.py knows the Databricks services of {sorted(DATABRICKS_SERVICES)} only; "
-                f"add {region} from databricks-privatelink-services.csv"
+                f"add {region} from src/aws/services.rs"
             )
 
     def tag(self, resource_type, name):

@@ -23,8 +23,8 @@ def honour_private_dns_on_modify() -> None:
 
     moto 5.2 reads only the subnet, route-table, security-group and policy parameters
     of ModifyVpcEndpoint and silently ignores PrivateDnsEnabled. The Lambda may have to
-    enable private DNS after the endpoints are registered with Databricks (shared
-    reference, cloudformation-custom-resources.md section 3.2), so without this the tests
+    enable private DNS after the endpoints are registered with Databricks (README,
+    `EnablePrivateDns`), so without this the tests
     could not observe that step.
     """
     original = VPCs.modify_vpc_endpoint

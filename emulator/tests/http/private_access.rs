@@ -63,7 +63,8 @@ async fn put_replaces_the_whole_object() {
         json!([registration_id])
     );
 
-    // Omitting public_access_enabled on PUT turns public access off (reference §4).
+    // Omitting public_access_enabled on PUT turns public access off
+    // (`docs/account-api.md#private-access-settings`).
     h.api(
         Method::PUT,
         &path,

@@ -76,15 +76,24 @@ fn only_official_hosts_are_allowed() {
         "https://accounts.cloud.databricks.us",
         "https://accounts-dod.cloud.databricks.mil/",
         "HTTPS://Accounts.Cloud.Databricks.com",
+        "https://accounts.cloud.databricks.com:443",
+        "https://accounts.cloud.databricks.us:443/",
     ] {
         assert!(is_allowed_account_host(host), "{host}");
     }
+    assert_eq!(
+        official_host("https://Accounts.cloud.databricks.com:443/"),
+        Some("https://accounts.cloud.databricks.com")
+    );
     for host in [
         "http://accounts.cloud.databricks.com",
         "https://accounts.cloud.databricks.com.evil.example",
         "https://accounts.cloud.databricks.com/api/2.0",
         "https://accounts.cloud.databricks.com//",
         "https://accounts.cloud.databricks.com:8443",
+        "https://accounts.cloud.databricks.com:443:443",
+        "https://accounts.cloud.databricks.com:0443",
+        "http://accounts.cloud.databricks.com:443",
         "https://user@accounts.cloud.databricks.com",
         "https://dbc-1234.cloud.databricks.com",
         "accounts.cloud.databricks.com",
@@ -858,6 +867,123 @@ async fn quoted_messages_are_shortened() {
     .await;
     let error = client(&server).list_networks().await.unwrap_err();
     assert!(error.to_string().len() < 500, "{}", error.to_string().len());
+}
+
+/// An accounts host that sends the credentials back (misbehaving, or a TLS-intercepting proxy
+/// in front of it): whatever it echoes, no error quotes the secret, the token or the Basic
+/// header.
+#[tokio::test]
+async fn credentials_echoed_by_the_host_are_redacted() {
+    // The Authorization header and the secret, echoed in error bodies of the API.
+    let server = TestServer::start(|request| {
+        if request.is_token_request() {
+            return token_reply();
+        }
+        let header = request.header("authorization").unwrap_or_default().to_owned();
+        Reply::json(
+            400,
+            &format!(
+                r#"{{"error_code":"INVALID_PARAMETER_VALUE","message":"got {header} and token {TEST_TOKEN} for secret {SECRET}"}}"#
+            ),
+        )
+    })
+    .await;
+    let error = client(&server).list_networks().await.unwrap_err();
+    assert_no_secret(&error.to_string());
+    assert!(error.to_string().contains("[REDACTED]"), "{error}");
+    assert!(
+        error.to_string().contains("INVALID_PARAMETER_VALUE"),
+        "{error}"
+    );
+
+    // The token endpoint echoes the Basic header in its refusal, and the secret as token_type.
+    for reply in [
+        Reply::json(
+            401,
+            &format!(
+                r#"{{"error":"invalid_client","error_description":"bad {BASIC} / {SECRET}"}}"#
+            ),
+        ),
+        Reply::json(
+            200,
+            &format!(r#"{{"access_token":"{TEST_TOKEN}","token_type":"{SECRET}"}}"#),
+        ),
+        Reply::json(
+            200,
+            &format!(r#"{{"access_token":"{TEST_TOKEN}","token_type":"{TEST_TOKEN}"}}"#),
+        ),
+    ] {
+        let reply = std::sync::Mutex::new(Some(reply));
+        let server = TestServer::start(move |_| {
+            reply
+                .lock()
+                .unwrap()
+                .take()
+                .unwrap_or_else(|| Reply::text(500, "once"))
+        })
+        .await;
+        let error = client(&server).ensure_token().await.unwrap_err();
+        assert_no_secret(&error.to_string());
+        assert_no_secret(&format!("{error:?}"));
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_deadline_ends_at_once_without_panicking() {
+    for retry_after in [
+        "18446744073709551615",
+        "99999999999999999999999",
+        "86401",
+        "30",
+    ] {
+        let server = TestServer::scripted(vec![
+            Reply::json(
+                429,
+                r#"{"error_code":"REQUEST_LIMIT_EXCEEDED","message":"slow"}"#,
+            )
+            .with_header("Retry-After", retry_after),
+        ])
+        .await;
+        let account = client_with(&http(), &server, Duration::from_secs(5));
+        let started = Instant::now();
+        let error = account.list_networks().await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{retry_after}");
+        let text = error.to_string();
+        assert!(
+            matches!(error, DatabricksError::DeadlineExceeded { .. }),
+            "{text}"
+        );
+        assert!(
+            text.contains("Databricks asked to wait")
+                && text.contains("(Retry-After), longer than the"),
+            "{retry_after}: {text}"
+        );
+        assert_eq!(server.api_requests().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_token_lifetime_beyond_a_day_counts_as_a_day() {
+    let server = TestServer::start(|request| {
+        if request.is_token_request() {
+            return Reply::json(
+                200,
+                &format!(
+                    r#"{{"access_token":"{TEST_TOKEN}","token_type":"Bearer","expires_in":18446744073709551615}}"#
+                ),
+            );
+        }
+        Reply::json(200, "[]")
+    })
+    .await;
+    let account = client(&server);
+    account.list_networks().await.unwrap();
+    account.list_networks().await.unwrap();
+    assert_eq!(
+        server.token_requests(),
+        1,
+        "the token is cached, not refused"
+    );
 }
 
 // --- retries and deadline ---

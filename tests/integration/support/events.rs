@@ -1,5 +1,5 @@
 //! CloudFormation custom-resource events as CloudFormation sends them to the Lambda.
-//! It owns the event shape (shared reference, cloudformation-custom-resources.md 1.1); it
+//! It owns the event shape (`docs/cloudformation.md#request`); it
 //! must not know which properties the resource accepts.
 
 use serde_json::{Map, Value, json};
@@ -46,7 +46,7 @@ pub fn service_token(region: &str) -> String {
 ///
 /// `props` and `old_props` are the template properties (a JSON object). Like
 /// CloudFormation, this turns every scalar into a string (`true` → `"true"`, `14` →
-/// `"14"`; reference 1.1) and adds `ServiceToken` to them. `physical_id` belongs to
+/// `"14"`; `docs/cloudformation.md#request`) and adds `ServiceToken` to them. `physical_id` belongs to
 /// Update and Delete, `old_props` to Update; they are added when given, whatever the
 /// request type, so tests can also send malformed events. Without `response_url` the
 /// event has no `ResponseURL`, like a direct invocation that is not from CloudFormation.
@@ -90,7 +90,7 @@ pub fn cfn_event(
 }
 
 /// The properties as CloudFormation passes them: scalars stringified, and `ServiceToken`
-/// included, as in the Lambda documentation's example event (reference 1.1).
+/// included, as in the Lambda documentation's example event (`docs/cloudformation.md#request`).
 fn template_properties(props: Value, token: &str) -> Value {
     let Value::Object(mut props) = stringify_scalars(props) else {
         panic!("resource properties must be a JSON object");

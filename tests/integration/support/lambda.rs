@@ -17,6 +17,8 @@ use super::runtime::{FUNCTION_NAME, InvocationResult, REGION, RuntimeApi};
 
 /// The binary cargo built for this test run.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_databricks-backend-privatelink");
+/// The verifier, the package's second binary.
+pub const VERIFIER_BINARY: &str = env!("CARGO_BIN_EXE_verifier");
 
 /// How long a dead process's last answer may take to reach the Runtime API stand-in.
 const LAST_WORDS: Duration = Duration::from_millis(500);
@@ -50,6 +52,14 @@ impl LambdaBuilder<'_> {
 
     pub fn env_remove(mut self, key: impl Into<String>) -> Self {
         self.overrides.insert(key.into(), None);
+        self
+    }
+
+    /// Runs another binary of the package (such as [`VERIFIER_BINARY`]) in place of the
+    /// function's, with the same environment.
+    pub fn binary(mut self, path: impl Into<OsString>) -> Self {
+        self.program = path.into();
+        self.args = Vec::new();
         self
     }
 
@@ -304,7 +314,12 @@ impl Lambda {
     /// Like [`RuntimeApi::invoke`], but gives up early with `NoAnswer` when the process
     /// dies instead of waiting out the deadline.
     pub async fn invoke(&self, event: Value, timeout: Duration) -> InvocationResult {
-        let mut invocation = self.runtime.enqueue(event, timeout);
+        self.invoke_text(event.to_string(), timeout).await
+    }
+
+    /// Like [`invoke`](Self::invoke), with the event's JSON text given as is.
+    pub async fn invoke_text(&self, event: String, timeout: Duration) -> InvocationResult {
+        let mut invocation = self.runtime.enqueue_text(event, timeout);
         let patience = timeout + super::runtime::ANSWER_GRACE;
         tokio::select! {
             result = invocation.outcome_within(patience) => {

@@ -25,9 +25,12 @@
 #![allow(dead_code)]
 
 pub mod events;
+// The loopback DNS server and TCP listeners of the library's verifier tests, the same file.
 pub mod fixtures;
 pub mod lambda;
 pub mod moto;
+#[path = "../../../src/verify/test_network.rs"]
+pub mod network;
 pub mod runtime;
 pub mod server;
 pub mod sink;

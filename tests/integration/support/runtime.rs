@@ -70,7 +70,8 @@ pub struct StrayAnswer {
 struct QueuedInvocation {
     request_id: String,
     deadline_ms: u128,
-    event: Value,
+    /// The body of the next-invocation answer, exactly as the Lambda reads it.
+    event: String,
 }
 
 struct Shared {
@@ -135,6 +136,12 @@ impl RuntimeApi {
     /// Queues `event` without waiting, for tests that deliver the same event twice or
     /// overlap invocations.
     pub fn enqueue(&self, event: Value, timeout: Duration) -> Invocation {
+        self.enqueue_text(event.to_string(), timeout)
+    }
+
+    /// Like [`enqueue`](Self::enqueue), with the event's JSON text given as is: for events a
+    /// `Value` cannot hold (nested too deep, a number beyond `f64`, a lone surrogate escape).
+    pub fn enqueue_text(&self, event: String, timeout: Duration) -> Invocation {
         let request_id = super::uuid();
         let deadline = SystemTime::now() + timeout;
         let deadline_ms = deadline
@@ -316,7 +323,7 @@ async fn next_invocation(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    (StatusCode::OK, headers, queued.event.to_string()).into_response()
+    (StatusCode::OK, headers, queued.event).into_response()
 }
 
 async fn invocation_response(

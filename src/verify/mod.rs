@@ -1,0 +1,28 @@
+//! Verification from inside the VPC: what a cluster node sees when it looks up the Databricks
+//! names and connects to the back-end PrivateLink endpoints. Owns the request the function sends
+//! to the verifier Lambda and the report it gets back (both serde), the host names worth checking
+//! (`hosts`), and the checks themselves (`probe`: DNS through the VPC's resolver, TCP connects).
+//!
+//! It must not know of CloudFormation, EC2 or the Databricks API: the caller reads those and
+//! hands over plain names and addresses, so the verifier needs no AWS API and no internet.
+
+pub mod hosts;
+pub mod model;
+pub mod probe;
+#[cfg(test)]
+mod test_network;
+
+pub use hosts::{EndpointDnsNames, name_checks, workspace_host};
+pub use model::{
+    AddressKind, AddressReport, ConnectResult, Connection, EndpointAddresses, EndpointRole,
+    NameCheck, NameReport, PrivateDns, RequestError, Resolution, ResolutionResult, ResolvedAddress,
+    VerifyReport, VerifyRequest,
+};
+pub use probe::{DNS_SERVER_VAR, DnsSettings, DnsSettingsError, verify};
+
+/// The port the cluster nodes use for the REST API endpoint.
+pub const REST_API_PORT: u16 = 443;
+/// The port of the secure cluster connectivity relay (2443 instead under the compliance security
+/// profile): Databricks lists 443, 6666 and 2443 among the ports the endpoints' security group
+/// must admit (<https://docs.databricks.com/aws/en/security/network/classic/privatelink>).
+pub const RELAY_PORT: u16 = 6666;
