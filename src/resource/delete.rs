@@ -45,6 +45,10 @@ pub enum Removal {
 /// minute after `DELETE /networks/{id}` before it goes on.
 const NETWORK_GONE_WITHIN: Duration = Duration::from_secs(60);
 
+/// Time left at the deadline for what follows a wait (the other deletes, the answer): waiting
+/// for a network never uses it up.
+const AFTER_WAITING: Duration = Duration::from_secs(10);
+
 /// A `409` that says nothing is asked again this many times before it counts as "in use".
 const BARE_CONFLICT_RETRIES: u32 = 3;
 
@@ -91,7 +95,10 @@ pub async fn delete_owned_after(
             }
             _ => false,
         };
-        let left = client.deadline().saturating_duration_since(Instant::now());
+        let left = client
+            .deadline()
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(AFTER_WAITING);
         if retry && left > delay {
             tracing::info!(
                 object = kind.describe(),
@@ -130,7 +137,12 @@ pub async fn delete_owned_after(
 /// Reads the network until Databricks answers 404, within a minute and the deadline. Not gone
 /// in time is logged, not an error: what it references is then refused as in use and kept.
 async fn wait_network_gone(client: &AccountClient, id: &str) {
-    let until = (Instant::now() + NETWORK_GONE_WITHIN).min(client.deadline());
+    let until = (Instant::now() + NETWORK_GONE_WITHIN).min(
+        client
+            .deadline()
+            .checked_sub(AFTER_WAITING)
+            .unwrap_or_else(Instant::now),
+    );
     let mut delay = Duration::from_millis(100);
     loop {
         match client.get_network(id).await {
