@@ -45,8 +45,8 @@ pub enum Removal {
 /// minute after `DELETE /networks/{id}` before it goes on.
 const NETWORK_GONE_WITHIN: Duration = Duration::from_secs(60);
 
-/// Time left at the deadline for what follows a wait (the other deletes, the answer): waiting
-/// for a network never uses it up.
+/// Time left at the deadline when asking again about an object refused as in use: those
+/// retries never use it up.
 const AFTER_WAITING: Duration = Duration::from_secs(10);
 
 /// A `409` that says nothing is asked again this many times before it counts as "in use".
@@ -137,12 +137,9 @@ pub async fn delete_owned_after(
 /// Reads the network until Databricks answers 404, within a minute and the deadline. Not gone
 /// in time is logged, not an error: what it references is then refused as in use and kept.
 async fn wait_network_gone(client: &AccountClient, id: &str) {
-    let until = (Instant::now() + NETWORK_GONE_WITHIN).min(
-        client
-            .deadline()
-            .checked_sub(AFTER_WAITING)
-            .unwrap_or_else(Instant::now),
-    );
+    // Up to the deadline: a network left going away would be listed, and could be adopted, by
+    // the request that follows (a rollback Update builds the same network again).
+    let until = (Instant::now() + NETWORK_GONE_WITHIN).min(client.deadline());
     let mut delay = Duration::from_millis(100);
     loop {
         match client.get_network(id).await {
