@@ -66,6 +66,36 @@ struct WorkspaceRecord {
     /// When set, the next PATCH is applied and then the workspace goes `FAILED` with this
     /// status message, as a failed update does (`docs/account-api.md#workspaces`).
     fail_next_patch: Option<String>,
+    /// A failed workspace being updated: reads still to answer `PROVISIONING`, and how it ends
+    /// (`None`: `RUNNING`; `Some(message)`: `FAILED` with that message).
+    provisioning: Option<(u32, Option<String>)>,
+}
+
+/// Reads a `FAILED` workspace answers `PROVISIONING` after an update before it settles.
+const PROVISIONING_READS: u32 = 2;
+
+impl WorkspaceRecord {
+    /// What a reader sees; each read brings a provisioning workspace closer to its outcome.
+    fn read(&mut self) -> Workspace {
+        if let Some((reads_left, outcome)) = self.provisioning.take() {
+            if reads_left > 0 {
+                self.provisioning = Some((reads_left - 1, outcome));
+            } else {
+                match outcome {
+                    None => {
+                        self.workspace.workspace_status = WorkspaceStatus::Running;
+                        self.workspace.workspace_status_message =
+                            WorkspaceStatus::Running.default_message().to_owned();
+                    }
+                    Some(message) => {
+                        self.workspace.workspace_status = WorkspaceStatus::Failed;
+                        self.workspace.workspace_status_message = message;
+                    }
+                }
+            }
+        }
+        self.workspace.clone()
+    }
 }
 
 /// A network to create and attach together with a seeded workspace.
@@ -123,8 +153,16 @@ pub struct Account {
     registrations: Vec<RegistrationRecord>,
     private_access_settings: Vec<PrivateAccessSettings>,
     networks: Vec<Network>,
+    /// Networks whose DELETE was answered but which are still going away: still listed and
+    /// readable for this many more reads, and still using their registrations meanwhile.
+    deleting_networks: Vec<(Network, u32)>,
     workspaces: Vec<WorkspaceRecord>,
 }
+
+/// Reads a deleted network is still listed for. Terraform polls `GET` for up to a minute after
+/// `DELETE /networks/{id}` until it answers 404, so the real deletion takes time; how many reads
+/// is a choice.
+const DELETING_READS: u32 = 2;
 
 fn check_name(field: &str, value: Option<&str>) -> Result<String, ApiError> {
     let Some(value) = value else {
@@ -163,6 +201,7 @@ impl Account {
             registrations: Vec::new(),
             private_access_settings: Vec::new(),
             networks: Vec::new(),
+            deleting_networks: Vec::new(),
             workspaces: Vec::new(),
         }
     }
@@ -279,6 +318,16 @@ impl Account {
         if let Some(workspace_id) = user {
             return Err(ApiError::invalid_state(format!(
                 "Unable to delete, VPC endpoint {id} is being used by active workspace {workspace_id}"
+            )));
+        }
+        if let Some((going, _)) = self.deleting_networks.iter().find(|(n, _)| {
+            n.vpc_endpoints
+                .as_ref()
+                .is_some_and(|e| e.ids().any(|x| x == id))
+        }) {
+            return Err(ApiError::invalid_state(format!(
+                "Unable to delete, VPC endpoint {id} is being used by network {}, which is being deleted",
+                going.network_id
             )));
         }
         let record = self.registrations.remove(index);
@@ -424,6 +473,7 @@ impl Account {
     pub fn create_network(
         &mut self,
         request: CreateNetwork,
+        view: EndpointView<'_>,
         ids: NewIds,
     ) -> Result<Network, ApiError> {
         if request.gcp_network_info.is_some() {
@@ -456,6 +506,11 @@ impl Account {
         if let Some(endpoints) = &vpc_endpoints {
             self.check_network_endpoints(endpoints)?;
         }
+        // Databricks validates the network against AWS and reports what it found as data
+        // (`vpc_status`, `error_messages`, `warning_messages`) rather than refusing the create.
+        let health = view
+            .aws
+            .judge_network(&vpc_id, &subnet_ids, &security_group_ids);
         let network = Network {
             network_id: ids.id,
             account_id: self.account_id.clone(),
@@ -464,7 +519,9 @@ impl Account {
             subnet_ids,
             security_group_ids,
             vpc_endpoints,
-            vpc_status: VpcStatus::Unattached,
+            vpc_status: health.status(false),
+            error_messages: health.errors,
+            warning_messages: health.warnings,
             workspace_id: None,
             creation_time: ids.now_ms,
         };
@@ -501,15 +558,48 @@ impl Account {
         Ok(())
     }
 
-    pub fn get_network(&self, id: &str) -> Result<Network, ApiError> {
-        self.network(id).cloned().ok_or_else(|| missing_network(id))
+    /// A read: a network being deleted is answered while it has reads left, then it is gone.
+    pub fn get_network(&mut self, id: &str) -> Result<Network, ApiError> {
+        if let Some(network) = self.network(id) {
+            return Ok(network.clone());
+        }
+        let index = self
+            .deleting_networks
+            .iter()
+            .position(|(n, _)| n.network_id == id)
+            .ok_or_else(|| missing_network(id))?;
+        self.read_deleting(index).ok_or_else(|| missing_network(id))
     }
 
-    pub fn list_networks(&self) -> Vec<Network> {
-        self.networks.clone()
+    /// A read of every network, the ones being deleted included while they have reads left.
+    pub fn list_networks(&mut self) -> Vec<Network> {
+        let mut listed = self.networks.clone();
+        let mut index = 0;
+        while index < self.deleting_networks.len() {
+            let before = self.deleting_networks.len();
+            if let Some(network) = self.read_deleting(index) {
+                listed.push(network);
+            }
+            if self.deleting_networks.len() == before {
+                index += 1;
+            }
+        }
+        listed
+    }
+
+    fn read_deleting(&mut self, index: usize) -> Option<Network> {
+        let (network, reads_left) = self.deleting_networks.get_mut(index)?;
+        if *reads_left == 0 {
+            self.deleting_networks.remove(index);
+            return None;
+        }
+        *reads_left -= 1;
+        Some(network.clone())
     }
 
     pub fn delete_network(&mut self, id: &str) -> Result<Network, ApiError> {
+        // Already being deleted: nothing is left to delete, so a second DELETE answers 404 (a
+        // choice; see the README).
         let index = self
             .networks
             .iter()
@@ -521,15 +611,20 @@ impl Account {
                 "Unable to delete, Network is being used by active workspace {workspace_id}"
             )));
         }
-        Ok(self.networks.remove(index))
+        let network = self.networks.remove(index);
+        self.deleting_networks
+            .push((network.clone(), DELETING_READS));
+        Ok(network)
     }
 
     fn network(&self, id: &str) -> Option<&Network> {
         self.networks.iter().find(|n| n.network_id == id)
     }
 
-    /// Subnets may repeat across networks but not across networks in use
-    /// (`docs/account-api.md#network-configurations`: the uniqueness rule is evidently enforced at attachment).
+    /// Subnets and security groups may repeat across networks but not across networks of
+    /// different workspaces: "you cannot reuse subnets or Security Groups between workspaces"
+    /// (workspace Create docs of the Databricks SDKs). Enforced at attachment, since Terraform's
+    /// documented network change creates a second network with the same subnets first.
     fn check_subnets_free(&self, network: &Network, workspace_id: i64) -> Result<(), ApiError> {
         for other in &self.networks {
             let Some(other_workspace) = other.workspace_id else {
@@ -548,6 +643,16 @@ impl Account {
                     network.network_id, other.network_id
                 )));
             }
+            if let Some(group) = network
+                .security_group_ids
+                .iter()
+                .find(|g| other.security_group_ids.contains(g))
+            {
+                return Err(ApiError::invalid(format!(
+                    "Security group {group} of network {} is already used by network {} of workspace {other_workspace}; security groups cannot be reused between workspaces",
+                    network.network_id, other.network_id
+                )));
+            }
         }
         Ok(())
     }
@@ -558,6 +663,7 @@ impl Account {
         &mut self,
         workspace_id: i64,
         seed: WorkspaceSeed,
+        view: EndpointView<'_>,
         ids: SeedIds,
     ) -> Result<Workspace, ApiError> {
         if seed.name.trim().is_empty() {
@@ -592,6 +698,7 @@ impl Account {
                 };
                 let network = self.create_network(
                     request,
+                    view,
                     NewIds {
                         id: ids.network_id,
                         now_ms: ids.now_ms,
@@ -629,16 +736,29 @@ impl Account {
             clusters_running: seed.running_clusters,
             silent_reverts: 0,
             fail_next_patch: None,
+            provisioning: None,
         });
         Ok(workspace)
     }
 
-    pub fn get_workspace(&self, workspace_id: i64) -> Result<Workspace, ApiError> {
-        self.workspace_record(workspace_id)
-            .map(|w| w.workspace.clone())
+    /// `GET /workspaces/{id}`: a read, which moves a provisioning workspace on.
+    pub fn get_workspace(&mut self, workspace_id: i64) -> Result<Workspace, ApiError> {
+        self.workspaces
+            .iter_mut()
+            .find(|w| w.workspace.workspace_id == workspace_id)
+            .map(WorkspaceRecord::read)
             .ok_or_else(|| missing_workspace(workspace_id))
     }
 
+    /// `GET /workspaces`: a read of each.
+    pub fn read_workspaces(&mut self) -> Vec<Workspace> {
+        self.workspaces
+            .iter_mut()
+            .map(WorkspaceRecord::read)
+            .collect()
+    }
+
+    /// The workspaces as they are, without counting a read.
     pub fn list_workspaces(&self) -> Vec<Workspace> {
         self.workspaces
             .iter()
@@ -711,9 +831,12 @@ impl Account {
             .workspace_record(workspace_id)
             .ok_or_else(|| missing_workspace(workspace_id))?;
         let current = &record.workspace;
-        if current.workspace_status != WorkspaceStatus::Running {
+        // "You can use a network configuration update in this API for a failed or running
+        // workspace to add support for PrivateLink" (SDK workspace update docstring).
+        let failed = current.workspace_status == WorkspaceStatus::Failed;
+        if current.workspace_status != WorkspaceStatus::Running && !failed {
             return Err(ApiError::invalid_state(format!(
-                "Workspace {workspace_id} is {} ({}); it can only be updated while RUNNING",
+                "Workspace {workspace_id} is {} ({}); it can only be updated while RUNNING or FAILED",
                 current.workspace_status.as_str(),
                 current.workspace_status_message
             )));
@@ -782,6 +905,18 @@ impl Account {
             )));
         }
 
+        let broken_errors = network_id
+            .as_deref()
+            .filter(|id| current.network_id.as_deref() != Some(*id))
+            .and_then(|id| self.network(id))
+            .filter(|n| n.vpc_status == VpcStatus::Broken)
+            .map(|n| {
+                n.error_messages
+                    .iter()
+                    .map(|m| m.text().to_owned())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
         let mut updated = current.clone();
         updated.network_id = network_id;
         updated.private_access_settings_id = private_access_settings_id;
@@ -797,10 +932,25 @@ impl Account {
             return Ok(updated);
         }
         record.workspace = updated.clone();
-        if let Some(message) = record.fail_next_patch.take() {
+        if failed {
+            // A failed deployment is provisioned again with the new configuration.
+            record.workspace.workspace_status = WorkspaceStatus::Provisioning;
+            record.workspace.workspace_status_message =
+                WorkspaceStatus::Provisioning.default_message().to_owned();
+            record.provisioning = Some((PROVISIONING_READS, record.fail_next_patch.take()));
+        } else if let Some(message) = record.fail_next_patch.take() {
             record.workspace.workspace_status = WorkspaceStatus::Failed;
             record.workspace.workspace_status_message = message;
         }
+        // A workspace put on a network Databricks found broken fails, with the network's errors
+        // (the Terraform provider quotes them when a workspace fails).
+        if let Some(errors) = broken_errors {
+            record.workspace.workspace_status = WorkspaceStatus::Failed;
+            record.workspace.workspace_status_message =
+                format!("Network validation failed: {errors}");
+            record.provisioning = None;
+        }
+        let answered = record.workspace.clone();
         if old_network_id != updated.network_id {
             if let Some(old) = old_network_id {
                 self.detach(&old);
@@ -809,7 +959,7 @@ impl Account {
                 self.attach(new, workspace_id);
             }
         }
-        Ok(updated)
+        Ok(answered)
     }
 
     fn check_network_switch(
@@ -884,7 +1034,7 @@ impl Account {
             .find(|n| n.network_id == network_id)
         {
             network.workspace_id = Some(workspace_id);
-            network.vpc_status = VpcStatus::Valid;
+            network.refresh_status();
         }
     }
 
@@ -895,7 +1045,7 @@ impl Account {
             .find(|n| n.network_id == network_id)
         {
             network.workspace_id = None;
-            network.vpc_status = VpcStatus::Unattached;
+            network.refresh_status();
         }
     }
 
@@ -919,6 +1069,11 @@ impl Account {
             "vpc_endpoints": registrations,
             "private_access_settings": self.private_access_settings,
             "networks": self.networks,
+            "deleting_networks": self
+                .deleting_networks
+                .iter()
+                .map(|(n, _)| n.network_id.clone())
+                .collect::<Vec<_>>(),
             "workspaces": self.list_workspaces(),
             "workspace_controls": controls,
         })

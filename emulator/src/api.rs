@@ -214,8 +214,8 @@ async fn create_network(
 ) -> ApiResult<Network> {
     let request: CreateNetwork = parse_body(&body)?;
     state
-        .with_account(&account_id, |account, _| {
-            account.create_network(request, fresh_ids())
+        .with_account(&account_id, |account, view| {
+            account.create_network(request, view, fresh_ids())
         })
         .map(Json)
 }
@@ -249,7 +249,7 @@ async fn list_workspaces(
     State(state): State<StateHandle>,
     Path(account_id): Path<String>,
 ) -> Json<Vec<Workspace>> {
-    Json(state.with_account(&account_id, |account, _| account.list_workspaces()))
+    Json(state.with_account(&account_id, |account, _| account.read_workspaces()))
 }
 
 async fn get_workspace(

@@ -1,10 +1,11 @@
 //! What the emulated Databricks control plane can see of AWS: which endpoint service each
-//! `vpce-…` connects to and whether AWS reports it in a forced state. Tests fill this in, since
-//! the emulator does not talk to EC2. Knows nothing of accounts or HTTP.
+//! `vpce-…` connects to and whether AWS reports it in a forced state, and which VPC and
+//! availability zone subnets and security groups are in. Tests fill this in, since the emulator
+//! does not talk to EC2. Knows nothing of accounts or HTTP.
 
 use std::collections::HashMap;
 
-use crate::model::EndpointUseCase;
+use crate::model::{EndpointUseCase, NetworkHealth, NetworkMessage};
 use crate::services::{self, ServiceKind};
 
 /// What AWS knows about one interface endpoint.
@@ -41,10 +42,20 @@ pub enum AwsEndpointError {
     NotDatabricks { vpce: String, service_name: String },
 }
 
+/// What AWS knows about one subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSubnet {
+    pub vpc_id: String,
+    pub availability_zone: String,
+}
+
 #[derive(Debug, Default)]
 pub struct AwsEndpoints {
     endpoints: HashMap<String, AwsEndpoint>,
     state_overrides: HashMap<String, String>,
+    subnets: HashMap<String, AwsSubnet>,
+    /// Security group id → its VPC.
+    security_groups: HashMap<String, String>,
 }
 
 impl AwsEndpoints {
@@ -101,9 +112,70 @@ impl AwsEndpoints {
         })
     }
 
+    pub fn describe_subnet(&mut self, subnet_id: &str, subnet: AwsSubnet) {
+        self.subnets.insert(subnet_id.to_owned(), subnet);
+    }
+
+    pub fn describe_security_group(&mut self, group_id: &str, vpc_id: &str) {
+        self.security_groups
+            .insert(group_id.to_owned(), vpc_id.to_owned());
+    }
+
+    /// How Databricks judges a network's subnets and security groups (`error_messages` and
+    /// `warning_messages`). Only what a test described is judged: unknown ids pass, so tests
+    /// that do not care about AWS need no set-up.
+    pub fn judge_network(
+        &self,
+        vpc_id: &str,
+        subnet_ids: &[String],
+        security_group_ids: &[String],
+    ) -> NetworkHealth {
+        let mut health = NetworkHealth::default();
+        for id in subnet_ids {
+            if let Some(subnet) = self.subnets.get(id).filter(|s| s.vpc_id != vpc_id) {
+                health.errors.push(NetworkMessage::error(
+                    "subnet",
+                    format!(
+                        "Subnet {id} is in VPC {}, not in the network's VPC {vpc_id}",
+                        subnet.vpc_id
+                    ),
+                ));
+            }
+        }
+        for id in security_group_ids {
+            if let Some(group_vpc) = self.security_groups.get(id).filter(|v| *v != vpc_id) {
+                health.errors.push(NetworkMessage::error(
+                    "securityGroup",
+                    format!(
+                        "Security group {id} is in VPC {group_vpc}, not in the network's VPC {vpc_id}"
+                    ),
+                ));
+            }
+        }
+        let zones: Vec<&str> = subnet_ids
+            .iter()
+            .filter_map(|id| self.subnets.get(id))
+            .map(|s| s.availability_zone.as_str())
+            .collect();
+        let all_known = zones.len() == subnet_ids.len();
+        if all_known && !zones.is_empty() && zones.iter().all(|z| *z == zones[0]) {
+            health.warnings.push(NetworkMessage::warning(
+                "subnet",
+                format!(
+                    "Subnets {} are all in availability zone {}; use subnets in at least two availability zones",
+                    subnet_ids.join(", "),
+                    zones[0]
+                ),
+            ));
+        }
+        health
+    }
+
     pub fn clear(&mut self) {
         self.endpoints.clear();
         self.state_overrides.clear();
+        self.subnets.clear();
+        self.security_groups.clear();
     }
 }
 
@@ -129,6 +201,41 @@ mod tests {
         assert!(!is_vpce_id("vpce-0123ABCD"));
         assert!(!is_vpce_id("vpc-0123abcd"));
         assert!(!is_vpce_id("vpce-0123abcg"));
+    }
+
+    #[test]
+    fn networks_are_judged_on_what_aws_was_told() {
+        let mut aws = AwsEndpoints::default();
+        let subnet = |vpc: &str, zone: &str| AwsSubnet {
+            vpc_id: vpc.into(),
+            availability_zone: zone.into(),
+        };
+        aws.describe_subnet("subnet-a", subnet("vpc-1", "us-east-1a"));
+        aws.describe_subnet("subnet-b", subnet("vpc-1", "us-east-1a"));
+        aws.describe_subnet("subnet-c", subnet("vpc-1", "us-east-1b"));
+        aws.describe_subnet("subnet-x", subnet("vpc-2", "us-east-1b"));
+        aws.describe_security_group("sg-x", "vpc-2");
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+        let fine = aws.judge_network("vpc-1", &ids(&["subnet-a", "subnet-c"]), &ids(&["sg-1"]));
+        assert!(
+            fine.errors.is_empty() && fine.warnings.is_empty(),
+            "{fine:?}"
+        );
+        let unknown = aws.judge_network("vpc-1", &ids(&["subnet-q", "subnet-r"]), &ids(&["sg-q"]));
+        assert!(unknown.errors.is_empty() && unknown.warnings.is_empty());
+
+        let one_zone = aws.judge_network("vpc-1", &ids(&["subnet-a", "subnet-b"]), &ids(&["sg-1"]));
+        assert!(one_zone.errors.is_empty());
+        assert!(
+            one_zone.warnings[0].text().contains("us-east-1a"),
+            "{one_zone:?}"
+        );
+
+        let broken = aws.judge_network("vpc-1", &ids(&["subnet-a", "subnet-x"]), &ids(&["sg-x"]));
+        assert_eq!(broken.errors.len(), 2, "{broken:?}");
+        assert!(broken.errors[0].text().contains("subnet-x is in VPC vpc-2"));
+        assert!(broken.errors[1].text().contains("sg-x is in VPC vpc-2"));
     }
 
     #[test]

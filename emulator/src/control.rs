@@ -89,6 +89,11 @@ pub fn router(state: StateHandle) -> Router {
             "/_emulator/aws-endpoints/{vpce}/state",
             post(set_endpoint_state),
         )
+        .route("/_emulator/aws-subnets", post(describe_aws_subnet))
+        .route(
+            "/_emulator/aws-security-groups",
+            post(describe_aws_security_group),
+        )
         .route("/_emulator/latency", post(set_latency))
         .route("/_emulator/tokens/revoke", post(revoke_tokens))
         .with_state(state)
@@ -260,6 +265,41 @@ async fn register_aws_endpoint(State(state): State<StateHandle>, body: Bytes) ->
         &request.service_name,
         request.aws_account_id.as_deref(),
     );
+    Ok(done())
+}
+
+#[derive(Deserialize)]
+struct AwsSubnetRequest {
+    subnet_id: String,
+    vpc_id: String,
+    availability_zone: String,
+}
+
+/// `POST /_emulator/aws-subnets` `{"subnet_id", "vpc_id", "availability_zone"}`: networks naming
+/// the subnet are judged against it.
+async fn describe_aws_subnet(State(state): State<StateHandle>, body: Bytes) -> ControlResult {
+    let request: AwsSubnetRequest = parse(&body)?;
+    state.describe_aws_subnet(
+        &request.subnet_id,
+        &request.vpc_id,
+        &request.availability_zone,
+    );
+    Ok(done())
+}
+
+#[derive(Deserialize)]
+struct AwsSecurityGroupRequest {
+    group_id: String,
+    vpc_id: String,
+}
+
+/// `POST /_emulator/aws-security-groups` `{"group_id", "vpc_id"}`.
+async fn describe_aws_security_group(
+    State(state): State<StateHandle>,
+    body: Bytes,
+) -> ControlResult {
+    let request: AwsSecurityGroupRequest = parse(&body)?;
+    state.describe_aws_security_group(&request.group_id, &request.vpc_id);
     Ok(done())
 }
 

@@ -33,7 +33,23 @@ pub enum FaultKind {
     Drop,
     /// Never answer (bounded by [`HANG_LIMIT`]), as a stuck load balancer would.
     Hang,
+    /// Carry the request out, then lose the answer: the client cannot tell whether the write
+    /// happened (no idempotency token exists on these POSTs).
+    LoseAnswer(LostAnswer),
 }
+
+/// How the answer to a request that was carried out gets lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LostAnswer {
+    /// The connection closes without a response.
+    Drop,
+    /// A gateway in front of the API answers `504` with an HTML page.
+    GatewayTimeout,
+}
+
+/// The page a gateway sends when the API behind it took too long.
+pub const GATEWAY_TIMEOUT_HTML: &str = "<html><head><title>504 Gateway Time-out</title></head><body><center><h1>504 Gateway Time-out</h1></center></body></html>";
 
 /// How long a `Hang` fault holds a connection before closing it without a response.
 pub const HANG_LIMIT: Duration = Duration::from_secs(120);
@@ -170,6 +186,10 @@ pub enum FaultKindWire {
     },
     Drop,
     Hang,
+    /// `{"kind": "lose_answer", "after": "drop" | "gateway_timeout"}`.
+    LoseAnswer {
+        after: LostAnswer,
+    },
 }
 
 fn empty_body() -> FaultBodyWire {
@@ -226,6 +246,7 @@ impl TryFrom<FaultSpecWire> for FaultSpec {
             }
             FaultKindWire::Drop => FaultKind::Drop,
             FaultKindWire::Hang => FaultKind::Hang,
+            FaultKindWire::LoseAnswer { after } => FaultKind::LoseAnswer(after),
         };
         Ok(FaultSpec {
             method: wire.method.map(|m| m.to_ascii_uppercase()),
@@ -264,6 +285,7 @@ impl From<FaultSpec> for FaultSpecWire {
             },
             FaultKind::Drop => FaultKindWire::Drop,
             FaultKind::Hang => FaultKindWire::Hang,
+            FaultKind::LoseAnswer(after) => FaultKindWire::LoseAnswer { after },
         };
         Self {
             method: spec.method,
@@ -325,6 +347,13 @@ mod tests {
             }
         );
         assert_eq!(FaultSpecWire::from(spec), wire);
+        let lost: FaultSpecWire = serde_json::from_str(
+            r#"{"method":"POST","kind":"lose_answer","after":"gateway_timeout"}"#,
+        )
+        .unwrap();
+        let spec = FaultSpec::try_from(lost.clone()).unwrap();
+        assert_eq!(spec.kind, FaultKind::LoseAnswer(LostAnswer::GatewayTimeout));
+        assert_eq!(FaultSpecWire::from(spec), lost);
         let bad: FaultSpecWire = serde_json::from_str(r#"{"kind":"status","status":700}"#).unwrap();
         assert_eq!(
             FaultSpec::try_from(bad),

@@ -28,12 +28,12 @@ pub use control::ControlError;
 pub use error::ApiError;
 pub use faults::{
     FaultBody, FaultBodyWire, FaultError, FaultKind, FaultKindWire, FaultSpec, FaultSpecWire,
-    HANG_LIMIT,
+    GATEWAY_TIMEOUT_HTML, HANG_LIMIT, LostAnswer,
 };
 pub use model::{
-    ComputeMode, CreateNetwork, CreateVpcEndpoint, EndpointUseCase, Network, NetworkVpcEndpoints,
-    PrivateAccessLevel, PrivateAccessSettings, PrivateAccessSettingsBody, UpdateWorkspace,
-    VpcEndpoint, VpcStatus, Workspace, WorkspaceStatus,
+    ComputeMode, CreateNetwork, CreateVpcEndpoint, EndpointUseCase, Network, NetworkMessage,
+    NetworkVpcEndpoints, PrivateAccessLevel, PrivateAccessSettings, PrivateAccessSettingsBody,
+    UpdateWorkspace, VpcEndpoint, VpcStatus, Workspace, WorkspaceStatus,
 };
 pub use server::ConnectionAborted;
 pub use state::{RequestRecord, StateHandle, TOKEN_LIFETIME, TokenRefusal, path_pattern};

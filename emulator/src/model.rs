@@ -96,6 +96,69 @@ pub enum VpcStatus {
     Warned,
 }
 
+/// One entry of a network's `error_messages` (`error_type`, `error_message`) or
+/// `warning_messages` (`warning_type`, `warning_message`), as the SDKs' `NetworkHealth` and
+/// `NetworkWarning` types name the fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NetworkMessage {
+    Error {
+        error_type: String,
+        error_message: String,
+    },
+    Warning {
+        warning_type: String,
+        warning_message: String,
+    },
+}
+
+impl NetworkMessage {
+    pub fn error(kind: &str, message: String) -> Self {
+        Self::Error {
+            error_type: kind.to_owned(),
+            error_message: message,
+        }
+    }
+
+    pub fn warning(kind: &str, message: String) -> Self {
+        Self::Warning {
+            warning_type: kind.to_owned(),
+            warning_message: message,
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        match self {
+            Self::Error { error_message, .. } => error_message,
+            Self::Warning {
+                warning_message, ..
+            } => warning_message,
+        }
+    }
+}
+
+/// What Databricks found wrong with a network's subnets and security groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkHealth {
+    pub errors: Vec<NetworkMessage>,
+    pub warnings: Vec<NetworkMessage>,
+}
+
+impl NetworkHealth {
+    /// `BROKEN` with errors, `WARNED` with warnings only, else what attachment says.
+    pub fn status(&self, attached: bool) -> VpcStatus {
+        if !self.errors.is_empty() {
+            VpcStatus::Broken
+        } else if !self.warnings.is_empty() {
+            VpcStatus::Warned
+        } else if attached {
+            VpcStatus::Valid
+        } else {
+            VpcStatus::Unattached
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
     pub network_id: String,
@@ -107,6 +170,10 @@ pub struct Network {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_endpoints: Option<NetworkVpcEndpoints>,
     pub vpc_status: VpcStatus,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_messages: Vec<NetworkMessage>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warning_messages: Vec<NetworkMessage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_id: Option<i64>,
     pub creation_time: i64,
@@ -117,6 +184,15 @@ impl Network {
     /// (`docs/account-api.md#privatelink-cannot-be-removed`).
     pub fn has_backend_privatelink(&self) -> bool {
         self.vpc_endpoints.as_ref().is_some_and(|e| !e.is_empty())
+    }
+
+    /// Recomputes `vpc_status` after (de)attachment; `BROKEN` and `WARNED` stay.
+    pub fn refresh_status(&mut self) {
+        let health = NetworkHealth {
+            errors: self.error_messages.clone(),
+            warnings: self.warning_messages.clone(),
+        };
+        self.vpc_status = health.status(self.workspace_id.is_some());
     }
 }
 

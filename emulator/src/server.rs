@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::error::ApiError;
-use crate::faults::{FaultBody, FaultKind, HANG_LIMIT};
+use crate::faults::{FaultBody, FaultKind, GATEWAY_TIMEOUT_HTML, HANG_LIMIT, LostAnswer};
 use crate::state::{RequestRecord, StateHandle};
 
 /// Returned by the service to make hyper drop the connection without answering.
@@ -118,6 +118,23 @@ async fn handle(
             state.record(record(0));
             tokio::time::sleep(HANG_LIMIT).await;
             return Err(ConnectionAborted);
+        }
+        Some(FaultKind::LoseAnswer(after)) => {
+            // The account carries the request out; only its answer never reaches the client.
+            let carried_out = call(router, request).await;
+            return match after {
+                LostAnswer::Drop => {
+                    state.record(record(0));
+                    Err(ConnectionAborted)
+                }
+                LostAnswer::GatewayTimeout => {
+                    let _ = carried_out;
+                    let response =
+                        fault_response(504, None, FaultBody::Html(GATEWAY_TIMEOUT_HTML.into()));
+                    state.record(record(504));
+                    Ok(response)
+                }
+            };
         }
         None => {}
     }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::EmulatorConfig;
 use crate::account::{Account, EndpointView, NewIds, SeedIds, WorkspaceSeed};
-use crate::aws::{AwsEndpoint, AwsEndpoints};
+use crate::aws::{AwsEndpoint, AwsEndpoints, AwsSubnet};
 use crate::error::ApiError;
 use crate::faults::{FaultKind, FaultRegistry, FaultSpec};
 use crate::model::{
@@ -387,6 +387,23 @@ impl StateHandle {
         self.lock().aws.set_state(vpce, state.map(str::to_owned));
     }
 
+    /// Tells the emulator which VPC and availability zone `subnet_id` is in, so networks naming
+    /// it are judged (`vpc_status`, `error_messages`, `warning_messages`).
+    pub fn describe_aws_subnet(&self, subnet_id: &str, vpc_id: &str, availability_zone: &str) {
+        self.lock().aws.describe_subnet(
+            subnet_id,
+            AwsSubnet {
+                vpc_id: vpc_id.to_owned(),
+                availability_zone: availability_zone.to_owned(),
+            },
+        );
+    }
+
+    /// Tells the emulator which VPC `group_id` is in.
+    pub fn describe_aws_security_group(&self, group_id: &str, vpc_id: &str) {
+        self.lock().aws.describe_security_group(group_id, vpc_id);
+    }
+
     // ---- seeding ----
 
     /// Creates a workspace (and its network, if any) as if it had existed before the test.
@@ -419,8 +436,8 @@ impl StateHandle {
             storage_configuration_id: new_id(),
             now_ms: now_ms(),
         };
-        inner.with_account(account_id, |account, _| {
-            account.seed_workspace(workspace_id, seed, ids)
+        inner.with_account(account_id, |account, view| {
+            account.seed_workspace(workspace_id, seed, view, ids)
         })
     }
 
@@ -450,8 +467,8 @@ impl StateHandle {
         account_id: &str,
         request: CreateNetwork,
     ) -> Result<Network, ApiError> {
-        self.with_account(account_id, |account, _| {
-            account.create_network(request, fresh_ids())
+        self.with_account(account_id, |account, view| {
+            account.create_network(request, view, fresh_ids())
         })
     }
 

@@ -40,6 +40,21 @@ pub struct VpcEndpointInfo {
     pub security_group_ids: Vec<String>,
 }
 
+/// What EC2 says about one subnet a network configuration would use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubnetInfo {
+    pub id: String,
+    pub vpc_id: String,
+    pub availability_zone: String,
+}
+
+/// What EC2 says about one security group a network configuration would use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecurityGroupInfo {
+    pub id: String,
+    pub vpc_id: String,
+}
+
 /// EC2 access for the regions the resource names. One SDK client per region, built lazily from
 /// the same base configuration (credentials, retry settings, and any `AWS_ENDPOINT_URL`
 /// override), because a resource's Region need not be the Lambda's own region.
@@ -257,6 +272,161 @@ impl Ec2 {
         ranges.sort_unstable();
         ranges.dedup();
         Ok(ranges)
+    }
+}
+
+impl Ec2 {
+    /// Describes these subnets; one that does not exist is left out of the answer (EC2 refuses
+    /// the whole call then, so each id is asked for on its own to find which).
+    pub async fn describe_subnets(
+        &self,
+        region: &str,
+        subnet_ids: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<SubnetInfo>, AwsError> {
+        match self
+            .describe_subnets_strict(region, subnet_ids, deadline)
+            .await
+        {
+            Err(AwsError::SubnetNotFound { .. }) if subnet_ids.len() > 1 => {
+                let each = subnet_ids.iter().map(|id| {
+                    self.describe_subnets_strict(region, std::slice::from_ref(id), deadline)
+                });
+                let mut found = Vec::new();
+                for answer in futures_util::future::join_all(each).await {
+                    match answer {
+                        Ok(subnets) => found.extend(subnets),
+                        Err(AwsError::SubnetNotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(found)
+            }
+            Err(AwsError::SubnetNotFound { .. }) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// Describes exactly these subnets in one call. Every id must exist.
+    async fn describe_subnets_strict(
+        &self,
+        region: &str,
+        subnet_ids: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<SubnetInfo>, AwsError> {
+        const OPERATION: &str = "DescribeSubnets";
+        let client = self.client(region)?;
+        // Without ids EC2 would list every subnet in the region.
+        if subnet_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let output = within_deadline(
+            OPERATION,
+            deadline,
+            client
+                .describe_subnets()
+                .set_subnet_ids(Some(subnet_ids.to_vec()))
+                .send(),
+        )
+        .await?
+        .map_err(|err| match err.code() {
+            Some("InvalidSubnetID.NotFound" | "InvalidSubnetID.Malformed") => {
+                AwsError::SubnetNotFound {
+                    id: named_id(err.message(), subnet_ids, "subnet-"),
+                }
+            }
+            code if is_access_denied(code) => AwsError::Ec2AccessDenied {
+                operation: OPERATION,
+            },
+            _ => AwsError::Call {
+                operation: OPERATION,
+                message: describe_sdk_error(&err),
+            },
+        })?;
+        Ok(output
+            .subnets()
+            .iter()
+            .map(|subnet| SubnetInfo {
+                id: subnet.subnet_id().unwrap_or_default().to_owned(),
+                vpc_id: subnet.vpc_id().unwrap_or_default().to_owned(),
+                availability_zone: subnet.availability_zone().unwrap_or_default().to_owned(),
+            })
+            .collect())
+    }
+
+    /// Describes these security groups; one that does not exist is left out of the answer.
+    pub async fn describe_security_groups(
+        &self,
+        region: &str,
+        group_ids: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<SecurityGroupInfo>, AwsError> {
+        match self
+            .describe_security_groups_strict(region, group_ids, deadline)
+            .await
+        {
+            Err(AwsError::SecurityGroupNotFound { .. }) if group_ids.len() > 1 => {
+                let each = group_ids.iter().map(|id| {
+                    self.describe_security_groups_strict(region, std::slice::from_ref(id), deadline)
+                });
+                let mut found = Vec::new();
+                for answer in futures_util::future::join_all(each).await {
+                    match answer {
+                        Ok(groups) => found.extend(groups),
+                        Err(AwsError::SecurityGroupNotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(found)
+            }
+            Err(AwsError::SecurityGroupNotFound { .. }) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// Describes exactly these security groups in one call. Every id must exist.
+    async fn describe_security_groups_strict(
+        &self,
+        region: &str,
+        group_ids: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<SecurityGroupInfo>, AwsError> {
+        const OPERATION: &str = "DescribeSecurityGroups";
+        let client = self.client(region)?;
+        if group_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let output = within_deadline(
+            OPERATION,
+            deadline,
+            client
+                .describe_security_groups()
+                .set_group_ids(Some(group_ids.to_vec()))
+                .send(),
+        )
+        .await?
+        .map_err(|err| match err.code() {
+            Some("InvalidGroup.NotFound" | "InvalidGroupId.Malformed") => {
+                AwsError::SecurityGroupNotFound {
+                    id: named_id(err.message(), group_ids, "sg-"),
+                }
+            }
+            code if is_access_denied(code) => AwsError::Ec2AccessDenied {
+                operation: OPERATION,
+            },
+            _ => AwsError::Call {
+                operation: OPERATION,
+                message: describe_sdk_error(&err),
+            },
+        })?;
+        Ok(output
+            .security_groups()
+            .iter()
+            .map(|group| SecurityGroupInfo {
+                id: group.group_id().unwrap_or_default().to_owned(),
+                vpc_id: group.vpc_id().unwrap_or_default().to_owned(),
+            })
+            .collect())
     }
 }
 

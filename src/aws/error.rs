@@ -26,6 +26,9 @@ pub enum AwsError {
     )]
     SecurityGroupNotFound { id: String },
 
+    #[error("subnet {id} does not exist in the region the resource names; check Network.SubnetIds")]
+    SubnetNotFound { id: String },
+
     #[error(
         "the Lambda function's role is not allowed to call ec2:{operation}; add that action to its \
          IAM policy"

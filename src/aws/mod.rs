@@ -1,5 +1,6 @@
 //! AWS side of Databricks back-end PrivateLink: the region's Databricks endpoint services, the two
-//! interface VPC endpoints as EC2 sees them, the service principal secret in Secrets Manager, and
+//! interface VPC endpoints (and a network configuration's subnets and security groups) as EC2
+//! sees them, the service principal secret in Secrets Manager, and
 //! the status CloudFormation reports for a stack resource. Knows nothing of the custom-resource
 //! protocol or of the Databricks account API client.
 
@@ -15,8 +16,8 @@ use std::future::Future;
 use tokio::time::Instant;
 
 pub use endpoints::{
-    Ec2, EndpointPairCheck, EndpointProblem, RELAY_ROLE, REST_API_ROLE, VpcEndpointInfo,
-    check_endpoint_pair, missing_ingress_ports,
+    Ec2, EndpointPairCheck, EndpointProblem, RELAY_ROLE, REST_API_ROLE, SecurityGroupInfo,
+    SubnetInfo, VpcEndpointInfo, check_endpoint_pair, missing_ingress_ports,
 };
 pub use error::AwsError;
 pub use secrets::{Secrets, ServicePrincipalSecret, parse_service_principal, secret_region};

@@ -529,6 +529,8 @@ impl AccountClient {
         method: &'a str,
         path: &'a str,
     ) -> Exchange<'a> {
+        // Only the account API's POSTs create something; asking for a token twice is harmless.
+        let idempotent = method != "POST" || operation == auth::TOKEN_OPERATION;
         let settings = &self.inner.http.inner.settings;
         Exchange {
             policy: &settings.retry,
@@ -538,6 +540,7 @@ impl AccountClient {
             operation,
             method,
             path,
+            idempotent,
         }
     }
 

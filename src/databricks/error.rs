@@ -68,6 +68,16 @@ pub enum DatabricksError {
         message: String,
     },
 
+    /// A request that is not safe to repeat went out, and its answer was lost: Databricks may
+    /// or may not have carried it out. Callers look before they try again.
+    #[error(
+        "the answer of the Databricks account API to {operation} was lost, so whether it was carried out is unknown: {message}"
+    )]
+    AnswerLost {
+        operation: &'static str,
+        message: String,
+    },
+
     /// Retrying stopped because the next attempt could not finish before the invocation deadline.
     #[error(
         "Databricks account API {operation} did not succeed before the invocation deadline; \
@@ -129,6 +139,29 @@ impl DatabricksError {
         }
     }
 
+    /// A `409` without an error code or message of its own (seen on network deletes,
+    /// databricks-sdk-go#777): it does not say what conflicts, so it proves no use.
+    pub fn is_bare_conflict(&self) -> bool {
+        match self {
+            Self::Api {
+                status: 409,
+                code,
+                message,
+                ..
+            } => {
+                code.is_none()
+                    && (message.trim().is_empty()
+                        || message.trim().eq_ignore_ascii_case("Conflict"))
+            }
+            _ => false,
+        }
+    }
+
+    /// A create went out and its answer was lost: it may have been carried out.
+    pub fn is_answer_lost(&self) -> bool {
+        matches!(self, Self::AnswerLost { .. })
+    }
+
     /// The credentials themselves were refused; asking again with the same secret cannot help.
     pub fn is_permanent_credentials(&self) -> bool {
         matches!(self, Self::CredentialsRejected { .. })
@@ -160,6 +193,10 @@ impl DatabricksError {
                 message: clean(message),
             },
             Self::Transport { operation, message } => Self::Transport {
+                operation,
+                message: clean(message),
+            },
+            Self::AnswerLost { operation, message } => Self::AnswerLost {
                 operation,
                 message: clean(message),
             },
@@ -402,6 +439,33 @@ mod tests {
 
     fn parse(status: u16, reason: &str, body: &str) -> ErrorBody {
         parse_error_body(status, reason, body.as_bytes())
+    }
+
+    #[test]
+    fn a_conflict_that_says_nothing_is_bare() {
+        let api = |status: u16, body: &str| {
+            let parsed = parse(status, "Conflict", body);
+            DatabricksError::Api {
+                operation: "delete network",
+                status,
+                code: parsed.code,
+                message: parsed.message,
+            }
+        };
+        let bare = api(409, "");
+        assert!(bare.is_bare_conflict() && bare.is_in_use());
+        let said = api(
+            409,
+            r#"{"error_code":"RESOURCE_CONFLICT","message":"in use by workspace 1"}"#,
+        );
+        assert!(!said.is_bare_conflict() && said.is_in_use());
+        assert!(
+            !api(
+                400,
+                r#"{"error_code":"INVALID_STATE","message":"being used"}"#
+            )
+            .is_bare_conflict()
+        );
     }
 
     #[test]

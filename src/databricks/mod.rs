@@ -15,7 +15,7 @@ pub use client::{
 };
 pub use error::DatabricksError;
 pub use model::{
-    CreateNetwork, CreateVpcEndpoint, EndpointRole, Network, NetworkVpcEndpoints,
+    CreateNetwork, CreateVpcEndpoint, EndpointRole, Network, NetworkStatus, NetworkVpcEndpoints,
     PrivateAccessSettings, PrivateAccessSettingsRequest, RegistrationState, VpcEndpoint, Workspace,
     WorkspaceStatus, WorkspaceUpdate,
 };

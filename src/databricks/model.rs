@@ -32,10 +32,14 @@ pub struct VpcEndpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistrationState {
     Available,
+    /// `pending`, `pendingAcceptance`, or no state yet.
     Pending,
-    /// Will not become available by waiting; carries the state as Databricks wrote it.
+    /// A documented state that will not become available by waiting (`rejected`, `failed`,
+    /// `expired`, `deleted`, `deleting`, `partial`); carries the state as Databricks wrote it.
     Failed(String),
-    /// A state this program does not know (or none); carries the text as written.
+    /// A state outside the documented ones; carries the text as written. Terraform's
+    /// `mws_vpc_endpoint` waits only on `pending` and `pendingacceptance` and fails on anything
+    /// else, so this will not become available by waiting either.
     Unknown(String),
 }
 
@@ -53,8 +57,10 @@ impl VpcEndpoint {
     /// `docs/account-api.md#vpc-endpoint-registrations`),
     /// so it is compared case-insensitively.
     pub fn registration_state(&self) -> RegistrationState {
-        let Some(state) = self.state.as_deref() else {
-            return RegistrationState::Unknown(String::new());
+        // No state yet is read as not accepted yet: the state is derived from AWS after the
+        // registration is made (a choice; no public source says a state is always present).
+        let Some(state) = self.state.as_deref().filter(|s| !s.trim().is_empty()) else {
+            return RegistrationState::Pending;
         };
         match state.trim().to_ascii_lowercase().as_str() {
             "available" => RegistrationState::Available,
@@ -143,11 +149,67 @@ pub struct Network {
     pub vpc_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_id: Option<i64>,
+    /// `[{error_type, error_message}]`: why Databricks calls the network `BROKEN`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub error_messages: Vec<serde_json::Value>,
+    /// `[{warning_type, warning_message}]`: why Databricks calls the network `WARNED`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub warning_messages: Vec<serde_json::Value>,
     /// Epoch milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_time: Option<i64>,
+}
+
+/// `vpc_status` of a network configuration: "the status of this network configuration object
+/// in terms of its use in a workspace" (SDK `VpcStatus`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkStatus {
+    Valid,
+    Unattached,
+    /// Databricks found errors (`error_messages`): a workspace on it will not work.
+    Broken,
+    /// Databricks found something to warn about (`warning_messages`).
+    Warned,
+    /// None, or a value this program does not know; text as written.
+    Other(String),
+}
+
+impl Network {
+    pub fn status(&self) -> NetworkStatus {
+        let status = self.vpc_status.as_deref().unwrap_or_default();
+        match status.trim().to_ascii_uppercase().as_str() {
+            "VALID" => NetworkStatus::Valid,
+            "UNATTACHED" => NetworkStatus::Unattached,
+            "BROKEN" => NetworkStatus::Broken,
+            "WARNED" => NetworkStatus::Warned,
+            _ => NetworkStatus::Other(status.to_string()),
+        }
+    }
+
+    /// `error_messages` as `type: message` lines.
+    pub fn errors(&self) -> Vec<String> {
+        message_lines(&self.error_messages, "error_type", "error_message")
+    }
+
+    /// `warning_messages` as `type: message` lines.
+    pub fn warnings(&self) -> Vec<String> {
+        message_lines(&self.warning_messages, "warning_type", "warning_message")
+    }
+}
+
+/// Entries that are not objects are kept as their JSON text, so nothing Databricks says is lost.
+fn message_lines(entries: &[serde_json::Value], kind: &str, message: &str) -> Vec<String> {
+    entries
+        .iter()
+        .map(|entry| {
+            let text = |key: &str| entry.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+            match (text(kind), text(message)) {
+                ("", "") => entry.to_string(),
+                ("", m) => m.to_string(),
+                (k, m) => format!("{k}: {m}"),
+            }
+        })
+        .collect()
 }
 
 /// Databricks `vpc_endpoint_id`s (not `vpce-…`) a network uses for back-end PrivateLink.
@@ -290,8 +352,34 @@ mod tests {
         assert_eq!(state("Weird"), RegistrationState::Unknown("Weird".into()));
         assert_eq!(
             endpoint_with(None, None).registration_state(),
-            RegistrationState::Unknown(String::new())
+            RegistrationState::Pending
         );
+        assert_eq!(state(" "), RegistrationState::Pending);
+    }
+
+    #[test]
+    fn only_pending_states_are_worth_waiting_for() {
+        let state = |s| endpoint_with(Some(s), None).registration_state();
+        for settled in [
+            "rejected", "Failed", "expired", "deleted", "deleting", "partial", "blocked",
+        ] {
+            assert!(
+                matches!(
+                    state(settled),
+                    RegistrationState::Failed(_) | RegistrationState::Unknown(_)
+                ),
+                "{settled}"
+            );
+        }
+        for waiting in ["pending", "pendingAcceptance", "available"] {
+            assert!(
+                matches!(
+                    state(waiting),
+                    RegistrationState::Pending | RegistrationState::Available
+                ),
+                "{waiting}"
+            );
+        }
     }
 
     #[test]
@@ -326,6 +414,42 @@ mod tests {
                 .unwrap();
         assert_eq!(pas.public_access_enabled, None);
         assert!(serde_json::from_value::<VpcEndpoint>(json!({"state": "available"})).is_err());
+    }
+
+    #[test]
+    fn network_status_and_messages_are_read_as_databricks_writes_them() {
+        let network: Network = serde_json::from_value(json!({
+            "network_id": "n1",
+            "vpc_status": "broken",
+            "error_messages": [
+                {"error_type": "subnet", "error_message": "Subnet subnet-1 is in VPC vpc-2"},
+                {"error_message": "no type"},
+                "plain",
+            ],
+            "warning_messages": [
+                {"warning_type": "securityGroup", "warning_message": "port 443 closed"},
+            ],
+        }))
+        .unwrap();
+        assert_eq!(network.status(), NetworkStatus::Broken);
+        assert_eq!(
+            network.errors(),
+            vec![
+                "subnet: Subnet subnet-1 is in VPC vpc-2".to_string(),
+                "no type".to_string(),
+                "\"plain\"".to_string(),
+            ]
+        );
+        assert_eq!(network.warnings(), vec!["securityGroup: port 443 closed"]);
+        let status = |s: Option<&str>| {
+            serde_json::from_value::<Network>(json!({"network_id": "n", "vpc_status": s}))
+                .unwrap()
+                .status()
+        };
+        assert_eq!(status(Some("VALID")), NetworkStatus::Valid);
+        assert_eq!(status(Some("WARNED")), NetworkStatus::Warned);
+        assert_eq!(status(Some("UNATTACHED")), NetworkStatus::Unattached);
+        assert_eq!(status(None), NetworkStatus::Other(String::new()));
     }
 
     #[test]

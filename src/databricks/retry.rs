@@ -2,8 +2,10 @@
 //! (`docs/account-api.md#retries-and-rate-limits`), and never past the invocation deadline.
 //!
 //! Owns which answers are worth another attempt and how long to wait between attempts. It does
-//! not know what the request means: callers build it and turn a final error answer into their
-//! own error (the token endpoint and the API differ there).
+//! not know what the request means: callers build it, say whether sending it twice is harmless,
+//! and turn a final error answer into their own error (the token endpoint and the API differ
+//! there). A request that is not harmless to repeat is never sent again once it may have
+//! reached the API; the caller gets `AnswerLost` and decides.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -59,6 +61,12 @@ pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
 
+/// A gateway in front of the API gave up on it: the API itself may have carried the request
+/// out. (429 and 503 come from the API refusing to start, so they are safe to repeat.)
+pub(crate) fn is_gateway_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 502 | 504)
+}
+
 /// Longest `Retry-After` taken as given. No invocation lasts longer (Lambda's limit is 15
 /// minutes), so a longer wait only has to be known to be too long, and a bounded value keeps
 /// every deadline computation clear of overflow.
@@ -102,6 +110,12 @@ pub(crate) struct Exchange<'a> {
     /// For logs only: method and path, never the query string or headers.
     pub method: &'a str,
     pub path: &'a str,
+    /// Whether sending the request twice does no harm. A create is not: the account API's POSTs
+    /// carry no idempotency token, so when its answer is lost after the request went out (the
+    /// connection dropped, no answer in time, or a gateway's 502/504) it may have been carried
+    /// out, and a blind retry makes a second object. Such an attempt ends in `AnswerLost` for
+    /// the caller to look before trying again.
+    pub idempotent: bool,
 }
 
 impl Exchange<'_> {
@@ -153,6 +167,9 @@ impl Exchange<'_> {
                     if !is_retryable_status(response.status) {
                         return Err(error);
                     }
+                    if !self.idempotent && is_gateway_status(response.status) {
+                        return Err(self.answer_lost(&error));
+                    }
                     let throttled = response.status == StatusCode::TOO_MANY_REQUESTS;
                     (error, response.retry_after, throttled)
                 }
@@ -186,10 +203,15 @@ impl Exchange<'_> {
                         error = %message,
                         "Databricks account API request failed"
                     );
+                    let never_connected = error.is_connect();
                     let error = DatabricksError::Transport {
                         operation: self.operation,
                         message,
                     };
+                    // A connection that was never made carried nothing out.
+                    if !self.idempotent && !never_connected {
+                        return Err(self.answer_lost(&error));
+                    }
                     (error, None, false)
                 }
             };
@@ -229,6 +251,21 @@ impl Exchange<'_> {
             self.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(delay).await;
             last_error = Some(error);
+        }
+    }
+
+    fn answer_lost(&self, error: &DatabricksError) -> DatabricksError {
+        // The error's text may quote the server; it reaches logs only through the caller, after
+        // the client has redacted it.
+        tracing::warn!(
+            operation = self.operation,
+            method = self.method,
+            path = self.path,
+            "the answer to a request that may have been carried out was lost; not sending it again blindly"
+        );
+        DatabricksError::AnswerLost {
+            operation: self.operation,
+            message: error.to_string(),
         }
     }
 

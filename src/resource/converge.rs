@@ -2,8 +2,9 @@
 //! the desired objects, find the owned ones by the ownership key, create what is missing, replace
 //! the private access settings in place, and delete owned objects that are no longer desired.
 //!
-//! Nothing here is written to Databricks before the properties, the two endpoints and the
-//! credentials have been checked.
+//! Nothing here is written to Databricks before the properties, the two endpoints, the
+//! credentials, the workspaces and the `Network` property's subnets and security groups have been
+//! checked; a create whose answer was lost is looked for before it is sent again.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -107,14 +108,16 @@ impl Created {
     pub async fn remove(&self, client: &AccountClient) {
         let take = |m: &Mutex<Vec<String>>| m.lock().map(|v| v.clone()).unwrap_or_default();
         // Networks reference registrations; a network a workspace was switched to stays.
-        for id in take(&self.networks) {
-            delete::delete_quietly(client, delete::Kind::Network, &id).await;
+        let networks = take(&self.networks);
+        for id in &networks {
+            delete::delete_quietly(client, delete::Kind::Network, id, false).await;
         }
         for id in take(&self.access_settings) {
-            delete::delete_quietly(client, delete::Kind::AccessSettings, &id).await;
+            delete::delete_quietly(client, delete::Kind::AccessSettings, &id, false).await;
         }
         for id in take(&self.registrations) {
-            delete::delete_quietly(client, delete::Kind::Registration, &id).await;
+            let going = !networks.is_empty();
+            delete::delete_quietly(client, delete::Kind::Registration, &id, going).await;
         }
     }
 }
@@ -262,6 +265,30 @@ async fn warn_about_ports(
     }
 }
 
+/// The `Network` property's subnets and security groups as EC2 describes them, both in one
+/// round trip; `None` without a `Network`.
+async fn describe_network_parts(
+    handler: &Handler,
+    props: &Properties,
+    deadline: Instant,
+) -> Result<Option<workspaces::NetworkParts>, ResourceError> {
+    let Some(spec) = &props.network else {
+        return Ok(None);
+    };
+    let (subnets, security_groups) = tokio::join!(
+        handler
+            .ec2
+            .describe_subnets(&props.region, &spec.subnet_ids, deadline),
+        handler
+            .ec2
+            .describe_security_groups(&props.region, &spec.security_group_ids, deadline),
+    );
+    Ok(Some(workspaces::NetworkParts {
+        subnets: subnets?,
+        security_groups: security_groups?,
+    }))
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn converge(
     handler: &Handler,
@@ -274,7 +301,7 @@ pub async fn converge(
     created: &Created,
 ) -> Result<Converged, ResourceError> {
     progress.step("listing the account's VPC endpoint registrations and private access settings");
-    let (registrations, access_settings, networks, workspaces, ()) = tokio::join!(
+    let (registrations, access_settings, networks, workspaces, (), parts) = tokio::join!(
         client.list_vpc_endpoints(),
         client.list_private_access_settings(),
         client.list_networks(),
@@ -286,14 +313,21 @@ pub async fn converge(
             }
         },
         warn_about_ports(handler, &props.region, endpoints, deadline),
+        describe_network_parts(handler, props, deadline),
     );
-    let (registrations, access_settings, networks, workspaces) =
-        (registrations?, access_settings?, networks?, workspaces?);
+    let (registrations, access_settings, networks, workspaces, parts) = (
+        registrations?,
+        access_settings?,
+        networks?,
+        workspaces?,
+        parts?,
+    );
     let vpc_id = endpoints
         .first()
         .map(|e| e.vpc_id.clone())
         .unwrap_or_default();
-    workspaces::check(props, &vpc_id, &workspaces, &networks)?;
+    workspaces::check(props, &vpc_id, &workspaces, &networks, parts.as_ref())?;
+    workspaces::warn_left_switched(key, props, &networks);
 
     // Foreign endpoints allowed with ENDPOINT access must already be registered: this resource
     // never registers, owns or deletes them.
@@ -418,11 +452,15 @@ pub async fn converge(
         .filter(|r| owns_registration(key, r))
         .filter(|r| r.vpc_endpoint_id != rest_id && r.vpc_endpoint_id != relay_id)
         .collect();
-    futures_util::future::try_join_all(
-        superseded
-            .iter()
-            .map(|r| delete::delete_owned(client, delete::Kind::Registration, &r.vpc_endpoint_id)),
-    )
+    futures_util::future::try_join_all(superseded.iter().map(|r| {
+        let going = delete::networks_reference(&networks, key, &r.vpc_endpoint_id);
+        delete::delete_owned_after(
+            client,
+            delete::Kind::Registration,
+            &r.vpc_endpoint_id,
+            going,
+        )
+    }))
     .await?;
 
     Ok(Converged {
@@ -498,7 +536,20 @@ async fn ensure_registration(
         aws_vpc_endpoint_id: endpoint.vpce.to_string(),
         region: props.region.clone(),
     };
-    match client.create_vpc_endpoint(&request).await {
+    let created_here = create_once(
+        client,
+        "create VPC endpoint registration",
+        || client.create_vpc_endpoint(&request),
+        || async {
+            // Registrations are unique per endpoint; ours carries the name this request sent.
+            Ok(client.list_vpc_endpoints().await?.into_iter().find(|r| {
+                r.aws_vpc_endpoint_id.as_deref() == Some(request.aws_vpc_endpoint_id.as_str())
+                    && r.vpc_endpoint_name.as_deref() == Some(request.vpc_endpoint_name.as_str())
+            }))
+        },
+    )
+    .await;
+    match created_here {
         Ok(registration) => {
             tracing::info!(vpce = endpoint.vpce, registration = %registration.vpc_endpoint_id, "registered VPC endpoint");
             created.registration(&registration.vpc_endpoint_id);
@@ -560,14 +611,16 @@ async fn wait_accepted(
         }
         match registration.registration_state() {
             RegistrationState::Available => return Ok(()),
-            RegistrationState::Failed(state) => {
+            // Terraform waits only on the pending states; anything else is final, so it fails
+            // now instead of at the deadline.
+            RegistrationState::Failed(state) | RegistrationState::Unknown(state) => {
                 return Err(ResourceError::RegistrationFailed {
                     vpce: endpoint.vpce.to_string(),
                     role: endpoint.describe(),
                     state,
                 });
             }
-            RegistrationState::Pending | RegistrationState::Unknown(_) => {}
+            RegistrationState::Pending => {}
         }
         if reads >= 2 {
             let backoff = Duration::from_millis(100) * 2u32.pow((reads - 2).min(6));
@@ -666,7 +719,23 @@ async fn ensure_access_settings(
                 private_access_settings_name: key.stamped_name(prefix, role, epoch_ms()),
                 ..desired.clone()
             };
-            let new = client.create_private_access_settings(&want).await?;
+            let new = create_once(
+                client,
+                "create private access settings",
+                || client.create_private_access_settings(&want),
+                // The stamped name is this request's own: an object with it is the one it made.
+                || async {
+                    Ok(client
+                        .list_private_access_settings()
+                        .await?
+                        .into_iter()
+                        .find(|p| {
+                            p.private_access_settings_name.as_deref()
+                                == Some(want.private_access_settings_name.as_str())
+                        }))
+                },
+            )
+            .await?;
             created.access_settings(&new.private_access_settings_id);
             tracing::info!(pas = %new.private_access_settings_id, "created private access settings");
             let now = owned(&client.list_private_access_settings().await?);
@@ -701,6 +770,52 @@ async fn ensure_access_settings(
         .await?;
     }
     Ok(winner)
+}
+
+/// Creates one object. The account API's POSTs carry no idempotency token, so a create whose
+/// answer was lost may have been carried out: before trying again, `find` looks for the object
+/// by what only this request's create has (the endpoint and name it sent, or its stamped name),
+/// so the request ends with exactly one object. Tries until the client's deadline.
+pub(super) async fn create_once<T, Create, Created, Find, Found>(
+    client: &AccountClient,
+    what: &'static str,
+    create: Create,
+    find: Find,
+) -> Result<T, DatabricksError>
+where
+    Create: Fn() -> Created,
+    Created: std::future::Future<Output = Result<T, DatabricksError>>,
+    Find: Fn() -> Found,
+    Found: std::future::Future<Output = Result<Option<T>, DatabricksError>>,
+{
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match create().await {
+            Err(lost) if lost.is_answer_lost() => {
+                if let Some(found) = find().await? {
+                    tracing::info!(
+                        operation = what,
+                        "the create whose answer was lost had been carried out; using what it made"
+                    );
+                    return Ok(found);
+                }
+                let left = client.deadline().saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(DatabricksError::DeadlineExceeded {
+                        operation: what,
+                        last_error: lost.to_string(),
+                    });
+                }
+                tracing::info!(
+                    operation = what,
+                    "the create whose answer was lost was not carried out; trying again"
+                );
+                tokio::time::sleep(delay.min(left)).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn epoch_ms() -> u64 {

@@ -1,6 +1,10 @@
 //! Delete: converge on nothing. Remove only what the ownership key says this resource owns,
 //! treat "already gone" as done and "still in use" as a reason to keep the object (logged), and
-//! succeed when nothing can be checked at all because the credentials are unusable.
+//! succeed when nothing can be checked at all because the credentials are unusable. A deleted
+//! network is waited for until it is gone, and a refusal that may only mean it is still going
+//! away, or a 409 that says nothing, is asked again before the object is kept.
+
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -37,35 +41,131 @@ pub enum Removal {
     KeptInUse,
 }
 
+/// How long a deleted network may take to disappear: the Terraform provider polls for up to a
+/// minute after `DELETE /networks/{id}` before it goes on.
+const NETWORK_GONE_WITHIN: Duration = Duration::from_secs(60);
+
+/// Time left at the deadline when asking again about an object refused as in use: those
+/// retries never use it up.
+const AFTER_WAITING: Duration = Duration::from_secs(10);
+
+/// A `409` that says nothing is asked again this many times before it counts as "in use".
+const BARE_CONFLICT_RETRIES: u32 = 3;
+
+/// How long a registration refused as "in use" is asked again while networks that used it are
+/// still going away.
+const NETWORKS_GOING_PATIENCE: Duration = Duration::from_secs(20);
+
 /// Deletes one owned object: 404 is success, "in use" keeps it with a log line, anything else is
-/// an error (the client has already retried what can be retried).
+/// an error (the client has already retried what can be retried). A deleted network is waited
+/// for until it is gone, so what it referenced can go next.
 pub async fn delete_owned(
     client: &AccountClient,
     kind: Kind,
     id: &str,
 ) -> Result<Removal, DatabricksError> {
-    let result = match kind {
-        Kind::Registration => client.delete_vpc_endpoint(id).await,
-        Kind::AccessSettings => client.delete_private_access_settings(id).await,
-        Kind::Network => client.delete_network(id).await,
-    };
-    match result {
-        Ok(()) => {
-            tracing::info!(object = kind.describe(), id, "deleted");
-            Ok(Removal::Deleted)
+    delete_owned_after(client, kind, id, false).await
+}
+
+/// As [`delete_owned`]; `networks_going` says that networks referencing the object were deleted
+/// by this request, so an "in use" refusal may only mean they are still going away: it is asked
+/// again for a while before the object is kept.
+pub async fn delete_owned_after(
+    client: &AccountClient,
+    kind: Kind,
+    id: &str,
+    networks_going: bool,
+) -> Result<Removal, DatabricksError> {
+    let started = Instant::now();
+    let mut bare_conflicts = 0u32;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let result = match kind {
+            Kind::Registration => client.delete_vpc_endpoint(id).await,
+            Kind::AccessSettings => client.delete_private_access_settings(id).await,
+            Kind::Network => client.delete_network(id).await,
+        };
+        let retry = match &result {
+            Err(e) if e.is_bare_conflict() && bare_conflicts < BARE_CONFLICT_RETRIES => {
+                bare_conflicts += 1;
+                true
+            }
+            Err(e) if e.is_in_use() && networks_going => {
+                started.elapsed() < NETWORKS_GOING_PATIENCE
+            }
+            _ => false,
+        };
+        let left = client
+            .deadline()
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(AFTER_WAITING);
+        if retry && left > delay {
+            tracing::info!(
+                object = kind.describe(),
+                id,
+                "refused as in use; asking again"
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+            continue;
         }
-        Err(e) if e.is_not_found() => Ok(Removal::AlreadyGone),
-        Err(e) if e.is_in_use() => {
-            tracing::warn!(object = kind.describe(), id, reason = %e, "kept: still in use");
-            Ok(Removal::KeptInUse)
+        return match result {
+            Ok(()) => {
+                tracing::info!(object = kind.describe(), id, "deleted");
+                if matches!(kind, Kind::Network) {
+                    wait_network_gone(client, id).await;
+                }
+                Ok(Removal::Deleted)
+            }
+            Err(e) if e.is_not_found() => {
+                // An earlier request's DELETE may still be under way: still listed, and still
+                // using what it references.
+                if matches!(kind, Kind::Network) {
+                    wait_network_gone(client, id).await;
+                }
+                Ok(Removal::AlreadyGone)
+            }
+            Err(e) if e.is_in_use() => {
+                tracing::warn!(object = kind.describe(), id, reason = %e, "kept: still in use");
+                Ok(Removal::KeptInUse)
+            }
+            Err(e) => Err(e),
+        };
+    }
+}
+
+/// Reads the network until Databricks answers 404, within a minute and the deadline. Not gone
+/// in time is logged, not an error: what it references is then refused as in use and kept.
+async fn wait_network_gone(client: &AccountClient, id: &str) {
+    // Up to the deadline: a network left going away would be listed, and could be adopted, by
+    // the request that follows (a rollback Update builds the same network again).
+    let until = (Instant::now() + NETWORK_GONE_WITHIN).min(client.deadline());
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match client.get_network(id).await {
+            Err(e) if e.is_not_found() => return,
+            Err(e) => {
+                tracing::warn!(id, error = %e, "could not confirm that the deleted network is gone");
+                return;
+            }
+            Ok(_) if Instant::now() + delay >= until => {
+                tracing::warn!(
+                    id,
+                    "the deleted network is still listed; going on without waiting longer"
+                );
+                return;
+            }
+            Ok(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
         }
-        Err(e) => Err(e),
     }
 }
 
 /// For cleanup after a failed Create, where the first error is what the user needs to see.
-pub async fn delete_quietly(client: &AccountClient, kind: Kind, id: &str) {
-    if let Err(e) = delete_owned(client, kind, id).await {
+pub async fn delete_quietly(client: &AccountClient, kind: Kind, id: &str, networks_going: bool) {
+    if let Err(e) = delete_owned_after(client, kind, id, networks_going).await {
         tracing::warn!(object = kind.describe(), id, error = %e, "could not remove an object this request created; the rollback Delete will retry");
     }
 }
@@ -196,9 +296,27 @@ pub async fn remove_owned(
     let owned_regs = registrations
         .iter()
         .filter(|r| super::converge::owns_registration(key, r));
-    futures_util::future::try_join_all(
-        owned_regs.map(|r| delete_owned(client, Kind::Registration, &r.vpc_endpoint_id)),
-    )
+    futures_util::future::try_join_all(owned_regs.map(|r| {
+        let going = networks_reference(&networks, key, &r.vpc_endpoint_id);
+        delete_owned_after(client, Kind::Registration, &r.vpc_endpoint_id, going)
+    }))
     .await?;
     Ok(())
+}
+
+/// Whether one of this resource's networks (which a Delete removes first) lists the
+/// registration: an "in use" refusal may then only mean the network is still going away.
+pub fn networks_reference(
+    networks: &[crate::databricks::Network],
+    key: &OwnershipKey,
+    registration_id: &str,
+) -> bool {
+    networks
+        .iter()
+        .filter(|n| super::workspaces::owns_network(key, n))
+        .filter_map(|n| n.vpc_endpoints.as_ref())
+        .any(|e| {
+            e.rest_api.iter().any(|x| x == registration_id)
+                || e.dataplane_relay.iter().any(|x| x == registration_id)
+        })
 }

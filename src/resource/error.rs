@@ -30,7 +30,8 @@ pub enum ResourceError {
     Databricks(#[from] DatabricksError),
 
     #[error(
-        "Databricks reports the registration of {vpce} as {state}: check that the endpoint points at the Databricks {role} service of its region and that the account is on a plan with PrivateLink (Enterprise)"
+        "Databricks reports the registration of {vpce} as {state}, which waiting will not change: {}",
+        registration_advice(.state, .vpce, .role)
     )]
     RegistrationFailed {
         vpce: String,
@@ -55,6 +56,12 @@ pub enum ResourceError {
     #[error("{}", .0.join("; "))]
     Workspaces(Vec<String>),
 
+    #[error(
+        "{}. No workspace was switched: correct the subnets and security groups Databricks names (a network configuration cannot be changed, so the next update builds a new one), then update the stack",
+        .0.join("; ")
+    )]
+    NetworkBroken(Vec<String>),
+
     #[error("{}", .0.join("; "))]
     Several(Vec<String>),
 
@@ -69,10 +76,67 @@ pub enum ResourceError {
     },
 }
 
+/// What to check for a registration state that will not become `available` by waiting.
+fn registration_advice(state: &str, vpce: &str, role: &str) -> String {
+    match state.trim().to_ascii_lowercase().as_str() {
+        "rejected" => format!(
+            "check that the endpoint points at the Databricks {role} service of its region and that the account is on a plan with PrivateLink (Enterprise)"
+        ),
+        "expired" => format!(
+            "the connection request of {vpce} expired before it was accepted; delete and recreate the VPC endpoint, then update the stack"
+        ),
+        "deleted" | "deleting" => format!(
+            "{vpce} is deleted or being deleted in AWS; check that the endpoint still exists and give the one that replaces it"
+        ),
+        "failed" | "partial" => format!(
+            "AWS could not set up {vpce}; check the endpoint in the VPC console (subnets, security groups) and recreate it"
+        ),
+        _ => format!(
+            "this is none of the states Databricks documents for a registration waiting to be accepted (pending, pendingAcceptance); check {vpce} in the VPC console and its registration in the account console"
+        ),
+    }
+}
+
 fn join_problems(problems: &[EndpointProblem]) -> String {
     problems
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(state: &str) -> String {
+        ResourceError::RegistrationFailed {
+            vpce: "vpce-0a1b2c3d4e5f60718".into(),
+            role: "SCC relay",
+            state: state.into(),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_settled_registration_state_is_named_with_what_to_check() {
+        let rejected = reason("Rejected");
+        assert!(
+            rejected.contains("as Rejected, which waiting will not change"),
+            "{rejected}"
+        );
+        assert!(
+            rejected.contains("Databricks SCC relay service"),
+            "{rejected}"
+        );
+        assert!(reason("expired").contains("delete and recreate the VPC endpoint"));
+        assert!(reason("Deleting").contains("deleted or being deleted in AWS"));
+        assert!(reason("failed").contains("AWS could not set up vpce-0a1b2c3d4e5f60718"));
+        let unknown = reason("blocked");
+        assert!(unknown.contains("as blocked"), "{unknown}");
+        assert!(
+            unknown.contains("none of the states Databricks documents"),
+            "{unknown}"
+        );
+    }
 }

@@ -242,6 +242,9 @@ pub fn parse(
     }
     let network = network.and_then(|n| parse_network(&n, &mut problems));
     let workspace_ids = parse_workspace_ids(workspaces.unwrap_or_default(), &mut problems);
+    if network.is_some() && workspace_ids.len() > 1 {
+        problems.push(one_network_per_workspace(&workspace_ids));
+    }
 
     let account_id = required(
         account_id,
@@ -591,6 +594,22 @@ fn parse_network(map: &Map<String, Value>, problems: &mut Vec<String>) -> Option
         subnet_ids,
         security_group_ids,
     })
+}
+
+/// Databricks does not let one network configuration serve more than one workspace, nor
+/// subnets and security groups be shared between workspaces (the SDKs' workspace Create docs;
+/// the Terraform provider's mws_workspaces and mws_networks docs). Attaching the second
+/// workspace would fail after the first was switched for good, so it is refused up front.
+fn one_network_per_workspace(workspace_ids: &[i64]) -> String {
+    let listed = workspace_ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{NETWORK} can serve one workspace only, but {WORKSPACE_IDS} lists {} ({listed}): Databricks does not let one network configuration be used by more than one workspace, nor subnets and security groups be shared between workspaces. Leave {NETWORK} unset so each workspace gets its own copy of its current network with the endpoints added, or use one resource per workspace",
+        workspace_ids.len()
+    )
 }
 
 fn distinct_ids(
@@ -1028,7 +1047,7 @@ mod tests {
                     "Network",
                     json!({"SubnetIds": ["subnet-0a1b2c3d", "subnet-1a1b2c3d"], "SecurityGroupIds": "sg-0a1b2c3d"}),
                 ),
-                ("WorkspaceIds", json!(["1234567890123456", "42"])),
+                ("WorkspaceIds", json!(["1234567890123456"])),
             ]),
             &defaults(),
             &identity(),
@@ -1038,7 +1057,14 @@ mod tests {
         assert_eq!(n.subnet_ids.len(), 2);
         assert_eq!(n.security_group_ids, vec!["sg-0a1b2c3d".to_string()]);
         assert_eq!(n.vpc_id, None);
-        assert_eq!(p.workspace_ids, vec![1234567890123456, 42]);
+        assert_eq!(p.workspace_ids, vec![1234567890123456]);
+        let several = parse(
+            &with(&[("WorkspaceIds", json!(["1234567890123456", "42"]))]),
+            &defaults(),
+            &identity(),
+        )
+        .unwrap();
+        assert_eq!(several.workspace_ids, vec![1234567890123456, 42]);
 
         let msg = problems(with(&[(
             "Network",
@@ -1055,6 +1081,30 @@ mod tests {
         assert!(msg.contains("WorkspaceIds"), "{msg}");
         let msg = problems(with(&[("Network", json!("subnet-0a1b2c3d"))]));
         assert!(msg.contains("Network"), "{msg}");
+    }
+
+    #[test]
+    fn one_network_never_serves_several_workspaces() {
+        let network = json!({"SubnetIds": ["subnet-0a1b2c3d", "subnet-1a1b2c3d"], "SecurityGroupIds": ["sg-0a1b2c3d"]});
+        let msg = problems(with(&[
+            ("Network", network.clone()),
+            ("WorkspaceIds", json!(["1234567890123456", "42"])),
+        ]));
+        assert!(
+            msg.contains("Network can serve one workspace only, but WorkspaceIds lists 2 (1234567890123456, 42)"),
+            "{msg}"
+        );
+        assert!(msg.contains("Leave Network unset"), "{msg}");
+        assert!(msg.contains("one resource per workspace"), "{msg}");
+        // One workspace, or none, is what a network configuration can serve.
+        for ids in [json!(["42"]), json!([])] {
+            let p = parse(
+                &with(&[("Network", network.clone()), ("WorkspaceIds", ids)]),
+                &defaults(),
+                &identity(),
+            );
+            assert!(p.is_ok(), "{:?}", p.err());
+        }
     }
 
     #[test]

@@ -5,21 +5,23 @@
 //! re-pointed to it, and the superseded one removed once nothing uses it. PrivateLink cannot be
 //! removed from a workspace, so nothing here ever switches a workspace back.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 
 use crate::databricks::{
-    AccountClient, CreateNetwork, Network, NetworkVpcEndpoints, Workspace, WorkspaceStatus,
-    WorkspaceUpdate,
+    AccountClient, CreateNetwork, Network, NetworkStatus, NetworkVpcEndpoints, Workspace,
+    WorkspaceStatus, WorkspaceUpdate,
 };
+
+use crate::aws::{SecurityGroupInfo, SubnetInfo};
 
 use super::converge::Created;
 use super::delete;
 use super::error::ResourceError;
 use super::names::{OwnershipKey, Role};
-use super::properties::Properties;
+use super::properties::{NetworkSpec, Properties};
 
 /// Workspaces switched at once: enough to overlap their polling, few enough not to trip the
 /// account API's rate limit.
@@ -45,6 +47,12 @@ pub struct Registrations<'a> {
     pub relay: &'a str,
 }
 
+/// The `Network` property's subnets and security groups as EC2 describes them.
+pub struct NetworkParts {
+    pub subnets: Vec<SubnetInfo>,
+    pub security_groups: Vec<SecurityGroupInfo>,
+}
+
 /// Everything about the workspaces and the `Network` property that can be checked before any
 /// Databricks write; every problem in one reason.
 pub fn check(
@@ -52,8 +60,18 @@ pub fn check(
     vpc_id: &str,
     workspaces: &[Workspace],
     networks: &[Network],
+    parts: Option<&NetworkParts>,
 ) -> Result<(), ResourceError> {
     let mut problems = Vec::new();
+    if let (Some(spec), Some(parts)) = (&props.network, parts) {
+        problems.extend(check_network_parts(
+            spec,
+            vpc_id,
+            parts,
+            networks,
+            &props.workspace_ids,
+        ));
+    }
     if let Some(spec) = &props.network
         && let Some(v) = spec.vpc_id.as_deref().filter(|v| *v != vpc_id)
     {
@@ -102,9 +120,11 @@ pub fn check(
             )),
         }
         match ws.status() {
-            WorkspaceStatus::Running => {}
+            // Databricks documents that a failed workspace's network can be updated to add
+            // PrivateLink (together with private access settings); it is provisioned again.
+            WorkspaceStatus::Running | WorkspaceStatus::Failed => {}
             other => problems.push(format!(
-                "workspace {id} is {}, not RUNNING: only a running workspace can be switched{}",
+                "workspace {id} is {}, not RUNNING or FAILED: only a running workspace, or a failed one (which Databricks provisions again), can be switched{}",
                 status_name(&other),
                 ws.workspace_status_message
                     .as_deref()
@@ -120,6 +140,81 @@ pub fn check(
     }
 }
 
+/// The `Network` property against EC2 and against the account's other workspaces: subnets and
+/// security groups exist and are in the endpoints' VPC, the subnets span two availability zones
+/// (Terraform's mws_networks docs), and none is used by another workspace's network (the SDKs'
+/// workspace Create docs: subnets and security groups cannot be reused between workspaces).
+pub fn check_network_parts(
+    spec: &NetworkSpec,
+    vpc_id: &str,
+    parts: &NetworkParts,
+    networks: &[Network],
+    workspace_ids: &[i64],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut zones = BTreeSet::new();
+    for id in &spec.subnet_ids {
+        match parts.subnets.iter().find(|s| &s.id == id) {
+            None => problems.push(format!(
+                "Network.SubnetIds: subnet {id} does not exist in the endpoints' region"
+            )),
+            Some(s) if s.vpc_id != vpc_id => problems.push(format!(
+                "Network.SubnetIds: subnet {id} is in VPC {}, not in the endpoints' VPC {vpc_id}",
+                s.vpc_id
+            )),
+            Some(s) => {
+                zones.insert(s.availability_zone.as_str());
+            }
+        }
+    }
+    if zones.len() == 1 && problems.is_empty() {
+        problems.push(format!(
+            "Network.SubnetIds are all in availability zone {}: Databricks needs subnets in at least two availability zones",
+            zones.iter().next().copied().unwrap_or_default()
+        ));
+    }
+    for id in &spec.security_group_ids {
+        match parts.security_groups.iter().find(|g| &g.id == id) {
+            None => problems.push(format!(
+                "Network.SecurityGroupIds: security group {id} does not exist in the endpoints' region"
+            )),
+            Some(g) if g.vpc_id != vpc_id => problems.push(format!(
+                "Network.SecurityGroupIds: security group {id} is in VPC {}, not in the endpoints' VPC {vpc_id}",
+                g.vpc_id
+            )),
+            Some(_) => {}
+        }
+    }
+    for other in networks {
+        let Some(user) = other.workspace_id.filter(|w| !workspace_ids.contains(w)) else {
+            continue;
+        };
+        let shared: Vec<&String> = spec
+            .subnet_ids
+            .iter()
+            .filter(|s| other.subnet_ids.contains(s))
+            .chain(
+                spec.security_group_ids
+                    .iter()
+                    .filter(|g| other.security_group_ids.contains(g)),
+            )
+            .collect();
+        if !shared.is_empty() {
+            problems.push(format!(
+                "Network: {} already used by network configuration {} of workspace {user}: Databricks does not let subnets or security groups be shared between workspaces",
+                shared
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + if shared.len() == 1 { " is" } else { " are" },
+                other.network_id
+            ));
+        }
+    }
+    problems
+}
+
 fn status_name(status: &WorkspaceStatus) -> String {
     match status {
         WorkspaceStatus::Running => "RUNNING".into(),
@@ -129,6 +224,32 @@ fn status_name(status: &WorkspaceStatus) -> String {
         WorkspaceStatus::Banned => "BANNED".into(),
         WorkspaceStatus::Cancelling => "CANCELLING".into(),
         WorkspaceStatus::Other(s) => s.clone(),
+    }
+}
+
+/// Workspaces on one of this resource's networks that `WorkspaceIds` no longer lists, with that
+/// network: they stay switched, since PrivateLink cannot be removed from a workspace.
+pub fn left_switched(
+    key: &OwnershipKey,
+    workspace_ids: &[i64],
+    networks: &[Network],
+) -> Vec<(i64, String)> {
+    networks
+        .iter()
+        .filter(|n| owns_network(key, n))
+        .filter_map(|n| n.workspace_id.map(|ws| (ws, n.network_id.clone())))
+        .filter(|(ws, _)| !workspace_ids.contains(ws))
+        .collect()
+}
+
+/// Says, at warning level, which workspaces stay switched although `WorkspaceIds` dropped them.
+pub fn warn_left_switched(key: &OwnershipKey, props: &Properties, networks: &[Network]) {
+    for (workspace, network) in left_switched(key, &props.workspace_ids, networks) {
+        tracing::warn!(
+            workspace,
+            network = %network,
+            "workspace {workspace} is no longer in WorkspaceIds but stays switched to back-end PrivateLink on network configuration {network}: PrivateLink cannot be removed from a workspace, so the network, the private access settings and the registrations it uses are kept"
+        );
     }
 }
 
@@ -272,20 +393,61 @@ pub async fn switch_and_clean(
                 .is_some_and(|ws| {
                     ws.network_id.as_deref() != Some(network.as_str())
                         || ws.private_access_settings_id.as_deref() != Some(pas_id)
+                        // A failed workspace already on its target is updated again: the
+                        // update is what provisions it again.
+                        || ws.status() == WorkspaceStatus::Failed
                 })
         })
         .cloned()
         .collect();
 
+    // Databricks' verdict on each network is read fresh, right before the switch, and a broken
+    // one refuses every switch: nothing is switched yet, and a switch cannot be undone.
+    let mut users: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (id, network) in &switches {
+        users.entry(network.as_str()).or_default().push(*id);
+    }
+    let fresh = futures_util::future::try_join_all(
+        users
+            .keys()
+            .map(|network_id| client.get_network(network_id)),
+    )
+    .await?;
+    let judged: Vec<(Network, Vec<i64>)> = fresh
+        .into_iter()
+        .map(|n| {
+            let ids = users
+                .get(n.network_id.as_str())
+                .cloned()
+                .unwrap_or_default();
+            (n, ids)
+        })
+        .collect();
+    let warnings = judge_networks(&judged)?;
+
     let results: Vec<(i64, Result<(), String>)> =
         futures_util::stream::iter(switches.iter().cloned())
-            .map(|(id, network)| async move { (id, switch(client, id, &network, pas_id).await) })
+            .map(|(id, network)| {
+                let was_failed = workspaces
+                    .iter()
+                    .any(|w| w.workspace_id == id && w.status() == WorkspaceStatus::Failed);
+                async move { (id, switch(client, id, &network, pas_id, was_failed).await) }
+            })
             .buffer_unordered(CONCURRENT_SWITCHES)
             .collect()
             .await;
     let failed: Vec<String> = results
         .iter()
-        .filter_map(|(id, r)| r.as_ref().err().map(|e| format!("{id}: {e}")))
+        .filter_map(|(id, r)| {
+            let e = r.as_ref().err()?;
+            let warned = switches
+                .iter()
+                .find(|(ws, _)| ws == id)
+                .and_then(|(_, network)| warnings.get(network.as_str()))
+                .map(|w| format!(" (Databricks warned about its network: {})", w.join("; ")))
+                .unwrap_or_default();
+            Some(format!("{id}: {e}{warned}"))
+        })
         .collect();
     if !failed.is_empty() {
         let switched: Vec<String> = results
@@ -337,6 +499,54 @@ pub async fn switch_and_clean(
     })
 }
 
+/// Refuses networks Databricks calls `BROKEN`, quoting its `error_messages`; logs the
+/// `warning_messages` of `WARNED` ones and returns them by network id, for a failure reason.
+/// `networks` pairs each network with the workspaces about to be switched to it.
+fn judge_networks(
+    networks: &[(Network, Vec<i64>)],
+) -> Result<BTreeMap<String, Vec<String>>, ResourceError> {
+    let mut broken = Vec::new();
+    let mut warned = BTreeMap::new();
+    for (network, workspaces) in networks {
+        let for_workspaces = workspaces
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        match network.status() {
+            NetworkStatus::Broken => {
+                let errors = network.errors();
+                let said = if errors.is_empty() {
+                    "no error messages".to_string()
+                } else {
+                    crate::cfn::shorten(&errors.join("; "), 600)
+                };
+                broken.push(format!(
+                    "Databricks reports network configuration {} (for workspace {for_workspaces}) as BROKEN: {said}",
+                    network.network_id
+                ));
+            }
+            NetworkStatus::Warned => {
+                let warnings = network.warnings();
+                tracing::warn!(
+                    network = %network.network_id,
+                    workspaces = %for_workspaces,
+                    // Server text: scrubbed like every other before it reaches a log.
+                    warnings = %crate::redact::scrub(&warnings.join("; ")),
+                    "Databricks warns about the network configuration the workspaces are switched to"
+                );
+                warned.insert(network.network_id.clone(), warnings);
+            }
+            _ => {}
+        }
+    }
+    if broken.is_empty() {
+        Ok(warned)
+    } else {
+        Err(ResourceError::NetworkBroken(broken))
+    }
+}
+
 fn epoch_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -376,7 +586,20 @@ async fn ensure_network(
         network_name: key.stamped_name(prefix, role, epoch_ms().max(0) as u64),
         ..desired.clone()
     };
-    let created = client.create_network(&request).await?;
+    let created = super::converge::create_once(
+        client,
+        "create network",
+        || client.create_network(&request),
+        // The stamped name is this request's own: a network with it is the one it made.
+        || async {
+            Ok(client
+                .list_networks()
+                .await?
+                .into_iter()
+                .find(|n| n.network_name.as_deref() == Some(request.network_name.as_str())))
+        },
+    )
+    .await?;
     created_here.network(&created.network_id);
     tracing::info!(network = %created.network_id, "created network configuration with both endpoints");
     let now = matching(&client.list_networks().await?);
@@ -399,13 +622,59 @@ fn same_content(network: &Network, desired: &CreateNetwork) -> bool {
         && set(&endpoints.dataplane_relay) == set(&desired.vpc_endpoints.dataplane_relay)
 }
 
-/// One `PATCH` with both ids, then reads until `RUNNING`. The read that sees `RUNNING` also
-/// confirms both ids took: Databricks documents that a failed update may revert silently.
+/// How long a workspace that was `FAILED` before its update may still read `FAILED` before
+/// `PROVISIONING` shows: the first reads after the update can predate it.
+const FAILED_BEFORE_GRACE: Duration = Duration::from_secs(30);
+
+/// What one read of a workspace being switched means.
+#[derive(Debug, PartialEq, Eq)]
+enum SwitchRead {
+    Wait,
+    Done,
+    Failed(String),
+}
+
+/// The rule of the switch loop: `RUNNING` ends it; `FAILED` or `BANNED` fails it, except that a
+/// workspace that was `FAILED` before the update is given time to show `PROVISIONING` first.
+fn judge_switch_read(
+    ws: &Workspace,
+    was_failed: bool,
+    seen_provisioning: bool,
+    in_grace: bool,
+) -> SwitchRead {
+    match ws.status() {
+        WorkspaceStatus::Running => SwitchRead::Done,
+        WorkspaceStatus::Failed if was_failed && !seen_provisioning && in_grace => SwitchRead::Wait,
+        status @ (WorkspaceStatus::Failed | WorkspaceStatus::Banned) => {
+            let how = if was_failed && !seen_provisioning {
+                "stayed"
+            } else {
+                "went"
+            };
+            SwitchRead::Failed(format!(
+                "the workspace {how} {}: {}",
+                status_name(&status),
+                crate::cfn::shorten(
+                    ws.workspace_status_message
+                        .as_deref()
+                        .unwrap_or("no status message"),
+                    300
+                )
+            ))
+        }
+        _ => SwitchRead::Wait,
+    }
+}
+
+/// One `PATCH` with both ids, then reads until `RUNNING` (a failed workspace passes through
+/// `PROVISIONING`). The read that sees `RUNNING` also confirms both ids took: Databricks
+/// documents that a failed update may revert silently.
 async fn switch(
     client: &AccountClient,
     id: i64,
     network_id: &str,
     pas_id: &str,
+    was_failed: bool,
 ) -> Result<(), String> {
     let update = WorkspaceUpdate {
         network_id: Some(network_id.to_string()),
@@ -415,11 +684,21 @@ async fn switch(
         .update_workspace(id, &update)
         .await
         .map_err(|e| e.to_string())?;
+    if was_failed {
+        tracing::info!(
+            workspace = id,
+            "the workspace was FAILED; Databricks provisions it again with the new network"
+        );
+    }
+    let grace_ends = tokio::time::Instant::now() + FAILED_BEFORE_GRACE;
+    let mut seen_provisioning = false;
     let mut delay = Duration::from_millis(100);
     loop {
         let ws = client.get_workspace(id).await.map_err(|e| e.to_string())?;
-        match ws.status() {
-            WorkspaceStatus::Running => {
+        seen_provisioning |= ws.status() == WorkspaceStatus::Provisioning;
+        let in_grace = tokio::time::Instant::now() < grace_ends;
+        match judge_switch_read(&ws, was_failed, seen_provisioning, in_grace) {
+            SwitchRead::Done => {
                 if ws.network_id.as_deref() == Some(network_id)
                     && ws.private_access_settings_id.as_deref() == Some(pas_id)
                 {
@@ -431,19 +710,8 @@ async fn switch(
                     ws.private_access_settings_id.as_deref().unwrap_or("(none)")
                 ));
             }
-            status @ (WorkspaceStatus::Failed | WorkspaceStatus::Banned) => {
-                return Err(format!(
-                    "the workspace went {}: {}",
-                    status_name(&status),
-                    crate::cfn::shorten(
-                        ws.workspace_status_message
-                            .as_deref()
-                            .unwrap_or("no status message"),
-                        300
-                    )
-                ));
-            }
-            _ => {
+            SwitchRead::Failed(reason) => return Err(reason),
+            SwitchRead::Wait => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
@@ -462,6 +730,181 @@ pub fn iso8601(epoch_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn network(id: &str, value: serde_json::Value) -> Network {
+        let mut v = value;
+        v["network_id"] = serde_json::json!(id);
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_broken_network_refuses_every_switch_and_a_warned_one_is_passed_on() {
+        let valid = network("n-valid", serde_json::json!({"vpc_status": "VALID"}));
+        let warned = network(
+            "n-warned",
+            serde_json::json!({"vpc_status": "WARNED", "warning_messages": [
+                {"warning_type": "subnet", "warning_message": "one availability zone"}]}),
+        );
+        let broken = network(
+            "n-broken",
+            serde_json::json!({"vpc_status": "BROKEN", "error_messages": [
+                {"error_type": "securityGroup", "error_message": "sg-1 is in another VPC"}]}),
+        );
+        let warnings =
+            judge_networks(&[(valid.clone(), vec![1]), (warned.clone(), vec![2])]).unwrap();
+        assert_eq!(
+            warnings.get("n-warned"),
+            Some(&vec!["subnet: one availability zone".to_string()])
+        );
+        assert!(!warnings.contains_key("n-valid"));
+
+        let refused = judge_networks(&[(valid, vec![1]), (broken, vec![3, 4]), (warned, vec![2])])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(
+                "Databricks reports network configuration n-broken (for workspace 3, 4) as BROKEN: securityGroup: sg-1 is in another VPC"
+            ),
+            "{refused}"
+        );
+        assert!(refused.contains("No workspace was switched"), "{refused}");
+        assert!(!refused.contains("n-valid"), "{refused}");
+    }
+
+    fn workspace(status: &str, message: &str) -> Workspace {
+        serde_json::from_value(serde_json::json!({
+            "workspace_id": 7, "workspace_status": status, "workspace_status_message": message,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_workspace_is_followed_through_provisioning() {
+        let failed = workspace("FAILED", "Network validation failed");
+        // Right after the update, a read may still show the old FAILED.
+        assert_eq!(
+            judge_switch_read(&failed, true, false, true),
+            SwitchRead::Wait
+        );
+        assert_eq!(
+            judge_switch_read(&workspace("PROVISIONING", ""), true, true, true),
+            SwitchRead::Wait
+        );
+        assert_eq!(
+            judge_switch_read(&workspace("RUNNING", ""), true, true, true),
+            SwitchRead::Done
+        );
+        // FAILED after PROVISIONING is the outcome, with Databricks' message.
+        assert_eq!(
+            judge_switch_read(&failed, true, true, true),
+            SwitchRead::Failed("the workspace went FAILED: Network validation failed".into())
+        );
+        // Never left FAILED within the grace period.
+        assert_eq!(
+            judge_switch_read(&failed, true, false, false),
+            SwitchRead::Failed("the workspace stayed FAILED: Network validation failed".into())
+        );
+        // A running workspace that goes FAILED fails at once.
+        assert_eq!(
+            judge_switch_read(&failed, false, false, true),
+            SwitchRead::Failed("the workspace went FAILED: Network validation failed".into())
+        );
+    }
+
+    #[test]
+    fn workspaces_dropped_from_the_list_but_on_our_networks_are_named() {
+        let key = OwnershipKey::new("arn:aws:cloudformation:us-east-1:1:stack/s/1", "PL");
+        let ours = |name: String, ws: Option<i64>| {
+            network(
+                &format!("n-{name}"),
+                serde_json::json!({"network_name": name, "workspace_id": ws}),
+            )
+        };
+        let networks = vec![
+            ours(key.stamped_name("p", Role::WorkspaceNetwork(1), 5), Some(1)),
+            ours(key.stamped_name("p", Role::WorkspaceNetwork(2), 5), Some(2)),
+            ours(key.stamped_name("p", Role::Network, 5), None),
+            // Another stack's network, or the workspace's own: not ours to talk about.
+            ours("someone-elses-network".into(), Some(3)),
+        ];
+        let left = left_switched(&key, &[2], &networks);
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].0, 1);
+        assert!(left_switched(&key, &[1, 2], &networks).is_empty());
+    }
+
+    #[test]
+    fn network_subnets_and_groups_are_checked_against_ec2_and_other_workspaces() {
+        let subnet = |id: &str, vpc: &str, zone: &str| SubnetInfo {
+            id: id.into(),
+            vpc_id: vpc.into(),
+            availability_zone: zone.into(),
+        };
+        let group = |id: &str, vpc: &str| SecurityGroupInfo {
+            id: id.into(),
+            vpc_id: vpc.into(),
+        };
+        let spec = |subnets: &[&str], groups: &[&str]| NetworkSpec {
+            vpc_id: None,
+            subnet_ids: subnets.iter().map(|s| s.to_string()).collect(),
+            security_group_ids: groups.iter().map(|s| s.to_string()).collect(),
+        };
+        let parts = NetworkParts {
+            subnets: vec![
+                subnet("subnet-a", "vpc-1", "us-east-1a"),
+                subnet("subnet-b", "vpc-1", "us-east-1b"),
+                subnet("subnet-c", "vpc-1", "us-east-1a"),
+                subnet("subnet-x", "vpc-2", "us-east-1b"),
+            ],
+            security_groups: vec![group("sg-1", "vpc-1"), group("sg-x", "vpc-2")],
+        };
+        let problems = |s: &NetworkSpec, networks: &[Network], ids: &[i64]| {
+            check_network_parts(s, "vpc-1", &parts, networks, ids).join(" | ")
+        };
+        assert_eq!(
+            problems(&spec(&["subnet-a", "subnet-b"], &["sg-1"]), &[], &[]),
+            ""
+        );
+        let wrong = problems(
+            &spec(
+                &["subnet-a", "subnet-x", "subnet-gone"],
+                &["sg-x", "sg-gone"],
+            ),
+            &[],
+            &[],
+        );
+        for needle in [
+            "subnet subnet-x is in VPC vpc-2, not in the endpoints' VPC vpc-1",
+            "subnet subnet-gone does not exist",
+            "security group sg-x is in VPC vpc-2",
+            "security group sg-gone does not exist",
+        ] {
+            assert!(wrong.contains(needle), "{needle}: {wrong}");
+        }
+        assert!(
+            problems(&spec(&["subnet-a", "subnet-c"], &["sg-1"]), &[], &[])
+                .contains("all in availability zone us-east-1a"),
+        );
+
+        // Used by another workspace's network: refused; by the listed workspace's own: fine.
+        let other = network(
+            "n-other",
+            serde_json::json!({"workspace_id": 9, "subnet_ids": ["subnet-b", "subnet-q"], "security_group_ids": ["sg-1"]}),
+        );
+        let shared = problems(
+            &spec(&["subnet-a", "subnet-b"], &["sg-1"]),
+            std::slice::from_ref(&other),
+            &[5],
+        );
+        assert!(
+            shared.contains("Network: subnet-b, sg-1 are already used by network configuration n-other of workspace 9"),
+            "{shared}"
+        );
+        assert_eq!(
+            problems(&spec(&["subnet-a", "subnet-b"], &["sg-1"]), &[other], &[9]),
+            ""
+        );
+    }
 
     #[test]
     fn ready_after_is_iso8601_utc_to_the_second() {

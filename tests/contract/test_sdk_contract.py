@@ -145,6 +145,15 @@ def run(base, control):
 
     steps = []
 
+    def wait_gone(network_id):
+        # Network deletion is asynchronous: poll until 404, as the Terraform provider does.
+        for _ in range(5):
+            try:
+                a.networks.get(network_id)
+            except errors.ResourceDoesNotExist:
+                return
+        raise AssertionError(f"network {network_id} never went away")
+
     def step(name):
         steps.append(name)
         print(f"  - {name}", flush=True)
@@ -247,6 +256,29 @@ def run(base, control):
                      security_group_ids=["sg-1"]),
                  contains="subnet_ids")
 
+    step("networks: vpc_status WARNED and BROKEN with the SDK's warning and error messages")
+    for subnet, vpc, zone in (("subnet-0ddd", "vpc-0123456789abcdef0", "us-east-1a"),
+                              ("subnet-0eee", "vpc-0123456789abcdef0", "us-east-1a"),
+                              ("subnet-0fff", "vpc-0fffffffffffffff0", "us-east-1b")):
+        control.call("POST", "/_emulator/aws-subnets",
+                     {"subnet_id": subnet, "vpc_id": vpc, "availability_zone": zone})
+    warned = a.networks.create(
+        network_name="contract-warned", vpc_id="vpc-0123456789abcdef0",
+        subnet_ids=["subnet-0ddd", "subnet-0eee"], security_group_ids=["sg-0ddd"])
+    check(warned.vpc_status == pv.VpcStatus.WARNED, warned.vpc_status)
+    check(warned.warning_messages[0].warning_type == pv.WarningType.SUBNET, warned)
+    check("us-east-1a" in warned.warning_messages[0].warning_message, warned)
+    broken = a.networks.create(
+        network_name="contract-broken", vpc_id="vpc-0123456789abcdef0",
+        subnet_ids=["subnet-0ddd", "subnet-0fff"], security_group_ids=["sg-0eee"])
+    check(broken.vpc_status == pv.VpcStatus.BROKEN, broken.vpc_status)
+    check(broken.error_messages[0].error_type == pv.ErrorType.SUBNET, broken)
+    check("subnet-0fff" in broken.error_messages[0].error_message, broken)
+    check(a.networks.get(broken.network_id) == broken, "get differs from create")
+    for extra in (warned, broken):
+        a.networks.delete(extra.network_id)
+        wait_gone(extra.network_id)
+
     step("errors: 503 with Retry-After is retried; plain-text and HTML bodies are parsed")
     before = control.request_counts().get("GET /api/2.0/accounts/{account_id}/networks", 0)
     control.call("POST", "/_emulator/faults", {
@@ -269,6 +301,17 @@ def run(base, control):
         "status": 502, "body": {"type": "html", "html": "<html><pre>bad gateway</pre></html>"}})
     html = expect_error(errors.DatabricksError, lambda: a.private_access.list())
     check("bad gateway" in str(html), f"HTML error text not extracted: {html}")
+
+    step("lost answer: a create carried out behind a gateway's 504 page is listed afterwards")
+    control.call("POST", "/_emulator/faults", {
+        "method": "POST", "path_contains": "/private-access-settings", "kind": "lose_answer",
+        "after": "gateway_timeout"})
+    expect_error(errors.DatabricksError,
+                 lambda: a.private_access.create(private_access_settings_name="contract-lost",
+                                                 region=REGION, public_access_enabled=True))
+    lost = [p for p in a.private_access.list() if p.private_access_settings_name == "contract-lost"]
+    check(len(lost) == 1, f"the create whose answer was lost must exist once: {lost}")
+    a.private_access.delete(lost[0].private_access_settings_id)
 
     step("workspaces: seed, get, list, update (network + PAS) and wait for RUNNING")
     seeded = control.call("POST", "/_emulator/workspaces", {
@@ -305,6 +348,29 @@ def run(base, control):
                                              update_mask="private_access_settings_id"),
                  contains="private access settings")
 
+    step("workspaces: a FAILED workspace is updated and the SDK waits through PROVISIONING")
+    failed_seed = control.call("POST", "/_emulator/workspaces", {
+        "account_id": ACCOUNT_ID, "name": "contract-failed", "region": REGION,
+        "network": {"vpc_id": "vpc-0123456789abcdef0",
+                    "subnet_ids": ["subnet-0ggg", "subnet-0hhh"],
+                    "security_group_ids": ["sg-0ggg"]},
+        "status": "FAILED"})
+    failed_id = failed_seed["workspace_id"]
+    check(a.workspaces.get(failed_id).workspace_status == pv.WorkspaceStatus.FAILED, failed_seed)
+    failed_network = a.networks.create(
+        network_name="contract-failed-network", vpc_id="vpc-0123456789abcdef0",
+        subnet_ids=["subnet-0ggg", "subnet-0hhh"], security_group_ids=["sg-0ggg"],
+        vpc_endpoints=pv.NetworkVpcEndpoints(rest_api=[rest.vpc_endpoint_id],
+                                             dataplane_relay=[relay.vpc_endpoint_id]))
+    waiter = a.workspaces.update(
+        failed_id, pv.Workspace(network_id=failed_network.network_id,
+                                private_access_settings_id=pas.private_access_settings_id),
+        update_mask=mask)
+    check(waiter.response.workspace_status == pv.WorkspaceStatus.PROVISIONING, waiter.response)
+    recovered = waiter.result(timeout=timedelta(seconds=60))
+    check(recovered.workspace_status == pv.WorkspaceStatus.RUNNING, recovered)
+    check(recovered.network_id == failed_network.network_id, recovered)
+
     step("deletes: blocked while attached (INVALID_STATE), objects returned otherwise")
     expect_error(errors.InvalidState, lambda: a.networks.delete(network.network_id),
                  contains=f"Unable to delete, Network is being used by active workspace "
@@ -315,7 +381,7 @@ def run(base, control):
     old_network_id = seeded["network_id"]
     old_network = a.networks.delete(old_network_id)
     check(old_network.network_id == old_network_id, old_network)
-    expect_error(errors.ResourceDoesNotExist, lambda: a.networks.get(old_network_id))
+    wait_gone(old_network_id)
 
     step("wire level: raw JSON types as the account API sends them")
     dump = control.state()

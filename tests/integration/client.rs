@@ -465,7 +465,15 @@ async fn networks_round_trip_and_an_attached_network_is_in_use() {
     assert!(message.contains("DATAPLANE_RELAY_ACCESS"), "{message}");
 
     client.delete_network(&created.network_id).await.unwrap();
-    let gone = client.get_network(&created.network_id).await.unwrap_err();
+    // Deletion is asynchronous: the network answers a few more reads, then 404.
+    let mut reads = 0;
+    let gone = loop {
+        match client.get_network(&created.network_id).await {
+            Ok(_) if reads < 5 => reads += 1,
+            Ok(network) => panic!("the deleted network is still there: {network:?}"),
+            Err(e) => break e,
+        }
+    };
     assert!(gone.is_not_found(), "{gone:?}");
 
     let workspace = setup.seed_workspace("ws-network-in-use", ["subnet-1a", "subnet-1b"]);

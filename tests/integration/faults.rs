@@ -115,10 +115,15 @@ impl Bench {
                 &account_id,
                 emulator::WorkspaceSeed {
                     name: "analytics".into(),
+                    // Its own subnets and security group: Databricks does not let a workspace
+                    // share them with the network the SharedNetwork shape builds.
                     network: Some(emulator::NetworkSeed {
                         vpc_id: net.vpc_id.clone(),
                         subnet_ids: vec![subnet(), subnet()],
-                        security_group_ids: vec![net.cluster_sg_id.clone()],
+                        security_group_ids: vec![format!(
+                            "sg-{}",
+                            &crate::support::uuid().replace('-', "")[..17]
+                        )],
                     }),
                     ..emulator::WorkspaceSeed::default()
                 },

@@ -6,6 +6,7 @@ mod harness_smoke;
 mod support;
 
 mod abuse;
+mod account_rules;
 mod hostile;
 mod invocation_modes;
 mod lifecycle;

@@ -333,17 +333,17 @@ impl World {
 }
 
 impl World {
-    /// A running, customer-managed workspace in `networks[n]`'s VPC, on its own two subnets
-    /// (Databricks refuses subnets shared by two attached networks).
+    /// A running, customer-managed workspace in `networks[n]`'s VPC, on its own two subnets and
+    /// security group (Databricks refuses subnets or security groups shared by two workspaces).
     pub fn seed_workspace(&self, n: usize, name: &str) -> i64 {
         let net = &self.networks[n];
-        let subnet = || format!("subnet-{}", &crate::support::uuid().replace('-', "")[..17]);
+        let hex = || crate::support::uuid().replace('-', "")[..17].to_string();
         self.seed_workspace_with(emulator::WorkspaceSeed {
             name: name.to_string(),
             network: Some(emulator::NetworkSeed {
                 vpc_id: net.vpc_id.clone(),
-                subnet_ids: vec![subnet(), subnet()],
-                security_group_ids: vec![net.cluster_sg_id.clone()],
+                subnet_ids: vec![format!("subnet-{}", hex()), format!("subnet-{}", hex())],
+                security_group_ids: vec![format!("sg-{}", hex())],
             }),
             ..emulator::WorkspaceSeed::default()
         })

@@ -389,3 +389,40 @@ async fn a_workspace_that_goes_failed_after_the_switch_is_named_with_its_status_
         failed.reason()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_network_for_several_workspaces_is_refused_before_any_write() {
+    let world = World::new().await;
+    let net = &world.networks[0];
+    let (a, b) = (world.seed_workspace(0, "a"), world.seed_workspace(0, "b"));
+    let mut props = with_workspaces(world.props(0), &[a, b]);
+    props["Network"] =
+        json!({"SubnetIds": net.subnet_ids, "SecurityGroupIds": [net.cluster_sg_id]});
+    let mut stack = world.stack("one-network-two-workspaces");
+    let failed = world.create(&mut stack, props.clone()).await;
+    failed.assert_failed_with(&format!(
+        "Network can serve one workspace only, but WorkspaceIds lists 2 ({a}, {b})"
+    ));
+    assert!(
+        failed.reason().contains("Leave Network unset")
+            && failed.reason().contains("one resource per workspace"),
+        "the reason says what to do instead: {}",
+        failed.reason()
+    );
+    assert_eq!(
+        world.writes(),
+        0,
+        "nothing is written: {:#}",
+        world.account()
+    );
+    for ws in [a, b] {
+        assert!(
+            world.workspace(ws)["private_access_settings_id"].is_null(),
+            "workspace {ws} is not switched"
+        );
+    }
+    world
+        .send(Delete, &stack, props, None)
+        .await
+        .assert_success();
+}

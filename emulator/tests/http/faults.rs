@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use emulator::{EmulatorConfig, FaultBody, FaultKind, FaultSpec};
+use emulator::{EmulatorConfig, FaultBody, FaultKind, FaultSpec, LostAnswer};
 use serde_json::json;
 
 use crate::support::Harness;
@@ -111,6 +111,72 @@ async fn drop_closes_the_connection_without_a_response() {
         .find(|r| r.method == "POST" && r.path.ends_with("/networks"))
         .unwrap();
     assert_eq!(dropped.status, 0);
+}
+
+#[tokio::test]
+async fn a_lost_answer_still_carries_the_request_out() {
+    let h = Harness::start().await;
+    let state = h.emulator.state();
+    let pas = |name: &str| json!({"private_access_settings_name": name, "region": "us-east-1"});
+    state.inject_fault(
+        FaultSpec::new(FaultKind::LoseAnswer(LostAnswer::Drop))
+            .method("POST")
+            .path_contains("/private-access-settings"),
+    );
+    let error = h
+        .http
+        .post(h.url(&format!(
+            "/api/2.0/accounts/{}/private-access-settings",
+            h.account
+        )))
+        .bearer_auth(&h.token)
+        .json(&pas("dropped-answer"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(!error.is_status(), "{error:?}");
+
+    state.inject_fault(
+        FaultSpec::new(FaultKind::LoseAnswer(LostAnswer::GatewayTimeout))
+            .method("POST")
+            .path_contains("/private-access-settings"),
+    );
+    let reply = h
+        .post("/private-access-settings", pas("gateway-timeout"))
+        .await;
+    assert_eq!(reply.status, 504);
+    assert!(
+        reply.text.contains("504 Gateway Time-out"),
+        "{}",
+        reply.text
+    );
+
+    let names: Vec<String> = h
+        .get("/private-access-settings")
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["private_access_settings_name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["dropped-answer", "gateway-timeout"],
+        "both were carried out"
+    );
+    let statuses: Vec<u16> = state
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/private-access-settings"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [0, 504]);
 }
 
 #[tokio::test]

@@ -158,7 +158,98 @@ async fn an_attached_network_cannot_be_deleted_but_a_detached_one_can() {
     let deleted = h.delete(&spare_path).await;
     assert_eq!(deleted.status, 200);
     assert_eq!(deleted.json()["network_name"], "pl-network-3");
+    // Deletion takes a little while: still there for two reads (and still using its
+    // registrations meanwhile), then gone.
+    let rest_id = spare["vpc_endpoints"]["rest_api"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let message = h
+        .delete(&format!("/vpc-endpoints/{rest_id}"))
+        .await
+        .expect_error(400, "INVALID_STATE");
+    assert!(message.contains("which is being deleted"), "{message}");
+    h.delete(&spare_path)
+        .await
+        .expect_error(404, "RESOURCE_DOES_NOT_EXIST");
+    assert_eq!(h.get(&spare_path).await.status, 200);
+    let listed = h.get("/networks").await.json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["network_id"] == spare["network_id"]),
+        "{listed:#}"
+    );
     h.get(&spare_path)
         .await
         .expect_error(404, "RESOURCE_DOES_NOT_EXIST");
+    assert_eq!(
+        h.delete(&format!("/vpc-endpoints/{rest_id}")).await.status,
+        200,
+        "once the network is gone its registrations can go"
+    );
+}
+
+#[tokio::test]
+async fn networks_report_vpc_status_with_error_and_warning_messages() {
+    let h = Harness::start().await;
+    let state = h.emulator.state();
+    state.describe_aws_subnet("subnet-a", "vpc-0bbbbbbbbbbbbbbbb", "us-east-1a");
+    state.describe_aws_subnet("subnet-b", "vpc-0bbbbbbbbbbbbbbbb", "us-east-1a");
+    state.describe_aws_subnet("subnet-c", "vpc-0bbbbbbbbbbbbbbbb", "us-east-1b");
+    state.describe_aws_subnet("subnet-x", "vpc-0ccccccccccccccc0", "us-east-1b");
+    state.describe_aws_security_group("sg-x", "vpc-0ccccccccccccccc0");
+
+    let fine = h
+        .post(
+            "/networks",
+            network(json!(["subnet-a", "subnet-c"]), json!(["sg-1"]), json!({})),
+        )
+        .await
+        .json();
+    assert_eq!(fine["vpc_status"], "UNATTACHED");
+    assert!(fine.get("error_messages").is_none() && fine.get("warning_messages").is_none());
+
+    let warned = h
+        .post(
+            "/networks",
+            network(json!(["subnet-a", "subnet-b"]), json!(["sg-1"]), json!({})),
+        )
+        .await
+        .json();
+    assert_eq!(warned["vpc_status"], "WARNED");
+    assert_eq!(warned["warning_messages"][0]["warning_type"], "subnet");
+    assert!(
+        warned["warning_messages"][0]["warning_message"]
+            .as_str()
+            .unwrap()
+            .contains("us-east-1a"),
+        "{warned:#}"
+    );
+
+    // Errors are data: the create succeeds and the network is BROKEN.
+    let broken = h
+        .post(
+            "/networks",
+            network(json!(["subnet-a", "subnet-x"]), json!(["sg-x"]), json!({})),
+        )
+        .await;
+    assert_eq!(broken.status, 200, "{}", broken.text);
+    let broken = broken.json();
+    assert_eq!(broken["vpc_status"], "BROKEN");
+    assert_eq!(
+        broken["error_messages"],
+        json!([
+            {"error_type": "subnet", "error_message": "Subnet subnet-x is in VPC vpc-0ccccccccccccccc0, not in the network's VPC vpc-0bbbbbbbbbbbbbbbb"},
+            {"error_type": "securityGroup", "error_message": "Security group sg-x is in VPC vpc-0ccccccccccccccc0, not in the network's VPC vpc-0bbbbbbbbbbbbbbbb"},
+        ])
+    );
+    assert_eq!(
+        h.get(&format!("/networks/{}", id(&broken, "network_id")))
+            .await
+            .json(),
+        broken
+    );
 }

@@ -14,7 +14,8 @@ fn customer_vpc(name: &str, subnets: [&str; 2]) -> WorkspaceSeed {
         network: Some(NetworkSeed {
             vpc_id: "vpc-0aaaaaaaaaaaaaaaa".into(),
             subnet_ids: subnets.iter().map(|s| s.to_string()).collect(),
-            security_group_ids: vec!["sg-0aaaaaaaaaaaaaaaa".into()],
+            // Security groups cannot be shared between workspaces either.
+            security_group_ids: vec![format!("sg-{name}")],
         }),
         ..Default::default()
     }
@@ -234,6 +235,63 @@ async fn only_running_workspaces_can_be_updated() {
 }
 
 #[tokio::test]
+async fn a_failed_workspace_can_be_updated_and_is_provisioned_again() {
+    let s = scenario().await;
+    let state = s.h.emulator.state();
+    state
+        .force_workspace_status(s.workspace.workspace_id, WorkspaceStatus::Failed, "no NAT")
+        .unwrap();
+    let answered = s.attach().await;
+    assert_eq!(answered.status, 200, "{}", answered.text);
+    assert_eq!(answered.json()["workspace_status"], "PROVISIONING");
+    let statuses: Vec<Value> = read_statuses(&s, 4).await;
+    assert_eq!(
+        statuses,
+        vec![
+            json!("PROVISIONING"),
+            json!("PROVISIONING"),
+            json!("RUNNING"),
+            json!("RUNNING")
+        ]
+    );
+    let current = s.current().await;
+    assert_eq!(current["network_id"], s.network_id.as_str());
+    assert_eq!(current["private_access_settings_id"], s.pas_id.as_str());
+
+    // An update that fails again ends FAILED with its message, after PROVISIONING.
+    let t = scenario().await;
+    let state = t.h.emulator.state();
+    state
+        .force_workspace_status(t.workspace.workspace_id, WorkspaceStatus::Failed, "no NAT")
+        .unwrap();
+    state
+        .fail_next_patch(t.workspace.workspace_id, "still no NAT")
+        .unwrap();
+    assert_eq!(t.attach().await.status, 200);
+    let statuses = read_statuses(&t, 3).await;
+    assert_eq!(
+        statuses,
+        vec![
+            json!("PROVISIONING"),
+            json!("PROVISIONING"),
+            json!("FAILED")
+        ]
+    );
+    assert_eq!(
+        t.current().await["workspace_status_message"],
+        "still no NAT"
+    );
+}
+
+async fn read_statuses(s: &Scenario, reads: usize) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for _ in 0..reads {
+        seen.push(s.current().await["workspace_status"].clone());
+    }
+    seen
+}
+
+#[tokio::test]
 async fn endpoints_still_pending_block_the_attachment() {
     let s = scenario().await;
     let state = s.h.emulator.state();
@@ -281,6 +339,48 @@ async fn subnets_in_use_by_another_workspace_are_refused_at_attachment() {
     assert!(message.contains("subnet-9"), "{message}");
     assert!(
         message.contains(&other.workspace_id.to_string()),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn security_groups_in_use_by_another_workspace_are_refused_at_attachment() {
+    let s = scenario().await;
+    let state = s.h.emulator.state();
+    let mut sharing = customer_vpc("ws-other", ["subnet-8", "subnet-9"]);
+    if let Some(network) = sharing.network.as_mut() {
+        network.security_group_ids = vec!["sg-ws-main".into()];
+    }
+    let error = state.seed_workspace(&s.h.account, sharing).unwrap_err();
+    assert!(error.to_string().contains("sg-ws-main"), "{error}");
+
+    // ws-main now uses the PrivateLink network and its security group; a network of other
+    // subnets with that group cannot be attached to another workspace.
+    assert_eq!(s.attach().await.status, 200);
+    let other = state
+        .seed_workspace(
+            &s.h.account,
+            customer_vpc("ws-other", ["subnet-8", "subnet-9"]),
+        )
+        .unwrap();
+    let (_, _, clashing) =
+        s.h.privatelink_network("3", &["subnet-5", "subnet-6"])
+            .await;
+    let message = s
+        .h
+        .api(
+            Method::PATCH,
+            &format!(
+                "/workspaces/{}?update_mask=network_id,private_access_settings_id",
+                other.workspace_id
+            ),
+            Some(json!({"network_id": id(&clashing, "network_id"), "private_access_settings_id": s.pas_id})),
+        )
+        .await
+        .expect_error(400, "INVALID_PARAMETER_VALUE");
+    assert!(message.contains("sg-0aaaaaaaaaaaaaaaa"), "{message}");
+    assert!(
+        message.contains(&s.workspace.workspace_id.to_string()),
         "{message}"
     );
 }

@@ -1077,6 +1077,38 @@ async fn unavailable_and_gateway_errors_are_retried_until_success() {
 }
 
 #[tokio::test]
+async fn a_create_whose_answer_a_gateway_lost_is_not_sent_again() {
+    let request = CreateVpcEndpoint {
+        vpc_endpoint_name: "rest".into(),
+        aws_vpc_endpoint_id: "vpce-0abc".into(),
+        region: "us-east-1".into(),
+    };
+    for lost in [
+        Reply::html(504, "<html><h1>504 Gateway Time-out</h1></html>"),
+        Reply::empty(502),
+    ] {
+        let server = TestServer::scripted(vec![lost, Reply::json(200, ENDPOINT_JSON)]).await;
+        let error = client(&server)
+            .create_vpc_endpoint(&request)
+            .await
+            .unwrap_err();
+        assert!(error.is_answer_lost(), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains("whether it was carried out is unknown"),
+            "{error}"
+        );
+        assert_eq!(server.api_requests().len(), 1, "sent once");
+    }
+    // 503 and 429 say the API did not start on it: those are repeated.
+    let server =
+        TestServer::scripted(vec![Reply::empty(503), Reply::json(200, ENDPOINT_JSON)]).await;
+    client(&server).create_vpc_endpoint(&request).await.unwrap();
+    assert_eq!(server.api_requests().len(), 2);
+}
+
+#[tokio::test]
 async fn client_errors_are_not_retried() {
     let server = TestServer::scripted(vec![Reply::json(
         400,
