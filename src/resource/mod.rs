@@ -232,3 +232,6 @@ impl ResourceHandler for Handler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
