@@ -7,6 +7,30 @@ use super::create::create_once;
 use super::delete::{self, Created};
 use super::error::ResourceError;
 use super::names::{OwnershipKey, Role, epoch_ms};
+use super::ownership::owns_access_settings;
+use super::properties::AccessLevel;
+
+/// What the private access settings should say, whatever their name: the level stays an enum
+/// until the request is built.
+#[derive(Clone, Debug)]
+pub struct DesiredAccess {
+    pub region: String,
+    pub public_access_enabled: bool,
+    pub level: AccessLevel,
+    pub allowed_vpc_endpoint_ids: Vec<String>,
+}
+
+impl DesiredAccess {
+    fn request(&self, name: String) -> PrivateAccessSettingsRequest {
+        PrivateAccessSettingsRequest {
+            private_access_settings_name: name,
+            region: self.region.clone(),
+            public_access_enabled: self.public_access_enabled,
+            private_access_level: self.level.as_api().to_string(),
+            allowed_vpc_endpoint_ids: self.allowed_vpc_endpoint_ids.clone(),
+        }
+    }
+}
 
 /// One private access settings object per resource. Names are not unique in Databricks, so two
 /// deliveries of the same Create running at once can both create one. Each creator stamps the
@@ -17,7 +41,7 @@ pub async fn ensure_access_settings(
     client: &AccountClient,
     key: &OwnershipKey,
     prefix: &str,
-    desired: &PrivateAccessSettingsRequest,
+    desired: &DesiredAccess,
     known: &[PrivateAccessSettings],
     created: &Created,
 ) -> Result<String, ResourceError> {
@@ -25,7 +49,7 @@ pub async fn ensure_access_settings(
     let owned = |list: &[PrivateAccessSettings]| -> Vec<PrivateAccessSettings> {
         let mut v: Vec<PrivateAccessSettings> = list
             .iter()
-            .filter(|p| key.owns(p.private_access_settings_name.as_deref(), role))
+            .filter(|p| owns_access_settings(key, p))
             .cloned()
             .collect();
         v.sort_by_key(|p| {
@@ -45,14 +69,12 @@ pub async fn ensure_access_settings(
     let winner = match mine.iter().find(|p| in_region(p)) {
         Some(current) => {
             let stamp = key.stamp(current.private_access_settings_name.as_deref(), role);
-            let want = PrivateAccessSettingsRequest {
-                private_access_settings_name: match stamp {
-                    Some(stamp) => key.stamped_name(prefix, role, stamp),
-                    None => key.object_name(prefix, role),
-                },
-                ..desired.clone()
+            let name = match stamp {
+                Some(stamp) => key.stamped_name(prefix, role, stamp),
+                None => key.object_name(prefix, role),
             };
-            if !matches_desired(current, &want) {
+            if !matches_desired(current, desired, &name) {
+                let want = desired.request(name);
                 client
                     .replace_private_access_settings(&current.private_access_settings_id, &want)
                     .await?;
@@ -61,10 +83,7 @@ pub async fn ensure_access_settings(
             current.private_access_settings_id.clone()
         }
         None => {
-            let want = PrivateAccessSettingsRequest {
-                private_access_settings_name: key.stamped_name(prefix, role, epoch_ms()),
-                ..desired.clone()
-            };
+            let want = desired.request(key.stamped_name(prefix, role, epoch_ms()));
             let new = create_once(
                 client,
                 "create private access settings",
@@ -118,18 +137,18 @@ pub async fn ensure_access_settings(
     Ok(winner)
 }
 
-fn matches_desired(
-    current: &PrivateAccessSettings,
-    desired: &PrivateAccessSettingsRequest,
-) -> bool {
+fn matches_desired(current: &PrivateAccessSettings, desired: &DesiredAccess, name: &str) -> bool {
     let mut current_allowed = current.allowed_vpc_endpoint_ids.clone().unwrap_or_default();
     let mut desired_allowed = desired.allowed_vpc_endpoint_ids.clone();
     current_allowed.sort();
     desired_allowed.sort();
-    current.private_access_settings_name.as_deref()
-        == Some(desired.private_access_settings_name.as_str())
+    current.private_access_settings_name.as_deref() == Some(name)
         && current.public_access_enabled == Some(desired.public_access_enabled)
-        && current.private_access_level.as_deref().unwrap_or("ACCOUNT")
-            == desired.private_access_level
+        // A missing level is the default, ACCOUNT.
+        && current
+            .private_access_level
+            .as_deref()
+            .map_or(Some(AccessLevel::Account), AccessLevel::from_api)
+            == Some(desired.level)
         && current_allowed == desired_allowed
 }

@@ -14,14 +14,15 @@ use tokio::time::Instant;
 use crate::aws::services;
 use crate::aws::{Ec2, VpcEndpointInfo};
 use crate::cfn::Progress;
-use crate::databricks::{AccountClient, PrivateAccessSettingsRequest, VpcEndpoint};
+use crate::databricks::{AccountClient, VpcEndpoint};
 
-use super::access::ensure_access_settings;
+use super::access::{DesiredAccess, ensure_access_settings};
 use super::delete::{self, Created};
 use super::endpoints::{Endpoint, ensure_registration, wait_accepted};
 use super::error::ResourceError;
-use super::names::{OwnershipKey, Role};
+use super::names::OwnershipKey;
 use super::ownership::{owns_network, owns_registration};
+use super::pair::EndpointPair;
 use super::prepare::{describe_network_parts, enable_private_dns, warn_about_ports};
 use super::properties::{AccessLevel, Properties};
 use super::{networks, workspaces};
@@ -29,8 +30,8 @@ use super::{networks, workspaces};
 /// What the stack can read with `Fn::GetAtt`.
 #[derive(Clone, Debug)]
 pub struct Converged {
-    pub rest_api_registration_id: String,
-    pub relay_registration_id: String,
+    /// The two endpoints' registration ids.
+    pub registrations: EndpointPair<String>,
     pub private_access_settings_id: String,
     pub relay_hostname: String,
     pub attached: workspaces::Attached,
@@ -41,11 +42,11 @@ impl Converged {
         let mut data = BTreeMap::from([
             (
                 "RestApiVpcEndpointRegistrationId".to_string(),
-                self.rest_api_registration_id.clone(),
+                self.registrations.rest_api.clone(),
             ),
             (
                 "RelayVpcEndpointRegistrationId".to_string(),
-                self.relay_registration_id.clone(),
+                self.registrations.relay.clone(),
             ),
             (
                 "PrivateAccessSettingsId".to_string(),
@@ -82,7 +83,7 @@ pub async fn converge(
     client: &AccountClient,
     key: &OwnershipKey,
     props: &Properties,
-    endpoints: &[VpcEndpointInfo],
+    endpoints: &EndpointPair<VpcEndpointInfo>,
     progress: &Progress,
     deadline: Instant,
     created: &Created,
@@ -109,10 +110,8 @@ pub async fn converge(
         workspaces?,
         parts?,
     );
-    let vpc_id = endpoints
-        .first()
-        .map(|e| e.vpc_id.clone())
-        .unwrap_or_default();
+    // The check of the pair made sure both endpoints are in one VPC.
+    let vpc_id = endpoints.rest_api.vpc_id.clone();
     workspaces::check(props, &vpc_id, &workspaces, &networks, parts.as_ref())?;
     networks::warn_left_switched(key, props, &networks);
 
@@ -120,7 +119,7 @@ pub async fn converge(
     // never registers, owns or deletes them.
     let mut foreign_allowed = Vec::new();
     for vpce in &props.allowed_vpc_endpoint_ids {
-        if vpce == &props.rest_api_vpc_endpoint_id || vpce == &props.relay_vpc_endpoint_id {
+        if props.endpoints.contains(vpce) {
             continue;
         }
         match registrations
@@ -133,23 +132,19 @@ pub async fn converge(
     }
 
     progress.step("registering the two VPC endpoints with Databricks");
-    let rest = Endpoint {
-        vpce: &props.rest_api_vpc_endpoint_id,
-        role: Role::RestApi,
-    };
-    let relay = Endpoint {
-        vpce: &props.relay_vpc_endpoint_id,
-        role: Role::Relay,
-    };
+    let [rest, relay] = props
+        .endpoints
+        .with_roles()
+        .map(|(role, vpce)| Endpoint { vpce, role });
     let (rest_registration, relay_registration) = try_join(
         ensure_registration(client, key, props, &rest, &registrations, created),
         ensure_registration(client, key, props, &relay, &registrations, created),
     )
     .await?;
-    let (rest_id, relay_id) = (
-        rest_registration.vpc_endpoint_id.clone(),
-        relay_registration.vpc_endpoint_id.clone(),
-    );
+    let registered = EndpointPair {
+        rest_api: rest_registration.vpc_endpoint_id.clone(),
+        relay: relay_registration.vpc_endpoint_id.clone(),
+    };
 
     progress.step("waiting for Databricks to accept the VPC endpoints");
     try_join(
@@ -175,23 +170,18 @@ pub async fn converge(
     let mut allowed = Vec::new();
     if props.private_access_level == AccessLevel::Endpoint {
         // The resource's own endpoints carry the compute plane's traffic: always allowed.
-        allowed = vec![rest_id.clone(), relay_id.clone()];
+        allowed = registered.iter().cloned().collect();
         allowed.extend(foreign_allowed);
     }
-    let desired = PrivateAccessSettingsRequest {
-        private_access_settings_name: key.object_name(&props.name_prefix, Role::AccessSettings),
+    let desired = DesiredAccess {
         region: props.region.clone(),
         public_access_enabled: props.public_access_enabled,
-        private_access_level: props.private_access_level.as_api().to_string(),
+        level: props.private_access_level,
         allowed_vpc_endpoint_ids: allowed,
     };
     let uses_networks = props.network.is_some()
         || !props.workspace_ids.is_empty()
         || networks.iter().any(|n| owns_network(key, n));
-    let ids = networks::Registrations {
-        rest_api: &rest_id,
-        relay: &relay_id,
-    };
     // The networks need only the registrations, the switch needs both: PAS and networks are
     // made side by side.
     let (pas_id, targets) = try_join(
@@ -210,7 +200,7 @@ pub async fn converge(
                     key,
                     props,
                     &vpc_id,
-                    &ids,
+                    &registered,
                     &workspaces,
                     &networks,
                     created,
@@ -237,7 +227,7 @@ pub async fn converge(
     let superseded: Vec<&VpcEndpoint> = registrations
         .iter()
         .filter(|r| owns_registration(key, r))
-        .filter(|r| r.vpc_endpoint_id != rest_id && r.vpc_endpoint_id != relay_id)
+        .filter(|r| !registered.contains(&r.vpc_endpoint_id))
         .collect();
     futures_util::future::try_join_all(superseded.iter().map(|r| {
         let going = delete::networks_reference(&networks, key, &r.vpc_endpoint_id);
@@ -251,8 +241,7 @@ pub async fn converge(
     .await?;
 
     Ok(Converged {
-        rest_api_registration_id: rest_id,
-        relay_registration_id: relay_id,
+        registrations: registered,
         private_access_settings_id: pas_id,
         relay_hostname: services::relay_hostname(&props.region),
         attached,
@@ -266,9 +255,9 @@ pub async fn vanished(client: &AccountClient, converged: &Converged) -> Option<S
     let mut objects = vec![
         (
             delete::Kind::Registration,
-            &converged.rest_api_registration_id,
+            &converged.registrations.rest_api,
         ),
-        (delete::Kind::Registration, &converged.relay_registration_id),
+        (delete::Kind::Registration, &converged.registrations.relay),
         (
             delete::Kind::AccessSettings,
             &converged.private_access_settings_id,

@@ -11,6 +11,7 @@ pub mod error;
 pub mod names;
 pub mod networks;
 pub mod ownership;
+pub mod pair;
 pub mod prepare;
 pub mod properties;
 pub mod watch;

@@ -12,13 +12,8 @@ use super::delete::{self, Created};
 use super::error::ResourceError;
 use super::names::{OwnershipKey, Role, epoch_ms};
 use super::ownership::owns_network;
+use super::pair::EndpointPair;
 use super::properties::{NetworkSpec, Properties};
-
-/// The endpoints as Databricks knows them, for the networks that carry them.
-pub struct Registrations<'a> {
-    pub rest_api: &'a str,
-    pub relay: &'a str,
-}
 
 /// The `Network` property's subnets and security groups as EC2 describes them.
 pub struct NetworkParts {
@@ -146,14 +141,14 @@ pub async fn ensure_networks(
     key: &OwnershipKey,
     props: &Properties,
     vpc_id: &str,
-    registrations: &Registrations<'_>,
+    registrations: &EndpointPair<String>,
     workspaces: &[Workspace],
     networks: &[Network],
     created: &Created,
 ) -> Result<Targets, ResourceError> {
     let endpoints = NetworkVpcEndpoints {
-        rest_api: vec![registrations.rest_api.to_string()],
-        dataplane_relay: vec![registrations.relay.to_string()],
+        rest_api: vec![registrations.rest_api.clone()],
+        dataplane_relay: vec![registrations.relay.clone()],
     };
     let listed: Vec<&Workspace> = props
         .workspace_ids

@@ -15,6 +15,7 @@ use crate::databricks::{AccountClient, ClientCredentials, DatabricksHttp};
 
 use super::error::ResourceError;
 use super::networks::NetworkParts;
+use super::pair::EndpointPair;
 use super::properties::Properties;
 
 /// Checks the two endpoints against EC2 and, at the same time, signs in to the account with the
@@ -26,12 +27,9 @@ pub async fn prepare(
     props: &Properties,
     progress: &Progress,
     deadline: Instant,
-) -> Result<(AccountClient, Vec<VpcEndpointInfo>), ResourceError> {
+) -> Result<(AccountClient, EndpointPair<VpcEndpointInfo>), ResourceError> {
     progress.step("checking the VPC endpoints and signing in to the Databricks account");
-    let ids = vec![
-        props.rest_api_vpc_endpoint_id.clone(),
-        props.relay_vpc_endpoint_id.clone(),
-    ];
+    let ids: Vec<String> = props.endpoints.iter().cloned().collect();
     // The credentials are read and exchanged for a token while EC2 describes the endpoints: every
     // Databricks call needs the token first, and fetching it writes nothing.
     let sign_in = async {
@@ -57,7 +55,7 @@ pub async fn prepare(
     let checked = endpoints
         .map_err(ResourceError::from)
         .and_then(|endpoints| check_endpoints(props, endpoints));
-    let (client, (rest, relay)) = match (signed_in, checked) {
+    let (client, pair) = match (signed_in, checked) {
         (Ok(client), Ok(pair)) => (client, pair),
         (Err(credentials), Err(endpoints)) => {
             return Err(ResourceError::Several(vec![
@@ -67,24 +65,21 @@ pub async fn prepare(
         }
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
-    Ok((client, vec![rest, relay]))
+    Ok((client, pair))
 }
 
 /// The two endpoints as EC2 describes them, checked against the region's Databricks services.
 fn check_endpoints(
     props: &Properties,
     endpoints: Vec<VpcEndpointInfo>,
-) -> Result<(VpcEndpointInfo, VpcEndpointInfo), ResourceError> {
+) -> Result<EndpointPair<VpcEndpointInfo>, ResourceError> {
     let find = |id: &str| endpoints.iter().find(|e| e.id == id).cloned();
     let (Some(rest), Some(relay)) = (
-        find(&props.rest_api_vpc_endpoint_id),
-        find(&props.relay_vpc_endpoint_id),
+        find(&props.endpoints.rest_api),
+        find(&props.endpoints.relay),
     ) else {
         return Err(ResourceError::Aws(crate::aws::AwsError::EndpointNotFound {
-            id: format!(
-                "{} or {}",
-                props.rest_api_vpc_endpoint_id, props.relay_vpc_endpoint_id
-            ),
+            id: format!("{} or {}", props.endpoints.rest_api, props.endpoints.relay),
         }));
     };
     let known: Vec<(&str, EndpointServices)> = services::endpoint_services(&props.region);
@@ -93,7 +88,10 @@ fn check_endpoints(
     if !check.private_dns_missing.is_empty() && !props.enable_private_dns {
         return Err(ResourceError::PrivateDnsDisabled(check.private_dns_missing));
     }
-    Ok((rest, relay))
+    Ok(EndpointPair {
+        rest_api: rest,
+        relay,
+    })
 }
 
 /// Logs a warning when the endpoints' security groups do not admit the ports the compute plane
@@ -101,7 +99,7 @@ fn check_endpoints(
 pub async fn warn_about_ports(
     ec2: &Ec2,
     region: &str,
-    endpoints: &[VpcEndpointInfo],
+    endpoints: &EndpointPair<VpcEndpointInfo>,
     deadline: Instant,
 ) {
     let mut groups: Vec<String> = endpoints

@@ -3,6 +3,7 @@
 //! written to Databricks before this passes) and lenient for Delete (the rollback Delete after a
 //! bad-input Create carries the same bad properties and must still succeed).
 
+use super::pair::EndpointPair;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -89,6 +90,15 @@ impl AccessLevel {
             AccessLevel::Endpoint => "ENDPOINT",
         }
     }
+
+    /// The level as the account API writes it (`None` for one this resource never sets).
+    pub fn from_api(level: &str) -> Option<Self> {
+        match level {
+            "ACCOUNT" => Some(AccessLevel::Account),
+            "ENDPOINT" => Some(AccessLevel::Endpoint),
+            _ => None,
+        }
+    }
 }
 
 /// Where the resource's Databricks objects live: changing any of these on Update means the old
@@ -104,8 +114,8 @@ pub struct Target {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Properties {
     pub target: Target,
-    pub rest_api_vpc_endpoint_id: String,
-    pub relay_vpc_endpoint_id: String,
+    /// The two `vpce-…` ids.
+    pub endpoints: EndpointPair<String>,
     pub region: String,
     pub name_prefix: String,
     pub public_access_enabled: bool,
@@ -391,8 +401,10 @@ pub fn parse(
                 account_host,
                 credentials_secret_arn,
             },
-            rest_api_vpc_endpoint_id: rest,
-            relay_vpc_endpoint_id: relay,
+            endpoints: EndpointPair {
+                rest_api: rest,
+                relay,
+            },
             region,
             name_prefix,
             public_access_enabled,

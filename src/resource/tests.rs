@@ -17,6 +17,7 @@ use crate::databricks::{
 use super::converge::{Converged, converge};
 use super::delete::{Created, remove_owned};
 use super::names::{OwnershipKey, Role};
+use super::pair::EndpointPair;
 use super::properties::{AccessLevel, Properties, Target};
 
 const ACCOUNT: &str = "0d3f7c1e-2b4a-4c5d-9e8f-1a2b3c4d5e6f";
@@ -85,8 +86,10 @@ impl Account {
                 account_host: self.emulator.base_url(),
                 credentials_secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:sp".into(),
             },
-            rest_api_vpc_endpoint_id: REST.into(),
-            relay_vpc_endpoint_id: RELAY.into(),
+            endpoints: EndpointPair {
+                rest_api: REST.into(),
+                relay: RELAY.into(),
+            },
             region: REGION.into(),
             name_prefix: "unit".into(),
             public_access_enabled: true,
@@ -99,19 +102,16 @@ impl Account {
     }
 
     async fn converge(&self, props: &Properties) -> Result<Converged, String> {
-        let endpoints: Vec<VpcEndpointInfo> = [REST, RELAY]
-            .iter()
-            .map(|id| VpcEndpointInfo {
-                id: (*id).into(),
-                vpc_id: VPC.into(),
-                service_name: String::new(),
-                endpoint_type: "Interface".into(),
-                state: "available".into(),
-                private_dns_enabled: true,
-                subnet_ids: Vec::new(),
-                security_group_ids: Vec::new(),
-            })
-            .collect();
+        let endpoints = props.endpoints.map(|id| VpcEndpointInfo {
+            id: id.clone(),
+            vpc_id: VPC.into(),
+            service_name: String::new(),
+            endpoint_type: "Interface".into(),
+            state: "available".into(),
+            private_dns_enabled: true,
+            subnet_ids: Vec::new(),
+            security_group_ids: Vec::new(),
+        });
         converge(
             &unreachable_ec2(),
             &self.client,
@@ -179,14 +179,14 @@ async fn registrations_are_adopted_by_endpoint_and_a_foreign_one_is_never_delete
     let account = Account::start().await;
     let foreign = account.seed_registration(REST, "made-by-someone-else");
     let converged = account.converge(&account.props()).await.expect("converges");
-    assert_eq!(converged.rest_api_registration_id, foreign);
+    assert_eq!(converged.registrations.rest_api, foreign);
     let after = account.registrations().await;
     assert_eq!(after.len(), 2, "one registration per endpoint: {after:?}");
     let relay = after
         .iter()
         .find(|r| r.0 == RELAY)
         .expect("relay registered");
-    assert_eq!(converged.relay_registration_id, relay.1);
+    assert_eq!(converged.registrations.relay, relay.1);
     assert!(account.key.owns(Some(&relay.2), Role::Relay), "{relay:?}");
 
     // Converging again changes nothing.
@@ -226,10 +226,7 @@ async fn endpoint_access_allows_the_own_endpoints_and_is_replaced_in_place() {
     assert_eq!(settings.public_access_enabled, Some(false));
     let mut allowed = settings.allowed_vpc_endpoint_ids.unwrap_or_default();
     allowed.sort();
-    let mut own = vec![
-        second.rest_api_registration_id.clone(),
-        second.relay_registration_id.clone(),
-    ];
+    let mut own: Vec<String> = second.registrations.iter().cloned().collect();
     own.sort();
     assert_eq!(
         allowed, own,
@@ -325,10 +322,10 @@ async fn a_workspace_is_switched_to_a_copy_of_its_network_and_delete_keeps_what_
         "{network:?}"
     );
     let endpoints = network.vpc_endpoints.unwrap_or_default();
-    assert_eq!(endpoints.rest_api, vec![converged.rest_api_registration_id]);
+    assert_eq!(endpoints.rest_api, vec![converged.registrations.rest_api]);
     assert_eq!(
         endpoints.dataplane_relay,
-        vec![converged.relay_registration_id]
+        vec![converged.registrations.relay]
     );
 
     // A workspace cannot be switched back: Delete keeps its network, the settings and the
