@@ -2,10 +2,12 @@
 //! of its own with the endpoints added, checked against EC2 and the account's other workspaces.
 //! Networks are immutable in Databricks, so a change is a new network.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::aws::{SecurityGroupInfo, SubnetInfo};
-use crate::databricks::{AccountClient, CreateNetwork, Network, NetworkVpcEndpoints, Workspace};
+use crate::databricks::{
+    AccountClient, CreateNetwork, Network, NetworkStatus, NetworkVpcEndpoints, Workspace,
+};
 
 use super::create::create_once;
 use super::delete::{self, Created};
@@ -289,6 +291,54 @@ fn same_content(network: &Network, desired: &CreateNetwork) -> bool {
         && set(&network.security_group_ids) == set(&desired.security_group_ids)
         && set(&endpoints.rest_api) == set(&desired.vpc_endpoints.rest_api)
         && set(&endpoints.dataplane_relay) == set(&desired.vpc_endpoints.dataplane_relay)
+}
+
+/// Refuses networks Databricks calls `BROKEN`, quoting its `error_messages`; logs the
+/// `warning_messages` of `WARNED` ones and returns them by network id, for a failure reason.
+/// `networks` pairs each network with the workspaces about to be switched to it.
+pub fn judge_networks(
+    networks: &[(Network, Vec<i64>)],
+) -> Result<BTreeMap<String, Vec<String>>, ResourceError> {
+    let mut broken = Vec::new();
+    let mut warned = BTreeMap::new();
+    for (network, workspaces) in networks {
+        let for_workspaces = workspaces
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        match network.status() {
+            NetworkStatus::Broken => {
+                let errors = network.errors();
+                let said = if errors.is_empty() {
+                    "no error messages".to_string()
+                } else {
+                    crate::cfn::shorten(&errors.join("; "), 600)
+                };
+                broken.push(format!(
+                    "Databricks reports network configuration {} (for workspace {for_workspaces}) as BROKEN: {said}",
+                    network.network_id
+                ));
+            }
+            NetworkStatus::Warned => {
+                let warnings = network.warnings();
+                tracing::warn!(
+                    network = %network.network_id,
+                    workspaces = %for_workspaces,
+                    // Server text: scrubbed like every other before it reaches a log.
+                    warnings = %crate::redact::scrub(&warnings.join("; ")),
+                    "Databricks warns about the network configuration the workspaces are switched to"
+                );
+                warned.insert(network.network_id.clone(), warnings);
+            }
+            _ => {}
+        }
+    }
+    if broken.is_empty() {
+        Ok(warned)
+    } else {
+        Err(ResourceError::NetworkBroken(broken))
+    }
 }
 
 #[cfg(test)]

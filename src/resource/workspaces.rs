@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use crate::databricks::{
-    AccountClient, Network, NetworkStatus, Workspace, WorkspaceStatus, WorkspaceUpdate,
-};
+use crate::databricks::{AccountClient, Network, Workspace, WorkspaceStatus, WorkspaceUpdate};
 
 use super::delete;
 use super::error::ResourceError;
 use super::names::{OwnershipKey, epoch_ms};
-use super::networks::{NetworkParts, Targets, check_network_parts};
+use super::networks::{NetworkParts, Targets, check_network_parts, judge_networks};
 use super::ownership::owns_network;
 use super::properties::Properties;
 
@@ -265,54 +263,6 @@ pub async fn switch_and_clean(
         workspace_ids: targets.iter().map(|(id, _)| *id).collect(),
         ready_after_ms,
     })
-}
-
-/// Refuses networks Databricks calls `BROKEN`, quoting its `error_messages`; logs the
-/// `warning_messages` of `WARNED` ones and returns them by network id, for a failure reason.
-/// `networks` pairs each network with the workspaces about to be switched to it.
-fn judge_networks(
-    networks: &[(Network, Vec<i64>)],
-) -> Result<BTreeMap<String, Vec<String>>, ResourceError> {
-    let mut broken = Vec::new();
-    let mut warned = BTreeMap::new();
-    for (network, workspaces) in networks {
-        let for_workspaces = workspaces
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        match network.status() {
-            NetworkStatus::Broken => {
-                let errors = network.errors();
-                let said = if errors.is_empty() {
-                    "no error messages".to_string()
-                } else {
-                    crate::cfn::shorten(&errors.join("; "), 600)
-                };
-                broken.push(format!(
-                    "Databricks reports network configuration {} (for workspace {for_workspaces}) as BROKEN: {said}",
-                    network.network_id
-                ));
-            }
-            NetworkStatus::Warned => {
-                let warnings = network.warnings();
-                tracing::warn!(
-                    network = %network.network_id,
-                    workspaces = %for_workspaces,
-                    // Server text: scrubbed like every other before it reaches a log.
-                    warnings = %crate::redact::scrub(&warnings.join("; ")),
-                    "Databricks warns about the network configuration the workspaces are switched to"
-                );
-                warned.insert(network.network_id.clone(), warnings);
-            }
-            _ => {}
-        }
-    }
-    if broken.is_empty() {
-        Ok(warned)
-    } else {
-        Err(ResourceError::NetworkBroken(broken))
-    }
 }
 
 /// How long a workspace that was `FAILED` before its update may still read `FAILED` before
