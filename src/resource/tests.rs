@@ -17,8 +17,10 @@ use crate::databricks::{
 use super::converge::{Converged, converge};
 use super::delete::{Created, remove_owned};
 use super::names::{OwnershipKey, Role};
+use super::networks::ensure_networks;
 use super::pair::EndpointPair;
-use super::properties::{AccessLevel, Properties, Target};
+use super::properties::{AccessLevel, NetworkSpec, Properties, Target};
+use super::workspaces::switch_and_clean;
 
 const ACCOUNT: &str = "0d3f7c1e-2b4a-4c5d-9e8f-1a2b3c4d5e6f";
 const REGION: &str = "us-east-1";
@@ -349,4 +351,88 @@ async fn a_workspace_is_switched_to_a_copy_of_its_network_and_delete_keeps_what_
         .get_network(&network.network_id)
         .await
         .expect("the network in use is kept");
+}
+
+#[tokio::test]
+async fn a_changed_network_is_a_new_one_the_old_is_removed_and_delete_leaves_nothing() {
+    let account = Account::start().await;
+    let converged = account.converge(&account.props()).await.expect("converges");
+    let registered = &converged.registrations;
+    // Converge's own path through here first describes the subnets in EC2; these steps take the
+    // account client alone.
+    let converge_network = |groups: &[&str]| {
+        let mut props = account.props();
+        props.network = Some(NetworkSpec {
+            vpc_id: None,
+            subnet_ids: vec!["subnet-a".into(), "subnet-b".into()],
+            security_group_ids: groups.iter().map(|g| (*g).to_owned()).collect(),
+        });
+        let client = &account.client;
+        let key = &account.key;
+        let pas = converged.private_access_settings_id.clone();
+        async move {
+            let networks = client.list_networks().await.expect("list networks");
+            let targets = ensure_networks(
+                client,
+                key,
+                &props,
+                VPC,
+                registered,
+                &[],
+                &networks,
+                &Created::default(),
+            )
+            .await
+            .expect("networks");
+            switch_and_clean(client, key, &pas, &[], &networks, targets)
+                .await
+                .expect("cleaned")
+        }
+    };
+    let first = converge_network(&["sg-1"]).await;
+    let first_id = first.network_id.expect("the Network property's network");
+    let same = converge_network(&["sg-1"]).await;
+    assert_eq!(same.network_id.as_deref(), Some(first_id.as_str()));
+    account
+        .client
+        .get_network(&first_id)
+        .await
+        .expect("the network in use stays");
+
+    let second = converge_network(&["sg-2"]).await;
+    let second_id = second.network_id.expect("the Network property's network");
+    assert_ne!(
+        second_id, first_id,
+        "networks are immutable: a change is a new one"
+    );
+    let ids: Vec<String> = account
+        .client
+        .list_networks()
+        .await
+        .expect("list networks")
+        .into_iter()
+        .map(|n| n.network_id)
+        .collect();
+    assert_eq!(ids, vec![second_id], "the superseded network is removed");
+
+    remove_owned(&account.client, &account.key, &Progress::new())
+        .await
+        .expect("deletes");
+    assert!(account.registrations().await.is_empty());
+    assert!(
+        account
+            .client
+            .list_networks()
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        account
+            .client
+            .list_private_access_settings()
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
