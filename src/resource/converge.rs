@@ -1,6 +1,6 @@
-//! Create and Update: converge the Databricks account on what the properties describe. Compute
-//! the desired objects, find the owned ones by the ownership key, create what is missing, replace
-//! the private access settings in place, and delete owned objects that are no longer desired.
+//! Create and Update, orchestration only: which step runs when, side by side where the steps
+//! are independent, and the attributes the stack reads. Each step lives with what it manages
+//! (`endpoints`, `access`, `networks`, `workspaces`); what is ours is answered by `ownership`.
 //!
 //! Nothing here is written to Databricks before the properties, the two endpoints, the
 //! credentials, the workspaces and the `Network` property's subnets and security groups have been

@@ -2,7 +2,8 @@
 //! treat "already gone" as done and "still in use" as a reason to keep the object (logged), and
 //! succeed when nothing can be checked at all because the credentials are unusable. A deleted
 //! network is waited for until it is gone, and a refusal that may only mean it is still going
-//! away, or a 409 that says nothing, is asked again before the object is kept.
+//! away, or a 409 that says nothing, is asked again before the object is kept. Also the record of
+//! what one request created (`Created`), so a failed Create removes it again.
 
 use std::sync::Mutex;
 use std::time::Duration;

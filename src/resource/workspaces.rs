@@ -1,8 +1,8 @@
-//! Network configurations and workspace attachment: the step that actually ends
-//! `BOOTSTRAP_TIMEOUT`. A workspace only uses the endpoints once a network configuration lists
-//! them under `vpc_endpoints` and the workspace points at that network and at the private access
-//! settings. Networks are immutable in Databricks, so a change is a new network, the workspaces
-//! re-pointed to it, and the superseded one removed once nothing uses it. PrivateLink cannot be
+//! Workspace attachment: the step that actually ends `BOOTSTRAP_TIMEOUT`. A workspace only uses
+//! the endpoints once a network configuration lists them under `vpc_endpoints` and the workspace
+//! points at that network and at the private access settings. The workspaces are checked before
+//! any write, re-pointed when their network changes, and the superseded networks removed once
+//! nothing uses them. PrivateLink cannot be
 //! removed from a workspace, so nothing here ever switches a workspace back.
 
 use std::collections::{BTreeMap, BTreeSet};
