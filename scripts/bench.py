@@ -72,8 +72,8 @@ BIG_EVENTS = {
     "1 MB of padding and 1e400": '{"Pad":"' + "a" * (MEGABYTE - 1024) + '","Poison":1e400}',
 }
 
-# Databricks round trips per operation, read from the code (src/resource/mod.rs, converge.rs,
-# workspaces.rs, delete.rs) for the scenarios below: (step, round trips the code makes one after the other,
+# Databricks round trips per operation, read from the code (src/resource/mod.rs, converge.rs and
+# the steps it calls, delete.rs) for the scenarios below: (step, round trips the code makes one after the other,
 # round trips the data dependencies force). "critical" is the second sum, the denominator of the
 # latency figure; "code" is what the code does in sequence, checked against the waves of requests
 # the emulator logs (the table flags a difference: the code changed, so update this). The emulator

@@ -2,18 +2,23 @@
 //! treat "already gone" as done and "still in use" as a reason to keep the object (logged), and
 //! succeed when nothing can be checked at all because the credentials are unusable. A deleted
 //! network is waited for until it is gone, and a refusal that may only mean it is still going
-//! away, or a 409 that says nothing, is asked again before the object is kept.
+//! away, or a 409 that says nothing, is asked again before the object is kept. Also the record of
+//! what one request created (`Created`), so a failed Create removes it again.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::aws::Secrets;
 use crate::cfn::Progress;
-use crate::databricks::{AccountClient, ClientCredentials, DatabricksError};
+use crate::databricks::{
+    AccountClient, ClientCredentials, DatabricksError, DatabricksHttp, Network,
+};
 
-use super::Handler;
 use super::error::ResourceError;
-use super::names::{OwnershipKey, Role};
+use super::names::OwnershipKey;
+use super::ownership::{owns_access_settings, owns_network, owns_registration};
 use super::properties::LenientTarget;
 
 #[derive(Clone, Copy, Debug)]
@@ -172,7 +177,8 @@ pub async fn delete_quietly(client: &AccountClient, kind: Kind, id: &str, networ
 
 /// Builds the account client for a Delete, or says why nothing can be checked (`Ok(None)`).
 async fn client_for(
-    handler: &Handler,
+    secrets: &Secrets,
+    http: &DatabricksHttp,
     key: &OwnershipKey,
     target: &LenientTarget,
     deadline: Instant,
@@ -189,11 +195,7 @@ async fn client_for(
         );
         return Ok(None);
     };
-    let principal = match handler
-        .secrets
-        .service_principal(secret_arn, deadline)
-        .await
-    {
+    let principal = match secrets.service_principal(secret_arn, deadline).await {
         Ok(p) => p,
         Err(e) if e.is_permanent_credentials_problem() => {
             unusable(key, &e.to_string());
@@ -203,7 +205,7 @@ async fn client_for(
     };
     let credentials =
         ClientCredentials::new(principal.client_id.clone(), principal.client_secret.clone());
-    match AccountClient::new(&handler.http, host, account_id, credentials, deadline) {
+    match AccountClient::new(http, host, account_id, credentials, deadline) {
         Ok(client) => Ok(Some(client)),
         // A host or account refused here was refused at Create too: nothing was written there.
         Err(e) => {
@@ -224,14 +226,15 @@ fn unusable(key: &OwnershipKey, why: &str) {
 
 /// Removes every object the resource owns in the target account.
 pub async fn delete_all(
-    handler: &Handler,
+    secrets: &Secrets,
+    http: &DatabricksHttp,
     key: &OwnershipKey,
     target: &LenientTarget,
     progress: &Progress,
     deadline: Instant,
 ) -> Result<(), ResourceError> {
     progress.step("reading the credentials secret");
-    let Some(client) = client_for(handler, key, target, deadline).await? else {
+    let Some(client) = client_for(secrets, http, key, target, deadline).await? else {
         return Ok(());
     };
     match remove_owned(&client, key, progress).await {
@@ -274,16 +277,11 @@ pub async fn remove_owned(
     progress.step("deleting the network configurations and private access settings");
     let owned_networks = networks
         .iter()
-        .filter(|n| super::workspaces::owns_network(key, n))
+        .filter(|n| owns_network(key, n))
         .map(|n| (Kind::Network, n.network_id.as_str()));
     let owned_pas = access_settings
         .iter()
-        .filter(|p| {
-            key.owns(
-                p.private_access_settings_name.as_deref(),
-                Role::AccessSettings,
-            )
-        })
+        .filter(|p| owns_access_settings(key, p))
         .map(|p| (Kind::AccessSettings, p.private_access_settings_id.as_str()));
     futures_util::future::try_join_all(
         owned_networks
@@ -293,9 +291,7 @@ pub async fn remove_owned(
     .await?;
 
     progress.step("deleting the VPC endpoint registrations");
-    let owned_regs = registrations
-        .iter()
-        .filter(|r| super::converge::owns_registration(key, r));
+    let owned_regs = registrations.iter().filter(|r| owns_registration(key, r));
     futures_util::future::try_join_all(owned_regs.map(|r| {
         let going = networks_reference(&networks, key, &r.vpc_endpoint_id);
         delete_owned_after(client, Kind::Registration, &r.vpc_endpoint_id, going)
@@ -306,17 +302,59 @@ pub async fn remove_owned(
 
 /// Whether one of this resource's networks (which a Delete removes first) lists the
 /// registration: an "in use" refusal may then only mean the network is still going away.
-pub fn networks_reference(
-    networks: &[crate::databricks::Network],
-    key: &OwnershipKey,
-    registration_id: &str,
-) -> bool {
+pub fn networks_reference(networks: &[Network], key: &OwnershipKey, registration_id: &str) -> bool {
     networks
         .iter()
-        .filter(|n| super::workspaces::owns_network(key, n))
+        .filter(|n| owns_network(key, n))
         .filter_map(|n| n.vpc_endpoints.as_ref())
         .any(|e| {
             e.rest_api.iter().any(|x| x == registration_id)
                 || e.dataplane_relay.iter().any(|x| x == registration_id)
         })
+}
+
+/// Objects this request created, so a failed Create can remove them before answering.
+#[derive(Default)]
+pub struct Created {
+    registrations: Mutex<Vec<String>>,
+    access_settings: Mutex<Vec<String>>,
+    networks: Mutex<Vec<String>>,
+}
+
+impl Created {
+    pub fn registration(&self, id: &str) {
+        if let Ok(mut v) = self.registrations.lock() {
+            v.push(id.to_string());
+        }
+    }
+
+    pub fn network(&self, id: &str) {
+        if let Ok(mut v) = self.networks.lock() {
+            v.push(id.to_string());
+        }
+    }
+
+    pub fn access_settings(&self, id: &str) {
+        if let Ok(mut v) = self.access_settings.lock() {
+            v.push(id.to_string());
+        }
+    }
+
+    /// Best effort: whatever cannot be removed now is still found by the ownership key when
+    /// CloudFormation's rollback Delete arrives.
+    pub async fn remove(&self, client: &AccountClient) {
+        let take = |m: &Mutex<Vec<String>>| m.lock().map(|v| v.clone()).unwrap_or_default();
+        // Networks reference registrations; a network a workspace was switched to stays.
+        let networks = take(&self.networks);
+        for id in &networks {
+            delete_quietly(client, Kind::Network, id, false).await;
+        }
+        for id in take(&self.access_settings) {
+            delete_quietly(client, Kind::AccessSettings, &id, false).await;
+        }
+        for id in take(&self.registrations) {
+            let going = !networks.is_empty();
+            delete_quietly(client, Kind::Registration, &id, going).await;
+        }
+    }
 }

@@ -2,10 +2,17 @@
 //! Databricks account on it. This is the only module where the CloudFormation protocol, the AWS
 //! calls and the Databricks client meet.
 
+pub mod access;
 pub mod converge;
+pub mod create;
 pub mod delete;
+pub mod endpoints;
 pub mod error;
 pub mod names;
+pub mod networks;
+pub mod ownership;
+pub mod pair;
+pub mod prepare;
 pub mod properties;
 pub mod watch;
 pub mod workspaces;
@@ -18,7 +25,8 @@ use crate::aws::{Ec2, Secrets, Stacks};
 use crate::cfn::{CfnRequest, Outcome, Progress, RequestType, ResourceHandler};
 use crate::databricks::{AccountClient, DatabricksHttp};
 
-use converge::{Created, converge};
+use converge::converge;
+use delete::Created;
 use names::OwnershipKey;
 use properties::{Defaults, Identity};
 use watch::{Abandoned, Waiting, still_waited_for};
@@ -62,7 +70,14 @@ impl Handler {
         // costs no time; a Create it no longer waits for writes nothing.
         let asked = Instant::now();
         let (prepared, mut waiting) = tokio::join!(
-            converge::prepare(self, &props, progress, deadline),
+            prepare::prepare(
+                &self.ec2,
+                &self.secrets,
+                &self.http,
+                &props,
+                progress,
+                deadline
+            ),
             still_waited_for(stacks, req, deadline),
         );
         // Retries can make `prepare` slow; the answer from its start may be stale by now.
@@ -78,7 +93,7 @@ impl Handler {
         };
         let created = Created::default();
         let converged = converge(
-            self, &client, &key, &props, &endpoints, progress, deadline, &created,
+            &self.ec2, &client, &key, &props, &endpoints, progress, deadline, &created,
         )
         .await;
         // When the stack rolls back while this Create still runs, CloudFormation cancels it and
@@ -126,8 +141,15 @@ impl Handler {
                 || old_target.account_host.as_deref() != Some(props.target.account_host.as_str());
             if moved && old_target.account_id.is_some() {
                 progress.step("removing the objects from the previous account");
-                if let Err(e) =
-                    delete::delete_all(self, &key, &old_target, progress, deadline).await
+                if let Err(e) = delete::delete_all(
+                    &self.secrets,
+                    &self.http,
+                    &key,
+                    &old_target,
+                    progress,
+                    deadline,
+                )
+                .await
                 {
                     return Outcome::failed(
                         physical_id,
@@ -178,7 +200,8 @@ impl Handler {
         let key = OwnershipKey::new(&req.stack_id, &req.logical_resource_id);
         let physical_id = self.physical_resource_id(req);
         let target = properties::parse_lenient(&req.resource_properties, &self.defaults);
-        match delete::delete_all(self, &key, &target, progress, deadline).await {
+        match delete::delete_all(&self.secrets, &self.http, &key, &target, progress, deadline).await
+        {
             Ok(()) => Outcome::success(physical_id, Default::default()),
             Err(e) => Outcome::failed(physical_id, e.to_string()),
         }
@@ -210,3 +233,6 @@ impl ResourceHandler for Handler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

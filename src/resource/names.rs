@@ -94,6 +94,15 @@ impl OwnershipKey {
     }
 }
 
+/// The clock stamped into the names of objects Databricks does not keep unique, in epoch
+/// milliseconds.
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
