@@ -144,12 +144,7 @@ where
 }
 
 fn shorten(text: &str) -> String {
-    if text.chars().count() <= MAX_MESSAGE_CHARS {
-        return text.to_owned();
-    }
-    let mut short: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
-    short.push('…');
-    short
+    crate::text::shorten(text, MAX_MESSAGE_CHARS)
 }
 
 #[cfg(test)]

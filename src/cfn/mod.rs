@@ -19,33 +19,4 @@ pub use response::{
     validate_response_url,
 };
 
-/// Makes untrusted text safe to quote in a message meant for people (a stack event, a log line):
-/// control characters are escaped so the message stays on one line, and the result is cut to
-/// `max_chars` characters with an ellipsis so one bad value cannot flood the 4096-byte response.
-pub fn shorten(text: &str, max_chars: usize) -> String {
-    let mut out = String::new();
-    for (taken, ch) in text.chars().enumerate() {
-        if taken == max_chars {
-            out.push('…');
-            break;
-        }
-        if ch.is_control() {
-            out.extend(ch.escape_default());
-        } else {
-            out.push(ch);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shorten;
-
-    #[test]
-    fn shorten_escapes_control_characters_and_cuts_long_text() {
-        assert_eq!(shorten("a\nb\tc\u{1b}", 20), "a\\nb\\tc\\u{1b}");
-        assert_eq!(shorten("ünïcødé text", 5), "ünïcø…");
-        assert_eq!(shorten("exact", 5), "exact");
-    }
-}
+pub use crate::text::shorten;

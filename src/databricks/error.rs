@@ -407,31 +407,7 @@ fn strip_tags(html: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// One line of at most `max_chars` characters (whitespace runs collapsed), cut on a character
-/// boundary, so a quoted message never becomes a whole body in a CloudFormation reason.
-pub(crate) fn shorten(text: &str, max_chars: usize) -> String {
-    let mut out = String::new();
-    let mut count = 0;
-    for word in text.split_whitespace() {
-        if count > 0 {
-            if count + 1 > max_chars {
-                out.push('…');
-                return out;
-            }
-            out.push(' ');
-            count += 1;
-        }
-        for c in word.chars() {
-            if count == max_chars {
-                out.push('…');
-                return out;
-            }
-            out.push(c);
-            count += 1;
-        }
-    }
-    out
-}
+pub(crate) use crate::text::shorten_words as shorten;
 
 #[cfg(test)]
 mod tests {

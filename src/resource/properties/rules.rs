@@ -313,21 +313,7 @@ pub(super) fn default_name_prefix(identity: &Identity<'_>) -> String {
 /// A user value quoted for a reason: bounded and with control characters escaped, so a hostile
 /// or huge value can neither break the response nor push it past 4096 bytes.
 pub fn quote(value: &str) -> String {
-    const MAX: usize = 80;
-    let mut out = String::from("\"");
-    for (i, c) in value.chars().enumerate() {
-        if i == MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('"');
-    out
+    format!("\"{}\"", crate::text::shorten(value, 80))
 }
 
 /// `AllowedVpcEndpointIds` without repeats; an entry that is no `vpce-…` id is a problem.
