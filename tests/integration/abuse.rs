@@ -669,7 +669,6 @@ async fn malformed_events_and_properties_fail_clearly_small_and_without_a_write(
     let started = Instant::now();
     let world = World::with(WorldOptions {
         networks: 2,
-        responses: 0,
         ..WorldOptions::default()
     })
     .await;

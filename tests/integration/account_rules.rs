@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use emulator::WorkspaceStatus;
 use serde_json::{Value, json};
 
 use crate::scenario::World;
@@ -87,8 +88,8 @@ async fn a_network_databricks_calls_broken_is_never_attached() {
     );
     assert_eq!(patches(&world), 0, "no PATCH is sent");
     let after = world.workspace(ws);
-    assert_eq!(after["workspace_status"], json!("RUNNING"));
-    assert!(after["private_access_settings_id"].is_null(), "{after:#}");
+    assert_eq!(after.workspace_status, WorkspaceStatus::Running);
+    assert!(after.private_access_settings_id.is_none(), "{after:#?}");
     world
         .send(Delete, &stack, props, None)
         .await
@@ -101,17 +102,10 @@ async fn warnings_about_a_network_are_logged_and_given_when_the_switch_fails() {
     let world = World::new().await;
     let net = &world.networks[0];
     let ws = world.seed_workspace(0, "warned-network");
-    let own = world.network(
-        world.workspace(ws)["network_id"]
-            .as_str()
-            .unwrap_or_default(),
-    );
-    let subnets: Vec<String> = own["subnet_ids"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect();
+    let own = world
+        .network(&world.workspace(ws).network_id.unwrap_or_default())
+        .expect("the workspace's own network");
+    let subnets = own.subnet_ids;
     for subnet in &subnets {
         world
             .emulator
@@ -173,9 +167,13 @@ async fn a_failed_workspace_is_switched_and_followed_to_running_or_its_failure()
         .await;
     created.assert_success();
     let after = world.workspace(recovers);
-    assert_eq!(after["workspace_status"], json!("RUNNING"), "{after:#}");
     assert_eq!(
-        after["private_access_settings_id"].as_str(),
+        after.workspace_status,
+        WorkspaceStatus::Running,
+        "{after:#?}"
+    );
+    assert_eq!(
+        after.private_access_settings_id.as_deref(),
         Some(created.data("PrivateAccessSettingsId"))
     );
     assert!(
@@ -250,7 +248,7 @@ async fn writes_whose_answers_are_lost_leave_exactly_one_object_each() {
     );
     let after = world.workspace(ws);
     assert_eq!(
-        after["private_access_settings_id"].as_str(),
+        after.private_access_settings_id.as_deref(),
         Some(created.data("PrivateAccessSettingsId"))
     );
 
@@ -410,8 +408,8 @@ async fn deletes_wait_for_networks_to_go_and_ask_again_after_a_bare_conflict() {
     let account = world.account();
     assert!(world.registrations().is_empty(), "{account:#}");
     assert!(world.access_settings().is_empty(), "{account:#}");
-    assert!(world.network(&network_id).is_null(), "{account:#}");
-    assert_eq!(account["deleting_networks"], json!([]), "{account:#}");
+    assert!(world.network(&network_id).is_none(), "{account:#}");
+    assert!(account.deleting_networks.is_empty(), "{account:#}");
     let logs = world.lambda.logs();
     assert!(
         !logs.contains("kept: still in use"),

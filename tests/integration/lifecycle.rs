@@ -1,6 +1,7 @@
 //! CloudFormation's request sequences through the real binary: after each, the account holds
 //! exactly the objects of the stack's current state.
 
+use emulator::PrivateAccessLevel;
 use serde_json::json;
 
 use crate::scenario::{World, WorldOptions};
@@ -28,22 +29,16 @@ async fn create_registers_both_endpoints_and_public_access_settings() {
         "tunnel.us-east-1.cloud.databricks.com"
     );
     let pas = &world.access_settings()[0];
-    assert_eq!(pas["public_access_enabled"], json!(true), "{pas:#}");
-    assert_eq!(pas["private_access_level"], json!("ACCOUNT"), "{pas:#}");
-    assert_eq!(pas["region"], json!("us-east-1"));
+    assert!(pas.public_access_enabled, "{pas:#?}");
+    assert_eq!(
+        pas.private_access_level,
+        PrivateAccessLevel::Account,
+        "{pas:#?}"
+    );
+    assert_eq!(pas.region, "us-east-1");
     for r in world.registrations() {
-        assert_eq!(
-            r["state"].as_str().map(str::to_ascii_lowercase).as_deref(),
-            Some("available"),
-            "{r:#}"
-        );
-        assert!(
-            r["vpc_endpoint_name"]
-                .as_str()
-                .unwrap_or_default()
-                .starts_with("create-"),
-            "{r:#}"
-        );
+        assert_eq!(r.state.to_ascii_lowercase(), "available", "{r:#?}");
+        assert!(r.vpc_endpoint_name.starts_with("create-"), "{r:#?}");
     }
     // The secret never leaves for anything but the accounts host, and never reaches the logs.
     assert!(!world.lambda.logs().contains(crate::scenario::CLIENT_SECRET));
@@ -76,17 +71,15 @@ async fn update_of_access_settings_replaces_them_in_place() {
         "replaced in place, not recreated"
     );
     let pas = &world.access_settings()[0];
-    assert_eq!(pas["private_access_level"], json!("ENDPOINT"));
-    assert_eq!(
-        pas["public_access_enabled"],
-        json!(true),
+    assert_eq!(pas.private_access_level, PrivateAccessLevel::Endpoint);
+    assert!(
+        pas.public_access_enabled,
         "PUT must send public_access_enabled explicitly"
     );
-    let mut allowed: Vec<&str> = pas["allowed_vpc_endpoint_ids"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str())
+    let mut allowed: Vec<&str> = pas
+        .allowed_vpc_endpoint_ids
+        .iter()
+        .map(String::as_str)
         .collect();
     allowed.sort();
     let mut own = vec![
@@ -390,30 +383,12 @@ async fn moving_to_another_account_cleans_up_the_old_one() {
         .send(Update, &stack, props, Some(world.props(0)))
         .await;
     moved.assert_success();
-    let old = world.emulator.state().dump(&old_account);
-    assert!(
-        old["vpc_endpoints"]
-            .as_array()
-            .is_some_and(|v| v.is_empty()),
-        "{old:#}"
-    );
-    assert!(
-        old["private_access_settings"]
-            .as_array()
-            .is_some_and(|v| v.is_empty()),
-        "{old:#}"
-    );
-    let new = world.emulator.state().dump(&new_account);
-    assert_eq!(
-        new["vpc_endpoints"].as_array().map(Vec::len),
-        Some(2),
-        "{new:#}"
-    );
-    assert_eq!(
-        new["private_access_settings"].as_array().map(Vec::len),
-        Some(1),
-        "{new:#}"
-    );
+    let old = world.emulator.state().snapshot(&old_account);
+    assert!(old.vpc_endpoints.is_empty(), "{old}");
+    assert!(old.private_access_settings.is_empty(), "{old}");
+    let new = world.emulator.state().snapshot(&new_account);
+    assert_eq!(new.vpc_endpoints.len(), 2, "{new}");
+    assert_eq!(new.private_access_settings.len(), 1, "{new}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
