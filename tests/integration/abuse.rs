@@ -910,12 +910,7 @@ impl Secured {
         .await
         .unwrap();
         let network = created.networks.remove(0);
-        emulator
-            .state()
-            .register_aws_endpoint(&network.rest_vpce_id, &network.rest_service);
-        emulator
-            .state()
-            .register_aws_endpoint(&network.relay_vpce_id, &network.relay_service);
+        crate::scenario::register_endpoints(&emulator, &network);
         Secured {
             network,
             secret_arn: created.secret_arns[0].clone(),

@@ -236,6 +236,15 @@ impl Bench {
         self.world.workspace(self.workspace)
     }
 
+    /// A Delete of `shape` (`what` names it) succeeds and leaves nothing of the stack.
+    async fn delete_leaves_nothing(&self, shape: Shape, what: &str) -> Result<(), String> {
+        self.send(RequestType::Delete, self.props(shape), None, TIMEOUT)
+            .await
+            .check_success()
+            .map_err(|e| format!("{what}: {e}"))?;
+        self.check_nothing_owned()
+    }
+
     /// The account holds nothing of the stack: no registration, no private access settings, only
     /// the workspace's own network, and the workspace as it was seeded.
     fn check_nothing_owned(&self) -> Result<(), String> {
@@ -751,11 +760,9 @@ async fn play_on(bench: &Bench, case: Case) -> Result<(), String> {
     match (case.op, &expected) {
         (Op::Create, Expect::Success) => bench.check_attached(Shape::Attached, &reply),
         (Op::Create, _) => {
-            let deleted = bench.send(Delete, bench.props(shape), None, TIMEOUT).await;
-            deleted
-                .check_success()
-                .map_err(|e| format!("the rollback Delete: {e}"))?;
-            bench.check_nothing_owned()
+            bench
+                .delete_leaves_nothing(shape, "the rollback Delete")
+                .await
         }
         (Op::Update, Expect::Success) => bench.check_attached(Shape::Moved, &reply),
         (Op::Update, _) => {
@@ -788,13 +795,11 @@ async fn play_on(bench: &Bench, case: Case) -> Result<(), String> {
             }
             Ok(())
         }
+        // CloudFormation reports DELETE_FAILED; the user retries the Delete.
         (Op::Delete, _) => {
-            // CloudFormation reports DELETE_FAILED; the user retries the Delete.
-            let again = bench.send(Delete, bench.props(shape), None, TIMEOUT).await;
-            again
-                .check_success()
-                .map_err(|e| format!("the retried Delete: {e}"))?;
-            bench.check_nothing_owned()
+            bench
+                .delete_leaves_nothing(shape, "the retried Delete")
+                .await
         }
     }
 }
@@ -983,11 +988,9 @@ async fn unusable_secrets_fail_a_create_without_quoting_them_and_let_a_delete_go
 
     // With the secret fixed, the next Delete removes them.
     bench
-        .send(Delete, bench.props(Shape::Plain), None, TIMEOUT)
+        .delete_leaves_nothing(Shape::Plain, "the Delete")
         .await
-        .check_success()
         .unwrap();
-    bench.check_nothing_owned().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1318,7 +1321,7 @@ async fn a_create_cloudformation_waits_for_stands_and_its_late_duplicate_changes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invocation_with_five_seconds_answers_failed_in_time_naming_the_step() {
-    use RequestType::{Create, Delete};
+    use RequestType::Create;
     let bench = Bench::new().await;
     bench.emulator.state().inject_fault(
         FaultSpec::new(FaultKind::Hang)
@@ -1348,9 +1351,7 @@ async fn an_invocation_with_five_seconds_answers_failed_in_time_naming_the_step(
 
     bench.emulator.state().clear_faults();
     bench
-        .send(Delete, bench.props(Shape::Plain), None, TIMEOUT)
+        .delete_leaves_nothing(Shape::Plain, "the Delete")
         .await
-        .check_success()
         .unwrap();
-    bench.check_nothing_owned().unwrap();
 }

@@ -4,9 +4,8 @@
 use emulator::PrivateAccessLevel;
 use serde_json::json;
 
-use crate::scenario::{World, WorldOptions};
+use crate::scenario::{TIMEOUT, World, WorldOptions};
 use crate::support::events::RequestType::{Create, Delete, Update};
-use crate::support::lambda::Lambda;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_registers_both_endpoints_and_public_access_settings() {
@@ -217,11 +216,11 @@ async fn bad_input_create_writes_nothing_and_its_rollback_delete_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_create_delivered_twice_at_once_converges_on_one_set() {
     let world = World::new().await;
-    let second = Lambda::start(&[("DATABRICKS_HOST", world.emulator.base_url().as_str())]).await;
+    let second = world.start_lambda().await;
     let stack = world.stack("duplicate");
     let (a, b) = tokio::join!(
         world.send(Create, &stack, world.props(0), None),
-        world.send_via(&second, Create, &stack, world.props(0), None),
+        world.deliver(&second, Create, &stack, world.props(0), None, TIMEOUT),
     );
     a.assert_success();
     b.assert_success();
@@ -344,11 +343,7 @@ async fn private_dns_off_fails_clearly_or_is_enabled_on_request() {
     let mut stack = world.stack("private-dns");
     let failed = world.create(&mut stack, world.props(0)).await;
     failed.assert_failed_with("BOOTSTRAP_TIMEOUT");
-    assert!(
-        failed.reason().contains("EnablePrivateDns"),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions("EnablePrivateDns");
     assert_eq!(world.writes(), 0, "refused before any Databricks write");
 
     let mut props = world.props(0);
@@ -433,11 +428,7 @@ async fn a_missing_endpoint_and_a_missing_secret_are_named_together() {
     let mut stack = world.stack("two-problems");
     let failed = world.create(&mut stack, props).await;
     failed.assert_failed_with("vpce-0123456789abcdef0");
-    assert!(
-        failed.reason().contains("gone-AbCdEf"),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions("gone-AbCdEf");
     assert_eq!(world.writes(), 0);
 }
 
@@ -462,13 +453,8 @@ async fn swapped_endpoints_and_rejected_credentials_are_named_together() {
     let mut stack = world.stack("swapped-and-wrong");
     let failed = world.create(&mut stack, props).await;
     failed.assert_failed_with("swapped");
-    assert!(
-        failed
-            .reason()
-            .contains("rejected the service principal credentials (401 invalid_client)"),
-        "{}",
-        failed.reason()
-    );
+    failed
+        .assert_reason_mentions("rejected the service principal credentials (401 invalid_client)");
     assert!(!failed.reason().contains("not-the-secret"));
     assert_eq!(world.writes(), 0);
 }

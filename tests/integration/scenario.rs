@@ -151,6 +151,11 @@ impl Answer {
         self.assert_invocation_succeeded();
     }
 
+    #[track_caller]
+    pub fn assert_reason_mentions(&self, needle: &str) {
+        assert!(self.reason().contains(needle), "{}", self.reason());
+    }
+
     /// CloudFormation got exactly one accepted answer before the deadline, and the function
     /// returned normally (so Lambda does not run the request again).
     pub fn check_answered_in_time(&self) -> Result<(), String> {
@@ -265,12 +270,7 @@ impl World {
         .await
         .expect("the emulator starts");
         for network in &aws.networks {
-            emulator
-                .state()
-                .register_aws_endpoint(&network.rest_vpce_id, &network.rest_service);
-            emulator
-                .state()
-                .register_aws_endpoint(&network.relay_vpce_id, &network.relay_service);
+            register_endpoints(&emulator, network);
         }
         let lambda = start_lambda(&emulator, &options.lambda_env).await;
         World {
@@ -316,19 +316,7 @@ impl World {
         props: Value,
         old: Option<Value>,
     ) -> Answer {
-        self.send_via(&self.lambda, request_type, stack, props, old)
-            .await
-    }
-
-    /// [`World::send`] through another instance of the function.
-    pub async fn send_via(
-        &self,
-        lambda: &Lambda,
-        request_type: RequestType,
-        stack: &Stack,
-        props: Value,
-        old: Option<Value>,
-    ) -> Answer {
+        let lambda = &self.lambda;
         let answer = self
             .deliver(lambda, request_type, stack, props, old, TIMEOUT)
             .await;
@@ -451,6 +439,13 @@ impl World {
             );
         }
     }
+}
+
+/// Tells the emulator which Databricks services `network`'s two endpoints connect to.
+pub fn register_endpoints(emulator: &Emulator, network: &AwsFixture) {
+    let state = emulator.state();
+    state.register_aws_endpoint(&network.rest_vpce_id, &network.rest_service);
+    state.register_aws_endpoint(&network.relay_vpce_id, &network.relay_service);
 }
 
 async fn start_lambda(emulator: &Emulator, env: &[(&'static str, &'static str)]) -> Lambda {

@@ -218,20 +218,8 @@ async fn workspaces_that_cannot_be_switched_are_refused_before_any_write() {
     failed.assert_failed_with(&format!(
         "workspace {unmanaged} does not run in a customer-managed VPC"
     ));
-    assert!(
-        failed
-            .reason()
-            .contains(&format!("workspace {serverless} is serverless")),
-        "{}",
-        failed.reason()
-    );
-    assert!(
-        failed
-            .reason()
-            .contains("workspace 777 is not in Databricks account"),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions(&format!("workspace {serverless} is serverless"));
+    failed.assert_reason_mentions("workspace 777 is not in Databricks account");
     assert_eq!(
         world.writes(),
         0,
@@ -262,16 +250,8 @@ async fn running_clusters_and_silent_reverts_fail_clearly_and_leave_nothing_behi
         .create(&mut stack, with_workspaces(world.props(0), &[busy]))
         .await;
     failed.assert_failed_with(&format!("{busy}:"));
-    assert!(
-        failed.reason().contains("terminate all running compute"),
-        "{}",
-        failed.reason()
-    );
-    assert!(
-        failed.reason().contains("no workspace was switched"),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions("terminate all running compute");
+    failed.assert_reason_mentions("no workspace was switched");
     let deleted = world
         .send(
             Delete,
@@ -362,18 +342,8 @@ async fn a_workspace_that_goes_failed_after_the_switch_is_named_with_its_status_
         .create(&mut stack, with_workspaces(world.props(0), &[ws]))
         .await;
     failed.assert_failed_with(&format!("{ws}: the workspace went FAILED"));
-    assert!(
-        failed.reason().contains("subnet has no route to the relay"),
-        "{}",
-        failed.reason()
-    );
-    assert!(
-        failed
-            .reason()
-            .contains("cannot be removed from a workspace"),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions("subnet has no route to the relay");
+    failed.assert_reason_mentions("cannot be removed from a workspace");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
