@@ -1489,20 +1489,14 @@ async fn a_hundred_stacks_against_a_rate_limited_account_all_succeed_once() {
     );
 
     // Exactly one registration per endpoint and one PAS per stack, each the one it reported.
-    let account = state.dump(&account_id);
-    let registrations = account["vpc_endpoints"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let access_settings = account["private_access_settings"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let account = state.snapshot(&account_id);
+    let registrations = &account.vpc_endpoints;
+    let access_settings = &account.private_access_settings;
     assert_eq!(registrations.len(), 2 * STACKS, "registrations");
     assert_eq!(access_settings.len(), STACKS, "private access settings");
     let registered: BTreeSet<&str> = registrations
         .iter()
-        .filter_map(|r| r["aws_vpc_endpoint_id"].as_str())
+        .map(|r| r.aws_vpc_endpoint_id.as_str())
         .collect();
     let expected: BTreeSet<&str> = pairs
         .iter()
@@ -1511,11 +1505,11 @@ async fn a_hundred_stacks_against_a_rate_limited_account_all_succeed_once() {
     assert_eq!(registered, expected, "each endpoint registered once");
     let registration_ids: BTreeSet<&str> = registrations
         .iter()
-        .filter_map(|r| r["vpc_endpoint_id"].as_str())
+        .map(|r| r.vpc_endpoint_id.as_str())
         .collect();
     let pas_ids: BTreeSet<&str> = access_settings
         .iter()
-        .filter_map(|p| p["private_access_settings_id"].as_str())
+        .map(|p| p.private_access_settings_id.as_str())
         .collect();
     let reported_pas: BTreeSet<&str> = answers
         .values()
