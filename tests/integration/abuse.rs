@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use emulator::{Emulator, EmulatorConfig, FaultBody, FaultKind, FaultSpec};
 use serde_json::{Map, Value, json};
 
-use crate::scenario::{CLIENT_SECRET, REGION, TIMEOUT, World, WorldOptions};
+use crate::scenario::{
+    CLIENT_SECRET, REGION, TIMEOUT, World, WorldOptions, carries_token, deliver_event,
+};
 use crate::support::events::{RequestType, cfn_event, stack_id};
 use crate::support::fixtures::{AwsFixture, NetworkOptions, Setup};
 use crate::support::lambda::{Lambda, LambdaProcess};
@@ -1251,10 +1253,7 @@ async fn secrets_stay_out_of_logs_and_responses_and_databricks_messages_are_shor
                 "a response carries a secret: {doc:#}"
             );
         }
-        assert!(
-            find_emulator_token(&text).is_none(),
-            "a response carries a token: {doc:#}"
-        );
+        assert!(!carries_token(&text), "a response carries a token: {doc:#}");
     }
     let logs = lambda.logs();
     for tag in ["json", "text", "html"] {
@@ -1285,16 +1284,16 @@ pub(crate) async fn through_sink(
         None,
         Some(&sink.url()),
     );
-    let result = lambda.invoke(event, TIMEOUT).await;
+    let answer = deliver_event(lambda, &sink, event, TIMEOUT).await;
     assert!(
-        matches!(result, InvocationResult::Response(_)),
-        "{result:?}\n{}",
+        matches!(answer.invocation, InvocationResult::Response(_)),
+        "{:?}\n{}",
+        answer.invocation,
         lambda.logs()
     );
-    let puts = sink.wait_for(1, Duration::from_secs(5)).await;
-    assert_eq!(puts.len(), 1, "exactly one PUT");
-    assert!(puts[0].body.len() <= MAX_RESPONSE_BYTES);
-    puts[0].json()
+    assert_eq!(answer.puts.len(), 1, "exactly one PUT");
+    assert!(answer.puts[0].body.len() <= MAX_RESPONSE_BYTES);
+    answer.puts[0].json()
 }
 
 /// The `X-Amz-Signature` value of a presigned URL.
@@ -1304,17 +1303,6 @@ pub(crate) fn signature_of(url: &str) -> String {
         .map(|rest| rest.split('&').next().unwrap_or_default().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| panic!("no signature in {url}"))
-}
-
-/// An access token as the emulator issues them: `emu` and 64 hex digits.
-fn find_emulator_token(text: &str) -> Option<&str> {
-    text.match_indices("emu").find_map(|(at, _)| {
-        let candidate = text.get(at..at + 67)?;
-        candidate[3..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit())
-            .then_some(candidate)
-    })
 }
 
 /// No line of `logs` carries one of `secrets`, an access token, an Authorization header value
@@ -1343,7 +1331,7 @@ pub(crate) fn audit_logs(who: &str, logs: &str, secrets: &[String]) {
             );
         }
         assert!(
-            find_emulator_token(line).is_none(),
+            !carries_token(line),
             "{who} log line {number} carries an access token: {line}"
         );
     }

@@ -189,17 +189,6 @@ async fn wait_available(client: &AccountClient, id: &str) -> VpcEndpoint {
     panic!("registration {id} never became available");
 }
 
-/// Emulator tokens are `emu` followed by 64 hex digits; none may appear in an error.
-fn contains_emulator_token(text: &str) -> bool {
-    text.match_indices("emu").any(|(at, _)| {
-        let hex = text[at + 3..]
-            .chars()
-            .take_while(char::is_ascii_hexdigit)
-            .count();
-        hex >= 64
-    })
-}
-
 /// What every error a caller may log or put into a CloudFormation reason must satisfy.
 fn assert_presentable(error: &DatabricksError) {
     for text in [error.to_string(), format!("{error:?}")] {
@@ -209,7 +198,10 @@ fn assert_presentable(error: &DatabricksError) {
             "secret leaked: {text}"
         );
         assert!(!text.contains(WRONG_SECRET), "secret leaked: {text}");
-        assert!(!contains_emulator_token(&text), "token leaked: {text}");
+        assert!(
+            !crate::scenario::carries_token(&text),
+            "token leaked: {text}"
+        );
         assert!(text.len() < 800, "error is not short: {} bytes", text.len());
     }
 }

@@ -220,7 +220,7 @@ impl Answer {
     }
 }
 
-/// The emulator's access tokens are `emu` and 64 hex digits.
+/// The emulator's access tokens are `emu` and 64 hex digits; half of one already counts.
 pub fn carries_token(text: &str) -> bool {
     text.match_indices("emu").any(|(at, _)| {
         text[at + 3..]
