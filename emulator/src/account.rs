@@ -2,6 +2,7 @@
 //! networks, workspaces) and the rules between them (`docs/account-api.md`). Knows nothing of HTTP,
 //! tokens, faults or how ids are made unique across accounts.
 
+use serde::Serialize;
 use serde_json::json;
 
 use crate::aws::{self, AwsEndpoints};
@@ -1050,34 +1051,99 @@ impl Account {
     }
 
     /// Everything, as the API would show it, without counting reads.
-    pub fn dump(&self, view: EndpointView<'_>) -> serde_json::Value {
-        let registrations: Vec<VpcEndpoint> =
-            self.registrations.iter().map(|r| view.render(r)).collect();
-        let controls: Vec<serde_json::Value> = self
-            .workspaces
-            .iter()
-            .map(|w| {
-                json!({
-                    "workspace_id": w.workspace.workspace_id,
-                    "clusters_running": w.clusters_running,
-                    "silent_reverts": w.silent_reverts,
-                })
-            })
-            .collect();
-        json!({
-            "account_id": self.account_id,
-            "vpc_endpoints": registrations,
-            "private_access_settings": self.private_access_settings,
-            "networks": self.networks,
-            "deleting_networks": self
+    pub fn snapshot(&self, view: EndpointView<'_>) -> AccountSnapshot {
+        AccountSnapshot {
+            account_id: self.account_id.clone(),
+            vpc_endpoints: self.registrations.iter().map(|r| view.render(r)).collect(),
+            private_access_settings: self.private_access_settings.clone(),
+            networks: self.networks.clone(),
+            deleting_networks: self
                 .deleting_networks
                 .iter()
                 .map(|(n, _)| n.network_id.clone())
-                .collect::<Vec<_>>(),
-            "workspaces": self.list_workspaces(),
-            "workspace_controls": controls,
-        })
+                .collect(),
+            workspaces: self.list_workspaces(),
+            workspace_controls: self
+                .workspaces
+                .iter()
+                .map(|w| WorkspaceControls {
+                    workspace_id: w.workspace.workspace_id,
+                    clusters_running: w.clusters_running,
+                    silent_reverts: w.silent_reverts,
+                })
+                .collect(),
+        }
     }
+
+    /// [`Account::snapshot`] as JSON, the body of `GET /_emulator/state`.
+    pub fn dump(&self, view: EndpointView<'_>) -> serde_json::Value {
+        json!(self.snapshot(view))
+    }
+}
+
+/// One account's objects as the API shows them, read without side effects: what tests inspect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountSnapshot {
+    pub account_id: String,
+    pub vpc_endpoints: Vec<VpcEndpoint>,
+    pub private_access_settings: Vec<PrivateAccessSettings>,
+    pub networks: Vec<Network>,
+    /// Ids of networks whose DELETE was answered but which are still listed for a few reads.
+    pub deleting_networks: Vec<String>,
+    pub workspaces: Vec<Workspace>,
+    pub workspace_controls: Vec<WorkspaceControls>,
+}
+
+impl AccountSnapshot {
+    /// The registration of AWS endpoint `vpce`, if any.
+    pub fn registration_of(&self, vpce: &str) -> Option<&VpcEndpoint> {
+        self.vpc_endpoints
+            .iter()
+            .find(|r| r.aws_vpc_endpoint_id == vpce)
+    }
+
+    /// The `vpce-` ids registered, sorted.
+    pub fn registered_vpces(&self) -> Vec<String> {
+        let mut vpces: Vec<String> = self
+            .vpc_endpoints
+            .iter()
+            .map(|r| r.aws_vpc_endpoint_id.clone())
+            .collect();
+        vpces.sort();
+        vpces
+    }
+
+    pub fn network(&self, network_id: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.network_id == network_id)
+    }
+
+    pub fn workspace(&self, workspace_id: i64) -> Option<&Workspace> {
+        self.workspaces
+            .iter()
+            .find(|w| w.workspace_id == workspace_id)
+    }
+
+    pub fn private_access_settings(&self, id: &str) -> Option<&PrivateAccessSettings> {
+        self.private_access_settings
+            .iter()
+            .find(|p| p.private_access_settings_id == id)
+    }
+}
+
+/// Pretty JSON, as `GET /_emulator/state` shows it: for failure messages.
+impl std::fmt::Display for AccountSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_string_pretty(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+/// The test controls of one workspace that the API does not show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkspaceControls {
+    pub workspace_id: i64,
+    pub clusters_running: bool,
+    pub silent_reverts: u32,
 }
 
 /// Ids for everything a seeded workspace brings along.

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use account::{NetworkSeed, WorkspaceSeed};
+pub use account::{AccountSnapshot, NetworkSeed, WorkspaceControls, WorkspaceSeed};
 pub use auth::OAuthError;
 pub use control::ControlError;
 pub use error::ApiError;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use crate::EmulatorConfig;
-use crate::account::{Account, EndpointView, NewIds, SeedIds, WorkspaceSeed};
+use crate::account::{Account, AccountSnapshot, EndpointView, NewIds, SeedIds, WorkspaceSeed};
 use crate::aws::{AwsEndpoint, AwsEndpoints, AwsSubnet};
 use crate::error::ApiError;
 use crate::faults::{FaultKind, FaultRegistry, FaultSpec};
@@ -530,14 +530,19 @@ impl StateHandle {
     /// `{"account_id", "vpc_endpoints", "private_access_settings", "networks", "workspaces",
     /// "workspace_controls"}`.
     pub fn dump(&self, account_id: &str) -> serde_json::Value {
+        json!(self.snapshot(account_id))
+    }
+
+    /// [`StateHandle::dump`], typed: what tests inspect.
+    pub fn snapshot(&self, account_id: &str) -> AccountSnapshot {
         let inner = self.lock();
         let view = EndpointView {
             aws: &inner.aws,
             accept_after_reads: inner.accept_after_reads,
         };
         match inner.accounts.get(account_id) {
-            Some(account) => account.dump(view),
-            None => Account::new(account_id).dump(view),
+            Some(account) => account.snapshot(view),
+            None => Account::new(account_id).snapshot(view),
         }
     }
 

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use emulator::{Emulator, EmulatorConfig, FaultBody, FaultKind, FaultSpec};
 use serde_json::{Map, Value, json};
 
-use crate::scenario::{CLIENT_SECRET, REGION, TIMEOUT, World, WorldOptions};
+use crate::scenario::{
+    CLIENT_SECRET, REGION, TIMEOUT, World, WorldOptions, carries_token, deliver_event,
+};
 use crate::support::events::{RequestType, cfn_event, stack_id};
 use crate::support::fixtures::{AwsFixture, NetworkOptions, Setup};
 use crate::support::lambda::{Lambda, LambdaProcess};
@@ -669,7 +671,6 @@ async fn malformed_events_and_properties_fail_clearly_small_and_without_a_write(
     let started = Instant::now();
     let world = World::with(WorldOptions {
         networks: 2,
-        responses: 0,
         ..WorldOptions::default()
     })
     .await;
@@ -911,12 +912,7 @@ impl Secured {
         .await
         .unwrap();
         let network = created.networks.remove(0);
-        emulator
-            .state()
-            .register_aws_endpoint(&network.rest_vpce_id, &network.rest_service);
-        emulator
-            .state()
-            .register_aws_endpoint(&network.relay_vpce_id, &network.relay_service);
+        crate::scenario::register_endpoints(&emulator, &network);
         Secured {
             network,
             secret_arn: created.secret_arns[0].clone(),
@@ -1257,10 +1253,7 @@ async fn secrets_stay_out_of_logs_and_responses_and_databricks_messages_are_shor
                 "a response carries a secret: {doc:#}"
             );
         }
-        assert!(
-            find_emulator_token(&text).is_none(),
-            "a response carries a token: {doc:#}"
-        );
+        assert!(!carries_token(&text), "a response carries a token: {doc:#}");
     }
     let logs = lambda.logs();
     for tag in ["json", "text", "html"] {
@@ -1291,16 +1284,16 @@ pub(crate) async fn through_sink(
         None,
         Some(&sink.url()),
     );
-    let result = lambda.invoke(event, TIMEOUT).await;
+    let answer = deliver_event(lambda, &sink, event, TIMEOUT).await;
     assert!(
-        matches!(result, InvocationResult::Response(_)),
-        "{result:?}\n{}",
+        matches!(answer.invocation, InvocationResult::Response(_)),
+        "{:?}\n{}",
+        answer.invocation,
         lambda.logs()
     );
-    let puts = sink.wait_for(1, Duration::from_secs(5)).await;
-    assert_eq!(puts.len(), 1, "exactly one PUT");
-    assert!(puts[0].body.len() <= MAX_RESPONSE_BYTES);
-    puts[0].json()
+    assert_eq!(answer.puts.len(), 1, "exactly one PUT");
+    assert!(answer.puts[0].body.len() <= MAX_RESPONSE_BYTES);
+    answer.puts[0].json()
 }
 
 /// The `X-Amz-Signature` value of a presigned URL.
@@ -1310,17 +1303,6 @@ pub(crate) fn signature_of(url: &str) -> String {
         .map(|rest| rest.split('&').next().unwrap_or_default().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| panic!("no signature in {url}"))
-}
-
-/// An access token as the emulator issues them: `emu` and 64 hex digits.
-fn find_emulator_token(text: &str) -> Option<&str> {
-    text.match_indices("emu").find_map(|(at, _)| {
-        let candidate = text.get(at..at + 67)?;
-        candidate[3..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit())
-            .then_some(candidate)
-    })
 }
 
 /// No line of `logs` carries one of `secrets`, an access token, an Authorization header value
@@ -1349,7 +1331,7 @@ pub(crate) fn audit_logs(who: &str, logs: &str, secrets: &[String]) {
             );
         }
         assert!(
-            find_emulator_token(line).is_none(),
+            !carries_token(line),
             "{who} log line {number} carries an access token: {line}"
         );
     }
@@ -1495,20 +1477,14 @@ async fn a_hundred_stacks_against_a_rate_limited_account_all_succeed_once() {
     );
 
     // Exactly one registration per endpoint and one PAS per stack, each the one it reported.
-    let account = state.dump(&account_id);
-    let registrations = account["vpc_endpoints"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let access_settings = account["private_access_settings"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let account = state.snapshot(&account_id);
+    let registrations = &account.vpc_endpoints;
+    let access_settings = &account.private_access_settings;
     assert_eq!(registrations.len(), 2 * STACKS, "registrations");
     assert_eq!(access_settings.len(), STACKS, "private access settings");
     let registered: BTreeSet<&str> = registrations
         .iter()
-        .filter_map(|r| r["aws_vpc_endpoint_id"].as_str())
+        .map(|r| r.aws_vpc_endpoint_id.as_str())
         .collect();
     let expected: BTreeSet<&str> = pairs
         .iter()
@@ -1517,11 +1493,11 @@ async fn a_hundred_stacks_against_a_rate_limited_account_all_succeed_once() {
     assert_eq!(registered, expected, "each endpoint registered once");
     let registration_ids: BTreeSet<&str> = registrations
         .iter()
-        .filter_map(|r| r["vpc_endpoint_id"].as_str())
+        .map(|r| r.vpc_endpoint_id.as_str())
         .collect();
     let pas_ids: BTreeSet<&str> = access_settings
         .iter()
-        .filter_map(|p| p["private_access_settings_id"].as_str())
+        .map(|p| p.private_access_settings_id.as_str())
         .collect();
     let reported_pas: BTreeSet<&str> = answers
         .values()

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use emulator::WorkspaceStatus;
 use serde_json::{Value, json};
 
 use crate::scenario::World;
@@ -80,15 +81,11 @@ async fn a_network_databricks_calls_broken_is_never_attached() {
         "(for workspace {ws}) as BROKEN: subnet: Subnet {} is in VPC {elsewhere}",
         net.subnet_ids[0]
     ));
-    assert!(
-        failed.reason().contains("No workspace was switched"),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions("No workspace was switched");
     assert_eq!(patches(&world), 0, "no PATCH is sent");
     let after = world.workspace(ws);
-    assert_eq!(after["workspace_status"], json!("RUNNING"));
-    assert!(after["private_access_settings_id"].is_null(), "{after:#}");
+    assert_eq!(after.workspace_status, WorkspaceStatus::Running);
+    assert!(after.private_access_settings_id.is_none(), "{after:#?}");
     world
         .send(Delete, &stack, props, None)
         .await
@@ -101,17 +98,10 @@ async fn warnings_about_a_network_are_logged_and_given_when_the_switch_fails() {
     let world = World::new().await;
     let net = &world.networks[0];
     let ws = world.seed_workspace(0, "warned-network");
-    let own = world.network(
-        world.workspace(ws)["network_id"]
-            .as_str()
-            .unwrap_or_default(),
-    );
-    let subnets: Vec<String> = own["subnet_ids"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect();
+    let own = world
+        .network(&world.workspace(ws).network_id.unwrap_or_default())
+        .expect("the workspace's own network");
+    let subnets = own.subnet_ids;
     for subnet in &subnets {
         world
             .emulator
@@ -128,16 +118,8 @@ async fn warnings_about_a_network_are_logged_and_given_when_the_switch_fails() {
         .create(&mut stack, with_workspaces(world.props(0), &[ws]))
         .await;
     failed.assert_failed_with("cluster subnets unreachable");
-    assert!(
-        failed
-            .reason()
-            .contains("Databricks warned about its network: subnet: Subnets")
-            && failed
-                .reason()
-                .contains("are all in availability zone us-east-1a"),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions("Databricks warned about its network: subnet: Subnets");
+    failed.assert_reason_mentions("are all in availability zone us-east-1a");
     assert!(
         world
             .lambda
@@ -173,9 +155,13 @@ async fn a_failed_workspace_is_switched_and_followed_to_running_or_its_failure()
         .await;
     created.assert_success();
     let after = world.workspace(recovers);
-    assert_eq!(after["workspace_status"], json!("RUNNING"), "{after:#}");
     assert_eq!(
-        after["private_access_settings_id"].as_str(),
+        after.workspace_status,
+        WorkspaceStatus::Running,
+        "{after:#?}"
+    );
+    assert_eq!(
+        after.private_access_settings_id.as_deref(),
         Some(created.data("PrivateAccessSettingsId"))
     );
     assert!(
@@ -200,13 +186,7 @@ async fn a_failed_workspace_is_switched_and_followed_to_running_or_its_failure()
     failed.assert_failed_with(&format!(
         "{fails_again}: the workspace went FAILED: Workspace provisioning failed again: NAT gateway missing"
     ));
-    assert!(
-        failed
-            .reason()
-            .contains("cannot be removed from a workspace"),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions("cannot be removed from a workspace");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,7 +230,7 @@ async fn writes_whose_answers_are_lost_leave_exactly_one_object_each() {
     );
     let after = world.workspace(ws);
     assert_eq!(
-        after["private_access_settings_id"].as_str(),
+        after.private_access_settings_id.as_deref(),
         Some(created.data("PrivateAccessSettingsId"))
     );
 
@@ -340,14 +320,10 @@ async fn network_subnets_and_groups_are_checked_in_ec2_before_any_write() {
         "Network.SubnetIds: subnet {} is in VPC {}, not in the endpoints' VPC {}",
         other_vpc.subnet_ids[1], other_vpc.vpc_id, net.vpc_id
     ));
-    assert!(
-        failed.reason().contains(&format!(
-            "Network.SecurityGroupIds: security group {} is in VPC {}",
-            other_vpc.cluster_sg_id, other_vpc.vpc_id
-        )),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions(&format!(
+        "Network.SecurityGroupIds: security group {} is in VPC {}",
+        other_vpc.cluster_sg_id, other_vpc.vpc_id
+    ));
     let mut props = with_workspaces(world.props(0), &[ws]);
     props["Network"] = json!({
         "SubnetIds": [net.subnet_ids[0], "subnet-0000000000000dead"],
@@ -410,8 +386,8 @@ async fn deletes_wait_for_networks_to_go_and_ask_again_after_a_bare_conflict() {
     let account = world.account();
     assert!(world.registrations().is_empty(), "{account:#}");
     assert!(world.access_settings().is_empty(), "{account:#}");
-    assert!(world.network(&network_id).is_null(), "{account:#}");
-    assert_eq!(account["deleting_networks"], json!([]), "{account:#}");
+    assert!(world.network(&network_id).is_none(), "{account:#}");
+    assert!(account.deleting_networks.is_empty(), "{account:#}");
     let logs = world.lambda.logs();
     assert!(
         !logs.contains("kept: still in use"),

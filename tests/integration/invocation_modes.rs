@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use backend_privatelink::cfn::{GUARD_MARGIN, parse_event};
 use backend_privatelink::resource::properties::{self, Defaults, Identity};
-use emulator::{Emulator, EmulatorConfig, FaultKind, FaultSpec};
+use emulator::{Emulator, EmulatorConfig, FaultKind, FaultSpec, PrivateAccessLevel};
 use serde_json::{Value, json};
 
 use crate::scenario::{Answer, REGION, TIMEOUT, World, WorldOptions};
@@ -108,11 +108,7 @@ fn event_for(world: &World, name: &str, extra: &[(&str, &str)]) -> Value {
 }
 
 fn world_options() -> WorldOptions {
-    // These tests make their own response URLs: the world's would go unused.
-    WorldOptions {
-        responses: 0,
-        ..WorldOptions::default()
-    }
+    WorldOptions::default()
 }
 
 /// Invokes through the Runtime API and reads what was PUT to the presigned URL; the invocation
@@ -130,10 +126,7 @@ async fn play(world: &World, name: &str, event: Value, sink: &ResponseSink) -> A
         InvocationResult::Response(response.clone()),
         "events/{name}: the invocation returns what CloudFormation was sent"
     );
-    Answer {
-        invocation,
-        response,
-    }
+    Answer::delivered(invocation, response)
 }
 
 fn file_physical_id() -> String {
@@ -143,8 +136,8 @@ fn file_physical_id() -> String {
         .to_owned()
 }
 
-fn pas_level(world: &World) -> Value {
-    world.access_settings()[0]["private_access_level"].clone()
+fn pas_level(world: &World) -> PrivateAccessLevel {
+    world.access_settings()[0].private_access_level
 }
 
 /// Whether any scalar anywhere in `value` is not a string (CloudFormation sends every scalar as
@@ -365,7 +358,7 @@ async fn the_event_files_play_a_lifecycle_answered_over_presigned_response_urls(
         "Create answers with the PhysicalResourceId the Update and Delete files carry"
     );
     world.assert_exactly(&[&net.rest_vpce_id, &net.relay_vpce_id], &created);
-    assert_eq!(pas_level(&world), json!("ACCOUNT"));
+    assert_eq!(pas_level(&world), PrivateAccessLevel::Account);
 
     let updated = play(
         &world,
@@ -381,7 +374,7 @@ async fn the_event_files_play_a_lifecycle_answered_over_presigned_response_urls(
         created.data("PrivateAccessSettingsId"),
         "the access settings are replaced in place"
     );
-    assert_eq!(pas_level(&world), json!("ENDPOINT"));
+    assert_eq!(pas_level(&world), PrivateAccessLevel::Endpoint);
     world.assert_exactly(&[&net.rest_vpce_id, &net.relay_vpce_id], &updated);
 
     let replaced = play(
@@ -513,10 +506,7 @@ async fn under_sam_local_the_response_is_printed_and_never_put() {
     let printed = next_printed(&sam, 1).await;
     assert_eq!(printed["Status"], "SUCCESS", "{printed:#}");
     assert_eq!(printed["PhysicalResourceId"], file_physical_id());
-    let answer = Answer {
-        invocation: result,
-        response: printed.clone(),
-    };
+    let answer = Answer::delivered(result, printed.clone());
     assert_eq!(answer.invocation, InvocationResult::Response(printed));
     world.assert_exactly(&[&net.rest_vpce_id, &net.relay_vpce_id], &answer);
 
@@ -563,15 +553,12 @@ async fn a_direct_invocation_returns_the_response_or_fails_with_the_reason() {
             .starts_with("databricks-backend-privatelink-"),
         "{doc:#}"
     );
-    let answer = Answer {
-        invocation: result.clone(),
-        response: doc.clone(),
-    };
+    let answer = Answer::delivered(result.clone(), doc.clone());
     world.assert_exactly(&[&net.rest_vpce_id, &net.relay_vpce_id], &answer);
     let names: Vec<String> = world
         .registrations()
         .iter()
-        .filter_map(|r| r["vpc_endpoint_name"].as_str().map(str::to_owned))
+        .map(|r| r.vpc_endpoint_name.clone())
         .collect();
     assert!(
         names

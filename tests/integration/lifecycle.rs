@@ -1,11 +1,11 @@
 //! CloudFormation's request sequences through the real binary: after each, the account holds
 //! exactly the objects of the stack's current state.
 
+use emulator::PrivateAccessLevel;
 use serde_json::json;
 
-use crate::scenario::{World, WorldOptions};
+use crate::scenario::{TIMEOUT, World, WorldOptions};
 use crate::support::events::RequestType::{Create, Delete, Update};
-use crate::support::lambda::Lambda;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_registers_both_endpoints_and_public_access_settings() {
@@ -28,22 +28,16 @@ async fn create_registers_both_endpoints_and_public_access_settings() {
         "tunnel.us-east-1.cloud.databricks.com"
     );
     let pas = &world.access_settings()[0];
-    assert_eq!(pas["public_access_enabled"], json!(true), "{pas:#}");
-    assert_eq!(pas["private_access_level"], json!("ACCOUNT"), "{pas:#}");
-    assert_eq!(pas["region"], json!("us-east-1"));
+    assert!(pas.public_access_enabled, "{pas:#?}");
+    assert_eq!(
+        pas.private_access_level,
+        PrivateAccessLevel::Account,
+        "{pas:#?}"
+    );
+    assert_eq!(pas.region, "us-east-1");
     for r in world.registrations() {
-        assert_eq!(
-            r["state"].as_str().map(str::to_ascii_lowercase).as_deref(),
-            Some("available"),
-            "{r:#}"
-        );
-        assert!(
-            r["vpc_endpoint_name"]
-                .as_str()
-                .unwrap_or_default()
-                .starts_with("create-"),
-            "{r:#}"
-        );
+        assert_eq!(r.state.to_ascii_lowercase(), "available", "{r:#?}");
+        assert!(r.vpc_endpoint_name.starts_with("create-"), "{r:#?}");
     }
     // The secret never leaves for anything but the accounts host, and never reaches the logs.
     assert!(!world.lambda.logs().contains(crate::scenario::CLIENT_SECRET));
@@ -76,17 +70,15 @@ async fn update_of_access_settings_replaces_them_in_place() {
         "replaced in place, not recreated"
     );
     let pas = &world.access_settings()[0];
-    assert_eq!(pas["private_access_level"], json!("ENDPOINT"));
-    assert_eq!(
-        pas["public_access_enabled"],
-        json!(true),
+    assert_eq!(pas.private_access_level, PrivateAccessLevel::Endpoint);
+    assert!(
+        pas.public_access_enabled,
         "PUT must send public_access_enabled explicitly"
     );
-    let mut allowed: Vec<&str> = pas["allowed_vpc_endpoint_ids"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str())
+    let mut allowed: Vec<&str> = pas
+        .allowed_vpc_endpoint_ids
+        .iter()
+        .map(String::as_str)
         .collect();
     allowed.sort();
     let mut own = vec![
@@ -224,11 +216,11 @@ async fn bad_input_create_writes_nothing_and_its_rollback_delete_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_create_delivered_twice_at_once_converges_on_one_set() {
     let world = World::new().await;
-    let second = Lambda::start(&[("DATABRICKS_HOST", world.emulator.base_url().as_str())]).await;
+    let second = world.start_lambda().await;
     let stack = world.stack("duplicate");
     let (a, b) = tokio::join!(
         world.send(Create, &stack, world.props(0), None),
-        world.send_via(&second, Create, &stack, world.props(0), None),
+        world.deliver(&second, Create, &stack, world.props(0), None, TIMEOUT),
     );
     a.assert_success();
     b.assert_success();
@@ -351,11 +343,7 @@ async fn private_dns_off_fails_clearly_or_is_enabled_on_request() {
     let mut stack = world.stack("private-dns");
     let failed = world.create(&mut stack, world.props(0)).await;
     failed.assert_failed_with("BOOTSTRAP_TIMEOUT");
-    assert!(
-        failed.reason().contains("EnablePrivateDns"),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions("EnablePrivateDns");
     assert_eq!(world.writes(), 0, "refused before any Databricks write");
 
     let mut props = world.props(0);
@@ -390,30 +378,12 @@ async fn moving_to_another_account_cleans_up_the_old_one() {
         .send(Update, &stack, props, Some(world.props(0)))
         .await;
     moved.assert_success();
-    let old = world.emulator.state().dump(&old_account);
-    assert!(
-        old["vpc_endpoints"]
-            .as_array()
-            .is_some_and(|v| v.is_empty()),
-        "{old:#}"
-    );
-    assert!(
-        old["private_access_settings"]
-            .as_array()
-            .is_some_and(|v| v.is_empty()),
-        "{old:#}"
-    );
-    let new = world.emulator.state().dump(&new_account);
-    assert_eq!(
-        new["vpc_endpoints"].as_array().map(Vec::len),
-        Some(2),
-        "{new:#}"
-    );
-    assert_eq!(
-        new["private_access_settings"].as_array().map(Vec::len),
-        Some(1),
-        "{new:#}"
-    );
+    let old = world.emulator.state().snapshot(&old_account);
+    assert!(old.vpc_endpoints.is_empty(), "{old}");
+    assert!(old.private_access_settings.is_empty(), "{old}");
+    let new = world.emulator.state().snapshot(&new_account);
+    assert_eq!(new.vpc_endpoints.len(), 2, "{new}");
+    assert_eq!(new.private_access_settings.len(), 1, "{new}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,11 +428,7 @@ async fn a_missing_endpoint_and_a_missing_secret_are_named_together() {
     let mut stack = world.stack("two-problems");
     let failed = world.create(&mut stack, props).await;
     failed.assert_failed_with("vpce-0123456789abcdef0");
-    assert!(
-        failed.reason().contains("gone-AbCdEf"),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions("gone-AbCdEf");
     assert_eq!(world.writes(), 0);
 }
 
@@ -487,13 +453,8 @@ async fn swapped_endpoints_and_rejected_credentials_are_named_together() {
     let mut stack = world.stack("swapped-and-wrong");
     let failed = world.create(&mut stack, props).await;
     failed.assert_failed_with("swapped");
-    assert!(
-        failed
-            .reason()
-            .contains("rejected the service principal credentials (401 invalid_client)"),
-        "{}",
-        failed.reason()
-    );
+    failed
+        .assert_reason_mentions("rejected the service principal credentials (401 invalid_client)");
     assert!(!failed.reason().contains("not-the-secret"));
     assert_eq!(world.writes(), 0);
 }

@@ -1,25 +1,54 @@
-//! A stack's world for scenario tests: moto with the customer's VPC and the credentials secret,
-//! the Databricks account emulator, and the real binary behind a Lambda Runtime API stand-in.
-//! Scenarios play CloudFormation's request sequences against it and inspect the account.
+//! The one world every scenario and fault test runs in: moto with the customer's VPCs and the
+//! credentials secret, the Databricks account emulator, and the real binary behind a Lambda
+//! Runtime API stand-in. Tests play CloudFormation's request sequences against it through one
+//! way of sending events ([`World::deliver`]), count account writes one way
+//! ([`World::writes`]) and inspect the account through the emulator's typed snapshot
+//! ([`World::account`]).
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use emulator::{Emulator, EmulatorConfig};
+use emulator::{
+    AccountSnapshot, Emulator, EmulatorConfig, Network, PrivateAccessSettings, VpcEndpoint,
+    Workspace,
+};
 use serde_json::{Value, json};
 
 use crate::support::events::{RequestType, cfn_event, stack_id};
-use crate::support::fixtures::{AwsFixture, NetworkOptions, ResponseSink, Setup};
+use crate::support::fixtures::{AwsFixture, NetworkOptions, Setup};
 use crate::support::lambda::Lambda;
 use crate::support::moto::Moto;
 use crate::support::runtime::InvocationResult;
+use crate::support::sink::{RecordedRequest, RecordingSink};
 
 pub const REGION: &str = "us-east-1";
 pub const CLIENT_ID: &str = "emulator-client";
 pub const CLIENT_SECRET: &str = "emulator-secret";
 /// Plenty for every scenario; the deadline tests pass their own.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The AWS side of a world, in the shared moto: customer VPCs and the credentials secret.
+/// Worlds may share one (`World::on`) when creating it per test costs too much.
+#[derive(Clone, Debug)]
+pub struct Aws {
+    /// One customer VPC per stack the test wants.
+    pub networks: Vec<AwsFixture>,
+    pub secret_arn: String,
+}
+
+impl Aws {
+    pub async fn create(networks: usize, private_dns: bool) -> Aws {
+        let secret = json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}).to_string();
+        let mut setup = Setup::new(REGION).secret(&crate::support::unique_name("sp"), &secret);
+        for _ in 0..networks {
+            setup = setup.network(NetworkOptions { private_dns });
+        }
+        let mut created = setup.run(Moto::shared()).await;
+        Aws {
+            networks: created.networks,
+            secret_arn: created.secret_arns.remove(0),
+        }
+    }
+}
 
 pub struct World {
     pub moto: &'static Moto,
@@ -29,7 +58,8 @@ pub struct World {
     pub secret_arn: String,
     /// One customer VPC per stack the scenario wants.
     pub networks: Vec<AwsFixture>,
-    sinks: Mutex<VecDeque<ResponseSink>>,
+    /// The binary's environment besides `DATABRICKS_HOST`, for further instances.
+    lambda_env: Vec<(&'static str, &'static str)>,
 }
 
 /// One CloudFormation resource: its stack, logical id and the PhysicalResourceId it was given.
@@ -40,15 +70,32 @@ pub struct Stack {
     pub physical_id: Option<String>,
 }
 
-/// What CloudFormation received for one request.
+/// What CloudFormation and Lambda saw of one request.
 #[derive(Debug)]
 pub struct Answer {
     pub invocation: InvocationResult,
-    /// The document PUT to the ResponseURL.
+    /// The last document PUT to the ResponseURL (`Null` if none arrived).
     pub response: Value,
+    /// Every PUT to the ResponseURL, as it arrived.
+    pub puts: Vec<RecordedRequest>,
+    pub elapsed: Duration,
+    /// The invocation's timeout.
+    pub timeout: Duration,
 }
 
 impl Answer {
+    /// An answer CloudFormation got without a PUT (printed, or returned by a direct
+    /// invocation).
+    pub fn delivered(invocation: InvocationResult, response: Value) -> Answer {
+        Answer {
+            invocation,
+            response,
+            puts: Vec::new(),
+            elapsed: Duration::ZERO,
+            timeout: TIMEOUT,
+        }
+    }
+
     pub fn status(&self) -> &str {
         self.response["Status"].as_str().unwrap_or_default()
     }
@@ -103,13 +150,93 @@ impl Answer {
         );
         self.assert_invocation_succeeded();
     }
+
+    #[track_caller]
+    pub fn assert_reason_mentions(&self, needle: &str) {
+        assert!(self.reason().contains(needle), "{}", self.reason());
+    }
+
+    /// CloudFormation got exactly one accepted answer before the deadline, and the function
+    /// returned normally (so Lambda does not run the request again).
+    pub fn check_answered_in_time(&self) -> Result<(), String> {
+        let accepted = self.puts.iter().filter(|p| p.status == 200).count();
+        if accepted != 1 {
+            return Err(format!(
+                "expected one accepted PUT, got {} of {} ({:?})",
+                accepted,
+                self.puts.len(),
+                self.invocation
+            ));
+        }
+        if self.elapsed >= self.timeout {
+            return Err(format!(
+                "answered after {:?}, the deadline was {:?}",
+                self.elapsed, self.timeout
+            ));
+        }
+        if !matches!(self.invocation, InvocationResult::Response(_)) {
+            return Err(format!(
+                "the invocation must succeed once CloudFormation has its answer: {:?}",
+                self.invocation
+            ));
+        }
+        let size = self.puts.last().map_or(0, |p| p.body.len());
+        if size > 4096 {
+            return Err(format!("the response is {size} bytes, over 4096"));
+        }
+        Ok(())
+    }
+
+    pub fn check_success(&self) -> Result<(), String> {
+        self.check_answered_in_time()?;
+        if self.status() != "SUCCESS" {
+            return Err(format!("expected SUCCESS, got {:#}", self.response));
+        }
+        Ok(())
+    }
+
+    /// FAILED with a reason a person can act on: it mentions one of `needles` and carries no
+    /// markup, secret or token.
+    pub fn check_failed(&self, needles: &[&str]) -> Result<(), String> {
+        self.check_answered_in_time()?;
+        let reason = self.reason();
+        if self.status() != "FAILED" {
+            return Err(format!("expected FAILED, got {:#}", self.response));
+        }
+        if !needles.iter().any(|n| reason.contains(n)) {
+            return Err(format!(
+                "the reason {reason:?} mentions none of {needles:?}"
+            ));
+        }
+        for banned in ["<html", "<pre", "<body", "<script", CLIENT_SECRET, "Bearer"] {
+            if reason.contains(banned) {
+                return Err(format!("the reason {reason:?} contains {banned:?}"));
+            }
+        }
+        if carries_token(reason) {
+            return Err(format!("the reason {reason:?} carries an access token"));
+        }
+        Ok(())
+    }
+}
+
+/// The emulator's access tokens are `emu` and 64 hex digits; half of one already counts.
+pub fn carries_token(text: &str) -> bool {
+    text.match_indices("emu").any(|(at, _)| {
+        text[at + 3..]
+            .chars()
+            .take_while(char::is_ascii_hexdigit)
+            .count()
+            >= 32
+    })
 }
 
 pub struct WorldOptions {
     pub networks: usize,
     pub private_dns: bool,
-    pub responses: usize,
     pub accept_after_reads: u32,
+    /// The binary's environment besides `DATABRICKS_HOST`.
+    pub lambda_env: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for WorldOptions {
@@ -117,8 +244,8 @@ impl Default for WorldOptions {
         WorldOptions {
             networks: 1,
             private_dns: true,
-            responses: 6,
             accept_after_reads: 1,
+            lambda_env: Vec::new(),
         }
     }
 }
@@ -129,43 +256,37 @@ impl World {
     }
 
     pub async fn with(options: WorldOptions) -> World {
-        let moto = Moto::shared();
-        let secret = json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}).to_string();
-        let mut setup = Setup::new(REGION).secret(&crate::support::unique_name("sp"), &secret);
-        for _ in 0..options.networks {
-            setup = setup.network(NetworkOptions {
-                private_dns: options.private_dns,
-            });
-        }
-        for _ in 0..options.responses {
-            setup = setup.response_url();
-        }
-        let created = setup.run(moto).await;
+        let aws = Aws::create(options.networks, options.private_dns).await;
+        World::on(aws, options).await
+    }
+
+    /// A world on AWS fixtures made earlier (`options.networks` and `private_dns` are theirs):
+    /// its own emulator, account and Lambda.
+    pub async fn on(aws: Aws, options: WorldOptions) -> World {
         let emulator = Emulator::start(EmulatorConfig {
             accept_after_reads: options.accept_after_reads,
             ..EmulatorConfig::default()
         })
         .await
         .expect("the emulator starts");
-        for network in &created.networks {
-            emulator
-                .state()
-                .register_aws_endpoint(&network.rest_vpce_id, &network.rest_service);
-            emulator
-                .state()
-                .register_aws_endpoint(&network.relay_vpce_id, &network.relay_service);
+        for network in &aws.networks {
+            register_endpoints(&emulator, network);
         }
-        let host = emulator.base_url();
-        let lambda = Lambda::start(&[("DATABRICKS_HOST", host.as_str())]).await;
+        let lambda = start_lambda(&emulator, &options.lambda_env).await;
         World {
-            moto,
+            moto: Moto::shared(),
             emulator,
             lambda,
             account_id: crate::support::uuid(),
-            secret_arn: created.secret_arns[0].clone(),
-            networks: created.networks,
-            sinks: Mutex::new(created.response_sinks.into()),
+            secret_arn: aws.secret_arn,
+            networks: aws.networks,
+            lambda_env: options.lambda_env,
         }
+    }
+
+    /// Another instance of the function, as Lambda starts for concurrent deliveries.
+    pub async fn start_lambda(&self) -> Lambda {
+        start_lambda(&self.emulator, &self.lambda_env).await
     }
 
     /// The template's properties for the stack using `networks[n]`.
@@ -187,15 +308,7 @@ impl World {
         }
     }
 
-    fn next_sink(&self) -> ResponseSink {
-        self.sinks
-            .lock()
-            .ok()
-            .and_then(|mut s| s.pop_front())
-            .expect("the world was built with enough response URLs")
-    }
-
-    /// Sends one CloudFormation request and waits for the answer PUT to its ResponseURL.
+    /// Sends one CloudFormation request and returns its answer; panics if none was PUT.
     pub async fn send(
         &self,
         request_type: RequestType,
@@ -203,43 +316,59 @@ impl World {
         props: Value,
         old: Option<Value>,
     ) -> Answer {
-        self.send_via(&self.lambda, request_type, stack, props, old)
-            .await
+        let lambda = &self.lambda;
+        let answer = self
+            .deliver(lambda, request_type, stack, props, old, TIMEOUT)
+            .await;
+        if answer.response.is_null() {
+            panic!(
+                "no response was PUT for {request_type:?} ({:?}); logs:\n{}",
+                answer.invocation,
+                lambda.logs()
+            );
+        }
+        answer
     }
 
-    pub async fn send_via(
+    /// The event CloudFormation sends for `stack`'s resource, answered to `sink`. Update and
+    /// Delete carry the stack's PhysicalResourceId.
+    pub fn event(
         &self,
-        lambda: &Lambda,
         request_type: RequestType,
         stack: &Stack,
         props: Value,
         old: Option<Value>,
-    ) -> Answer {
-        let sink = self.next_sink();
+        sink: &RecordingSink,
+    ) -> Value {
         let physical = match request_type {
             RequestType::Create => None,
             _ => stack.physical_id.as_deref(),
         };
-        let event = cfn_event(
+        cfn_event(
             request_type,
             &stack.stack_id,
             &stack.logical_id,
             physical,
             props,
             old,
-            Some(sink.url()),
-        );
-        let invocation = lambda.invoke(event, TIMEOUT).await;
-        let response = sink.wait(Duration::from_secs(5)).await.unwrap_or_else(|| {
-            panic!(
-                "no response was PUT for {request_type:?} ({invocation:?}); logs:\n{}",
-                lambda.logs()
-            )
-        });
-        Answer {
-            invocation,
-            response,
-        }
+            Some(&sink.url()),
+        )
+    }
+
+    /// Sends one CloudFormation request through `lambda` with `timeout` and returns what
+    /// CloudFormation and Lambda saw of it, whatever it was.
+    pub async fn deliver(
+        &self,
+        lambda: &Lambda,
+        request_type: RequestType,
+        stack: &Stack,
+        props: Value,
+        old: Option<Value>,
+        timeout: Duration,
+    ) -> Answer {
+        let sink = RecordingSink::start().await;
+        let event = self.event(request_type, stack, props, old, &sink);
+        deliver_event(lambda, &sink, event, timeout).await
     }
 
     /// Create, remembering the PhysicalResourceId CloudFormation would keep.
@@ -249,75 +378,55 @@ impl World {
         answer
     }
 
-    pub fn account(&self) -> Value {
-        self.emulator.state().dump(&self.account_id)
+    /// The account's objects as the API shows them, read without side effects.
+    pub fn account(&self) -> AccountSnapshot {
+        self.emulator.state().snapshot(&self.account_id)
     }
 
-    pub fn registrations(&self) -> Vec<Value> {
-        self.account()["vpc_endpoints"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+    pub fn registrations(&self) -> Vec<VpcEndpoint> {
+        self.account().vpc_endpoints
     }
 
-    pub fn access_settings(&self) -> Vec<Value> {
-        self.account()["private_access_settings"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+    pub fn access_settings(&self) -> Vec<PrivateAccessSettings> {
+        self.account().private_access_settings
     }
 
     /// The `vpce-` ids registered in the account, sorted.
     pub fn registered_vpces(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .registrations()
-            .iter()
-            .filter_map(|r| r["aws_vpc_endpoint_id"].as_str().map(str::to_string))
-            .collect();
-        v.sort();
-        v
+        self.account().registered_vpces()
     }
 
-    /// Requests that changed the account (anything but GET and the token endpoint).
+    /// Account API requests that changed something (not GET, not the token endpoint).
     pub fn writes(&self) -> usize {
         self.emulator
             .state()
             .request_log()
             .iter()
-            .filter(|r| {
-                r.method != "GET"
-                    && !r.path.contains("/oidc/")
-                    && r.path.contains("/api/2.0/accounts/")
-            })
+            .filter(|r| r.method != "GET" && r.path.starts_with("/api/"))
             .count()
     }
 
     /// Asserts the account holds exactly the objects of one stack's current state.
     #[track_caller]
     pub fn assert_exactly(&self, vpces: &[&str], answer: &Answer) {
+        let account = self.account();
         let mut want: Vec<String> = vpces.iter().map(|s| s.to_string()).collect();
         want.sort();
         assert_eq!(
-            self.registered_vpces(),
+            account.registered_vpces(),
             want,
-            "registrations: {:#}",
-            self.account()
+            "registrations: {account:#?}"
         );
-        let pas = self.access_settings();
+        let pas = &account.private_access_settings;
+        assert_eq!(pas.len(), 1, "private access settings: {account:#?}");
         assert_eq!(
-            pas.len(),
-            1,
-            "private access settings: {:#}",
-            self.account()
+            pas[0].private_access_settings_id,
+            answer.data("PrivateAccessSettingsId")
         );
-        assert_eq!(
-            pas[0]["private_access_settings_id"].as_str(),
-            Some(answer.data("PrivateAccessSettingsId"))
-        );
-        let regs = self.registrations();
-        let reg_ids: Vec<&str> = regs
+        let reg_ids: Vec<&str> = account
+            .vpc_endpoints
             .iter()
-            .filter_map(|r| r["vpc_endpoint_id"].as_str())
+            .map(|r| r.vpc_endpoint_id.as_str())
             .collect();
         for attribute in [
             "RestApiVpcEndpointRegistrationId",
@@ -329,6 +438,44 @@ impl World {
                 answer.data(attribute)
             );
         }
+    }
+}
+
+/// Tells the emulator which Databricks services `network`'s two endpoints connect to.
+pub fn register_endpoints(emulator: &Emulator, network: &AwsFixture) {
+    let state = emulator.state();
+    state.register_aws_endpoint(&network.rest_vpce_id, &network.rest_service);
+    state.register_aws_endpoint(&network.relay_vpce_id, &network.relay_service);
+}
+
+async fn start_lambda(emulator: &Emulator, env: &[(&'static str, &'static str)]) -> Lambda {
+    let host = emulator.base_url();
+    let mut all = vec![("DATABRICKS_HOST", host.as_str())];
+    all.extend(env.iter().copied());
+    Lambda::start(&all).await
+}
+
+/// Delivers `event` to `lambda` and collects what reached `sink` by the time it returned.
+pub async fn deliver_event(
+    lambda: &Lambda,
+    sink: &RecordingSink,
+    event: Value,
+    timeout: Duration,
+) -> Answer {
+    let started = Instant::now();
+    let invocation = lambda.invoke(event, timeout).await;
+    let elapsed = started.elapsed();
+    let puts = sink.requests();
+    let response = puts
+        .last()
+        .and_then(|p| serde_json::from_slice(&p.body).ok())
+        .unwrap_or(Value::Null);
+    Answer {
+        invocation,
+        response,
+        puts,
+        elapsed,
+        timeout,
     }
 }
 
@@ -369,27 +516,21 @@ impl World {
         id
     }
 
-    pub fn workspace(&self, id: i64) -> Value {
-        self.account()["workspaces"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|w| w["workspace_id"].as_i64() == Some(id))
+    /// The workspace `id`; panics if the account has none such.
+    #[track_caller]
+    pub fn workspace(&self, id: i64) -> Workspace {
+        let account = self.account();
+        account
+            .workspace(id)
             .cloned()
-            .unwrap_or(Value::Null)
+            .unwrap_or_else(|| panic!("no workspace {id}: {account:#?}"))
     }
 
-    pub fn networks(&self) -> Vec<Value> {
-        self.account()["networks"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+    pub fn networks(&self) -> Vec<Network> {
+        self.account().networks
     }
 
-    pub fn network(&self, id: &str) -> Value {
-        self.networks()
-            .into_iter()
-            .find(|n| n["network_id"].as_str() == Some(id))
-            .unwrap_or(Value::Null)
+    pub fn network(&self, id: &str) -> Option<Network> {
+        self.account().network(id).cloned()
     }
 }

@@ -2,9 +2,10 @@
 //! the account holds exactly what the stack's current state needs, and nothing a workspace uses
 //! was deleted.
 
+use emulator::{Network, NetworkVpcEndpoints, WorkspaceStatus};
 use serde_json::{Value, json};
 
-use crate::scenario::{World, WorldOptions};
+use crate::scenario::World;
 use crate::support::events::RequestType::{Delete, Update};
 
 fn with_workspaces(mut props: Value, ids: &[i64]) -> Value {
@@ -12,15 +13,14 @@ fn with_workspaces(mut props: Value, ids: &[i64]) -> Value {
     props
 }
 
-fn ids(value: &Value) -> Vec<String> {
-    let mut v: Vec<String> = value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect();
+fn ids(values: &[String]) -> Vec<String> {
+    let mut v = values.to_vec();
     v.sort();
     v
+}
+
+fn endpoints(network: &Network) -> NetworkVpcEndpoints {
+    network.vpc_endpoints.clone().unwrap_or_default()
 }
 
 fn minutes_from_now(iso: &str) -> i64 {
@@ -44,7 +44,9 @@ async fn attaching_a_workspace_copies_its_network_with_the_endpoints_added() {
     let world = World::new().await;
     let ws = world.seed_workspace(0, "analytics");
     let before = world.workspace(ws);
-    let original = world.network(before["network_id"].as_str().unwrap());
+    let original = world
+        .network(before.network_id.as_deref().unwrap())
+        .unwrap();
 
     let mut stack = world.stack("attach-one");
     let created = world
@@ -61,31 +63,31 @@ async fn attaching_a_workspace_copies_its_network_with_the_endpoints_added() {
 
     let after = world.workspace(ws);
     assert_eq!(
-        after["private_access_settings_id"].as_str(),
+        after.private_access_settings_id.as_deref(),
         Some(created.data("PrivateAccessSettingsId"))
     );
-    assert_eq!(after["workspace_status"], json!("RUNNING"));
-    let copy = world.network(after["network_id"].as_str().unwrap());
+    assert_eq!(after.workspace_status, WorkspaceStatus::Running);
+    let copy = world.network(after.network_id.as_deref().unwrap()).unwrap();
     assert_ne!(
-        copy["network_id"], original["network_id"],
+        copy.network_id, original.network_id,
         "a new network carries the endpoints"
     );
     assert_eq!(
-        ids(&copy["subnet_ids"]),
-        ids(&original["subnet_ids"]),
+        ids(&copy.subnet_ids),
+        ids(&original.subnet_ids),
         "the cluster subnets stay as they were"
     );
     assert_eq!(
-        ids(&copy["security_group_ids"]),
-        ids(&original["security_group_ids"])
+        ids(&copy.security_group_ids),
+        ids(&original.security_group_ids)
     );
-    assert_eq!(copy["vpc_id"], original["vpc_id"]);
+    assert_eq!(copy.vpc_id, original.vpc_id);
     assert_eq!(
-        ids(&copy["vpc_endpoints"]["rest_api"]),
+        endpoints(&copy).rest_api,
         vec![created.data("RestApiVpcEndpointRegistrationId")]
     );
     assert_eq!(
-        ids(&copy["vpc_endpoints"]["dataplane_relay"]),
+        endpoints(&copy).dataplane_relay,
         vec![created.data("RelayVpcEndpointRegistrationId")]
     );
 
@@ -97,17 +99,12 @@ async fn attaching_a_workspace_copies_its_network_with_the_endpoints_added() {
     deleted.assert_success();
     assert_eq!(world.registrations().len(), 2, "{:#}", world.account());
     assert_eq!(world.access_settings().len(), 1);
-    assert!(
-        !world
-            .network(copy["network_id"].as_str().unwrap())
-            .is_null()
+    assert!(world.network(&copy.network_id).is_some());
+    assert!(world.network(&original.network_id).is_some());
+    assert_eq!(
+        world.workspace(ws).network_id.as_deref(),
+        Some(copy.network_id.as_str())
     );
-    assert!(
-        !world
-            .network(original["network_id"].as_str().unwrap())
-            .is_null()
-    );
-    assert_eq!(world.workspace(ws)["network_id"], copy["network_id"]);
     assert!(
         world.lambda.logs().contains("kept: still in use"),
         "the kept objects are logged"
@@ -131,17 +128,17 @@ async fn several_workspaces_are_switched_and_updates_add_and_remove_them() {
     let pas = created.data("PrivateAccessSettingsId").to_string();
     for ws in [a, b] {
         assert_eq!(
-            world.workspace(ws)["private_access_settings_id"].as_str(),
+            world.workspace(ws).private_access_settings_id.as_deref(),
             Some(pas.as_str())
         );
     }
     assert!(
-        world.workspace(c)["private_access_settings_id"].is_null(),
+        world.workspace(c).private_access_settings_id.is_none(),
         "c is not in WorkspaceIds"
     );
 
     // Add c, remove a: a cannot be switched back, so what it uses stays.
-    let a_network = world.workspace(a)["network_id"].clone();
+    let a_network = world.workspace(a).network_id.unwrap();
     let updated = world
         .send(
             Update,
@@ -154,16 +151,16 @@ async fn several_workspaces_are_switched_and_updates_add_and_remove_them() {
     assert_eq!(updated.physical_id(), created.physical_id());
     assert_eq!(updated.data("AttachedWorkspaceIds"), format!("{b},{c}"));
     assert_eq!(
-        world.workspace(c)["private_access_settings_id"].as_str(),
+        world.workspace(c).private_access_settings_id.as_deref(),
         Some(pas.as_str())
     );
     assert_eq!(
-        world.workspace(a)["private_access_settings_id"].as_str(),
+        world.workspace(a).private_access_settings_id.as_deref(),
         Some(pas.as_str()),
         "never downgraded"
     );
     assert!(
-        !world.network(a_network.as_str().unwrap()).is_null(),
+        world.network(&a_network).is_some(),
         "the network a still uses is kept"
     );
 }
@@ -181,18 +178,17 @@ async fn the_network_property_builds_one_network_for_the_workspace() {
     created.assert_success();
     let network_id = created.data("NetworkId");
     assert!(!network_id.is_empty(), "{:#}", created.response);
-    let network = world.network(network_id);
-    assert_eq!(ids(&network["subnet_ids"]), {
+    let network = world.network(network_id).unwrap();
+    assert_eq!(ids(&network.subnet_ids), {
         let mut s = net.subnet_ids.clone();
         s.sort();
         s
     });
     assert_eq!(
-        network["vpc_id"].as_str(),
-        Some(net.vpc_id.as_str()),
+        network.vpc_id, net.vpc_id,
         "VpcId defaults to the endpoints' VPC"
     );
-    assert_eq!(world.workspace(ws)["network_id"].as_str(), Some(network_id));
+    assert_eq!(world.workspace(ws).network_id.as_deref(), Some(network_id));
 
     // The same Update again converges to the same objects.
     let again = world.send(Update, &stack, props.clone(), Some(props)).await;
@@ -222,20 +218,8 @@ async fn workspaces_that_cannot_be_switched_are_refused_before_any_write() {
     failed.assert_failed_with(&format!(
         "workspace {unmanaged} does not run in a customer-managed VPC"
     ));
-    assert!(
-        failed
-            .reason()
-            .contains(&format!("workspace {serverless} is serverless")),
-        "{}",
-        failed.reason()
-    );
-    assert!(
-        failed
-            .reason()
-            .contains("workspace 777 is not in Databricks account"),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions(&format!("workspace {serverless} is serverless"));
+    failed.assert_reason_mentions("workspace 777 is not in Databricks account");
     assert_eq!(
         world.writes(),
         0,
@@ -266,16 +250,8 @@ async fn running_clusters_and_silent_reverts_fail_clearly_and_leave_nothing_behi
         .create(&mut stack, with_workspaces(world.props(0), &[busy]))
         .await;
     failed.assert_failed_with(&format!("{busy}:"));
-    assert!(
-        failed.reason().contains("terminate all running compute"),
-        "{}",
-        failed.reason()
-    );
-    assert!(
-        failed.reason().contains("no workspace was switched"),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions("terminate all running compute");
+    failed.assert_reason_mentions("no workspace was switched");
     let deleted = world
         .send(
             Delete,
@@ -312,21 +288,14 @@ async fn running_clusters_and_silent_reverts_fail_clearly_and_leave_nothing_behi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_change_repoints_attached_workspaces_and_removes_what_it_supersedes() {
-    let world = World::with(WorldOptions {
-        responses: 4,
-        ..WorldOptions::default()
-    })
-    .await;
+    let world = World::new().await;
     let ws = world.seed_workspace(0, "repoint");
     let mut stack = world.stack("repoint");
     let created = world
         .create(&mut stack, with_workspaces(world.props(0), &[ws]))
         .await;
     created.assert_success();
-    let old_network = world.workspace(ws)["network_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let old_network = world.workspace(ws).network_id.unwrap();
 
     let net = &world.networks[0];
     let new_relay = world.new_relay_endpoint(0).await;
@@ -342,18 +311,15 @@ async fn an_endpoint_change_repoints_attached_workspaces_and_removes_what_it_sup
         .await;
     updated.assert_success();
 
-    let new_network = world.workspace(ws)["network_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let new_network = world.workspace(ws).network_id.unwrap();
     assert_ne!(new_network, old_network, "re-pointed to a new network");
     assert!(
-        world.network(&old_network).is_null(),
+        world.network(&old_network).is_none(),
         "the superseded network is removed: {:#}",
         world.account()
     );
     assert_eq!(
-        ids(&world.network(&new_network)["vpc_endpoints"]["dataplane_relay"]),
+        endpoints(&world.network(&new_network).unwrap()).dataplane_relay,
         vec![updated.data("RelayVpcEndpointRegistrationId")]
     );
     world.assert_exactly(&[&net.rest_vpce_id, &new_relay], &updated);
@@ -376,18 +342,8 @@ async fn a_workspace_that_goes_failed_after_the_switch_is_named_with_its_status_
         .create(&mut stack, with_workspaces(world.props(0), &[ws]))
         .await;
     failed.assert_failed_with(&format!("{ws}: the workspace went FAILED"));
-    assert!(
-        failed.reason().contains("subnet has no route to the relay"),
-        "{}",
-        failed.reason()
-    );
-    assert!(
-        failed
-            .reason()
-            .contains("cannot be removed from a workspace"),
-        "{}",
-        failed.reason()
-    );
+    failed.assert_reason_mentions("subnet has no route to the relay");
+    failed.assert_reason_mentions("cannot be removed from a workspace");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,7 +373,7 @@ async fn one_network_for_several_workspaces_is_refused_before_any_write() {
     );
     for ws in [a, b] {
         assert!(
-            world.workspace(ws)["private_access_settings_id"].is_null(),
+            world.workspace(ws).private_access_settings_id.is_none(),
             "workspace {ws} is not switched"
         );
     }

@@ -439,6 +439,7 @@ async fn a_second_401_is_reported_not_looped() {
     );
     assert_eq!(server.api_requests().len(), 2);
     assert_eq!(server.token_requests(), 2);
+    assert_no_secret(&error.to_string());
 }
 
 #[tokio::test]
@@ -1003,13 +1004,34 @@ async fn retry_after_is_honoured_on_429() {
     account.ensure_token().await.unwrap();
     let started = Instant::now();
     account.list_networks().await.unwrap();
+    let elapsed = started.elapsed();
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
+        elapsed >= Duration::from_secs(1),
+        "Retry-After ignored: {elapsed:?}"
     );
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     assert_eq!(account.retries_spent(), 1);
     assert_eq!(server.api_requests().len(), 2);
+}
+
+#[tokio::test]
+async fn throttling_without_retry_after_backs_off_briefly() {
+    let server = TestServer::scripted(vec![
+        Reply::empty(429),
+        Reply::empty(429),
+        Reply::json(200, "[]"),
+    ])
+    .await;
+    let account = client(&server);
+    account.ensure_token().await.unwrap();
+    let started = Instant::now();
+    account.list_workspaces().await.unwrap();
+    let elapsed = started.elapsed();
+    // Backoff of 10 ms then 20 ms, each at least half: 15 ms at the least.
+    assert!(elapsed >= Duration::from_millis(15), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    assert_eq!(account.retries_spent(), 2);
+    assert_eq!(server.api_requests().len(), 3);
 }
 
 #[tokio::test]
@@ -1129,9 +1151,16 @@ async fn internal_server_errors_are_not_retried() {
         r#"{"error_code":"INTERNAL_ERROR","message":"boom"}"#,
     )])
     .await;
-    let error = client(&server).list_networks().await.unwrap_err();
+    let account = client(&server);
+    let error = account.list_networks().await.unwrap_err();
     assert_eq!(error.status(), Some(500));
+    assert_eq!(error.error_code(), Some("INTERNAL_ERROR"));
+    assert_eq!(
+        error.to_string(),
+        "Databricks account API list networks failed (500 INTERNAL_ERROR): boom"
+    );
     assert_eq!(server.api_requests().len(), 1);
+    assert_eq!(account.retries_spent(), 0);
 }
 
 #[tokio::test]
