@@ -13,10 +13,44 @@ use super::regional::PerRegion;
 use super::services::{EndpointServices, is_valid_region_name, supported_regions};
 use super::{MAX_ATTEMPTS, within_deadline};
 
-/// Property naming the workspace (REST API) endpoint, used to point people at what to change.
-pub const REST_API_ROLE: &str = "RestApiVpcEndpointId";
-/// Property naming the SCC relay endpoint.
-pub const RELAY_ROLE: &str = "RelayVpcEndpointId";
+/// Which of the two endpoints a problem is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointKind {
+    RestApi,
+    Relay,
+}
+
+impl EndpointKind {
+    fn service(self) -> &'static str {
+        match self {
+            EndpointKind::RestApi => "workspace (REST API)",
+            EndpointKind::Relay => "SCC relay",
+        }
+    }
+}
+
+/// What the caller calls each endpoint in a message: the names people set it by (the resource's
+/// property names), so a problem points at what to change. This module does not know them.
+#[derive(Clone, Copy, Debug)]
+pub struct EndpointNames {
+    pub rest_api: &'static str,
+    pub relay: &'static str,
+}
+
+impl EndpointNames {
+    /// For messages without a caller's names (`Display`).
+    pub const PLAIN: EndpointNames = EndpointNames {
+        rest_api: "the workspace (REST API) endpoint",
+        relay: "the SCC relay endpoint",
+    };
+
+    fn of(&self, kind: EndpointKind) -> &'static str {
+        match kind {
+            EndpointKind::RestApi => self.rest_api,
+            EndpointKind::Relay => self.relay,
+        }
+    }
+}
 
 const REST_API_PORT: u16 = 443;
 const RELAY_PORT: u16 = 6666;
@@ -491,7 +525,7 @@ pub enum EndpointProblem {
     },
     WrongService {
         id: String,
-        role: &'static str,
+        role: EndpointKind,
         service_name: String,
         /// The acceptable service name(s), joined with " or ".
         expected: String,
@@ -513,16 +547,26 @@ pub enum EndpointProblem {
     },
 }
 
-fn role_service(role: &str) -> &'static str {
-    if role == RELAY_ROLE {
-        "SCC relay"
-    } else {
-        "workspace (REST API)"
+impl fmt::Display for EndpointProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, &EndpointNames::PLAIN)
     }
 }
 
-impl fmt::Display for EndpointProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl EndpointProblem {
+    /// The problem in a sentence that names the endpoints as `names` does.
+    pub fn describe(&self, names: &EndpointNames) -> String {
+        struct Described<'a>(&'a EndpointProblem, &'a EndpointNames);
+        impl fmt::Display for Described<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.write(f, self.1)
+            }
+        }
+        Described(self, names).to_string()
+    }
+
+    fn write(&self, f: &mut fmt::Formatter<'_>, names: &EndpointNames) -> fmt::Result {
+        let (rest_name, relay_name) = (names.rest_api, names.relay);
         match self {
             EndpointProblem::NotInterface { id, endpoint_type } => write!(
                 f,
@@ -535,12 +579,12 @@ impl fmt::Display for EndpointProblem {
                 relay_vpc,
             } => write!(
                 f,
-                "{REST_API_ROLE} is in {rest_vpc} but {RELAY_ROLE} is in {relay_vpc}; both \
+                "{rest_name} is in {rest_vpc} but {relay_name} is in {relay_vpc}; both \
                  endpoints must be in the workspace's VPC. Use two endpoints of the same VPC."
             ),
             EndpointProblem::Swapped { rest_id, relay_id } => write!(
                 f,
-                "{REST_API_ROLE} {rest_id} and {RELAY_ROLE} {relay_id} look swapped: {rest_id} \
+                "{rest_name} {rest_id} and {relay_name} {relay_id} look swapped: {rest_id} \
                  points at the SCC relay service and {relay_id} at the workspace (REST API) \
                  service. Swap the two properties."
             ),
@@ -551,10 +595,11 @@ impl fmt::Display for EndpointProblem {
                 expected,
             } => write!(
                 f,
-                "{role} {id} points at {service_name:?}, which is not the Databricks {} \
+                "{} {id} points at {service_name:?}, which is not the Databricks {} \
                  endpoint service of this region; expected {expected}. Use an endpoint created \
                  for that service.",
-                role_service(role)
+                names.of(*role),
+                role.service()
             ),
             EndpointProblem::BadState { id, state } => write!(
                 f,
@@ -563,7 +608,7 @@ impl fmt::Display for EndpointProblem {
             ),
             EndpointProblem::SameEndpoint { id } => write!(
                 f,
-                "{REST_API_ROLE} and {RELAY_ROLE} are both {id}; Databricks needs two endpoints, \
+                "{rest_name} and {relay_name} are both {id}; Databricks needs two endpoints, \
                  one to the workspace (REST API) service and one to the SCC relay service. Set \
                  each property to its own endpoint."
             ),
@@ -688,7 +733,7 @@ fn match_services(
     if rest_variants.is_empty() {
         problems.push(EndpointProblem::WrongService {
             id: rest.id.clone(),
-            role: REST_API_ROLE,
+            role: EndpointKind::RestApi,
             service_name: rest.service_name.clone(),
             expected: join_or(services.iter().map(|(_, s)| s.rest_api.as_str())),
         });
@@ -703,7 +748,7 @@ fn match_services(
     if !relay_candidates.contains(&relay.service_name.as_str()) {
         problems.push(EndpointProblem::WrongService {
             id: relay.id.clone(),
-            role: RELAY_ROLE,
+            role: EndpointKind::Relay,
             service_name: relay.service_name.clone(),
             expected: join_or(relay_candidates.into_iter()),
         });
@@ -737,6 +782,27 @@ mod tests {
     use crate::aws::test_support::{Recorder, ec2_conf, ec2_error, later};
     use aws_sdk_ec2::Client;
     use aws_smithy_mocks::mock;
+
+    /// The names the resource gives the endpoints, as in its reasons.
+    const PROPERTY_NAMES: EndpointNames = EndpointNames {
+        rest_api: "RestApiVpcEndpointId",
+        relay: "RelayVpcEndpointId",
+    };
+
+    #[test]
+    fn without_the_callers_names_a_problem_says_which_endpoint_in_words() {
+        let problem = EndpointProblem::SameEndpoint {
+            id: "vpce-0123".into(),
+        };
+        assert!(problem.to_string().starts_with(
+            "the workspace (REST API) endpoint and the SCC relay endpoint are both vpce-0123"
+        ));
+        assert!(
+            problem
+                .describe(&PROPERTY_NAMES)
+                .starts_with("RestApiVpcEndpointId and RelayVpcEndpointId are both vpce-0123")
+        );
+    }
 
     const REST_SERVICE: &str = "com.amazonaws.vpce.us-east-1.vpce-svc-09143d1e626de2f04";
     const RELAY_SERVICE: &str = "com.amazonaws.vpce.us-east-1.vpce-svc-00018a8c3ff62ffdf";
@@ -822,7 +888,7 @@ mod tests {
                 relay_id: "vpce-0456".into()
             }]
         );
-        let sentence = problems[0].to_string();
+        let sentence = problems[0].describe(&PROPERTY_NAMES);
         assert!(sentence.starts_with(
             "RestApiVpcEndpointId vpce-0123 and RelayVpcEndpointId vpce-0456 look swapped: \
              vpce-0123 points at the SCC relay service"
@@ -905,12 +971,12 @@ mod tests {
             problems,
             [EndpointProblem::WrongService {
                 id: "vpce-rest".into(),
-                role: REST_API_ROLE,
+                role: EndpointKind::RestApi,
                 service_name: "com.amazonaws.us-east-1.s3".into(),
                 expected: REST_SERVICE.into(),
             }]
         );
-        let sentence = problems[0].to_string();
+        let sentence = problems[0].describe(&PROPERTY_NAMES);
         assert!(sentence.contains("workspace (REST API)"), "{sentence}");
         assert!(sentence.contains(REST_SERVICE), "{sentence}");
     }
@@ -956,7 +1022,7 @@ mod tests {
                 region: "eu-north-1".into()
             }]
         );
-        let sentence = problems[0].to_string();
+        let sentence = problems[0].describe(&PROPERTY_NAMES);
         assert!(sentence.contains("us-east-1") && sentence.contains("us-gov-west-1"));
     }
 
@@ -990,7 +1056,7 @@ mod tests {
             problems,
             [EndpointProblem::WrongService {
                 id: "vpce-relay".into(),
-                role: RELAY_ROLE,
+                role: EndpointKind::Relay,
                 service_name: GOV_DOD_RELAY.into(),
                 expected: GOV_CIVILIAN_RELAY.into(),
             }]

@@ -16,7 +16,7 @@ use std::future::Future;
 use tokio::time::Instant;
 
 pub use endpoints::{
-    Ec2, EndpointPairCheck, EndpointProblem, RELAY_ROLE, REST_API_ROLE, SecurityGroupInfo,
+    Ec2, EndpointKind, EndpointNames, EndpointPairCheck, EndpointProblem, SecurityGroupInfo,
     SubnetInfo, VpcEndpointInfo, check_endpoint_pair, missing_ingress_ports,
 };
 pub use error::AwsError;

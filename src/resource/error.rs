@@ -1,10 +1,10 @@
 //! Why converging the resource failed, phrased for the person reading the stack events: each
 //! message says what is wrong and what to change.
 
-use crate::aws::{AwsError, EndpointProblem};
+use crate::aws::{AwsError, EndpointNames, EndpointProblem};
 use crate::databricks::DatabricksError;
 
-use super::properties::InvalidProperties;
+use super::properties::{self, InvalidProperties};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
@@ -97,10 +97,16 @@ fn registration_advice(state: &str, vpce: &str, role: &str) -> String {
     }
 }
 
+/// The endpoints named by the properties that set them, so a reason says what to change.
+const ENDPOINT_PROPERTIES: EndpointNames = EndpointNames {
+    rest_api: properties::REST_API_VPC_ENDPOINT_ID,
+    relay: properties::RELAY_VPC_ENDPOINT_ID,
+};
+
 fn join_problems(problems: &[EndpointProblem]) -> String {
     problems
         .iter()
-        .map(ToString::to_string)
+        .map(|problem| problem.describe(&ENDPOINT_PROPERTIES))
         .collect::<Vec<_>>()
         .join("; ")
 }
