@@ -10,6 +10,7 @@ mod regional;
 pub mod secrets;
 pub mod services;
 pub mod stacks;
+pub mod vpc;
 
 use std::future::Future;
 
@@ -26,6 +27,7 @@ pub use services::{
     partition_of, relay_hostname, supported_regions,
 };
 pub use stacks::{Stacks, stack_region};
+pub use vpc::{IngressRule, RuleSource, SubnetPlacement, VpcDns};
 
 /// Attempts per EC2 / Secrets Manager / CloudFormation call, so that API throttling (RequestLimitExceeded,
 /// ThrottlingException) is ridden out by the SDK's standard retry mode with backoff; the

@@ -3,8 +3,9 @@
 //! the private access settings in place, and delete owned objects that are no longer desired.
 //!
 //! Nothing here is written to Databricks before the properties, the two endpoints, the
-//! credentials, the workspaces and the `Network` property's subnets and security groups have been
-//! checked; a create whose answer was lost is looked for before it is sent again.
+//! credentials, the workspaces, the `Network` property's subnets and security groups and the VPC
+//! (`readiness`, again right before the switch) have been checked; a create whose answer was lost
+//! is looked for before it is sent again.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -24,7 +25,7 @@ use crate::databricks::{
 use super::error::ResourceError;
 use super::names::{OwnershipKey, Role};
 use super::properties::{AccessLevel, Properties};
-use super::{Handler, delete, workspaces};
+use super::{Handler, delete, readiness, workspaces};
 
 /// What the stack can read with `Fn::GetAtt`.
 #[derive(Clone, Debug)]
@@ -327,6 +328,8 @@ pub async fn converge(
         .map(|e| e.vpc_id.clone())
         .unwrap_or_default();
     workspaces::check(props, &vpc_id, &workspaces, &networks, parts.as_ref())?;
+    let clusters = readiness::clusters(props, &workspaces, &networks);
+    readiness::check(handler, props, endpoints, clusters.clone(), deadline).await?;
     workspaces::warn_left_switched(key, props, &networks);
 
     // Foreign endpoints allowed with ENDPOINT access must already be registered: this resource
@@ -439,9 +442,11 @@ pub async fn converge(
 
     let attached = match targets {
         Some(targets) => {
-            progress.step("switching the workspaces");
+            progress.step("checking the VPC again and switching the workspaces");
+            let warned = readiness::check(handler, props, endpoints, clusters, deadline).await?;
             workspaces::switch_and_clean(client, key, &pas_id, &workspaces, &networks, targets)
-                .await?
+                .await
+                .map_err(|e| readiness::with_warnings(e, &warned))?
         }
         None => workspaces::Attached::default(),
     };

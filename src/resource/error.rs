@@ -65,6 +65,9 @@ pub enum ResourceError {
     #[error("{}", .0.join("; "))]
     Several(Vec<String>),
 
+    #[error("{0}")]
+    NotReady(#[from] super::readiness::NotReady),
+
     #[error(
         "switching workspaces to back-end PrivateLink failed for {}; {}. Switched workspaces stay switched: PrivateLink cannot be removed from a workspace",
         .failed.join("; "),

@@ -7,6 +7,7 @@ pub mod delete;
 pub mod error;
 pub mod names;
 pub mod properties;
+pub mod readiness;
 pub mod watch;
 pub mod workspaces;
 
