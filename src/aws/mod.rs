@@ -6,6 +6,7 @@
 
 pub mod endpoints;
 pub mod error;
+pub mod lambda;
 mod regional;
 pub mod secrets;
 pub mod services;
@@ -21,6 +22,7 @@ pub use endpoints::{
     SubnetInfo, VpcEndpointInfo, check_endpoint_pair, missing_ingress_ports,
 };
 pub use error::AwsError;
+pub use lambda::Functions;
 pub use secrets::{Secrets, ServicePrincipalSecret, parse_service_principal, secret_region};
 pub use services::{
     EndpointServices, Partition, default_accounts_host, endpoint_services, is_valid_region_name,

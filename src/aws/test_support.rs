@@ -103,6 +103,11 @@ pub fn secrets_conf(rules: &[&Rule], recorder: &Recorder) -> aws_sdk_secretsmana
     mocked_conf!(aws_sdk_secretsmanager, rules, recorder).build()
 }
 
+/// Lambda configuration for the Lambda's own region `us-east-1`.
+pub fn lambda_conf(rules: &[&Rule], recorder: &Recorder) -> aws_sdk_lambda::Config {
+    mocked_conf!(aws_sdk_lambda, rules, recorder).build()
+}
+
 /// CloudFormation configuration for the Lambda's own region `us-east-1`.
 pub fn cfn_conf(rules: &[&Rule], recorder: &Recorder) -> aws_sdk_cloudformation::Config {
     mocked_conf!(aws_sdk_cloudformation, rules, recorder).build()

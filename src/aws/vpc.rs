@@ -264,6 +264,89 @@ impl Ec2 {
     }
 }
 
+/// One endpoint's DNS names (`DnsEntries`) and the private addresses of its network interfaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointNetwork {
+    pub id: String,
+    pub dns_names: Vec<String>,
+    pub private_ips: Vec<std::net::IpAddr>,
+}
+
+impl Ec2 {
+    /// DNS names and interface addresses of these endpoints, for the verifier.
+    pub async fn endpoint_networks(
+        &self,
+        region: &str,
+        ids: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<EndpointNetwork>, AwsError> {
+        const ENDPOINTS: &str = "DescribeVpcEndpoints";
+        const INTERFACES: &str = "DescribeNetworkInterfaces";
+        let client = self.client(region)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let endpoints = within_deadline(
+            ENDPOINTS,
+            deadline,
+            client
+                .describe_vpc_endpoints()
+                .set_vpc_endpoint_ids(Some(ids.to_vec()))
+                .send(),
+        )
+        .await?
+        .map_err(|e| call_error(ENDPOINTS, &e))?;
+        let mut found: Vec<(EndpointNetwork, Vec<String>)> = endpoints
+            .vpc_endpoints()
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    EndpointNetwork {
+                        id: e.vpc_endpoint_id()?.to_owned(),
+                        dns_names: e
+                            .dns_entries()
+                            .iter()
+                            .filter_map(|d| d.dns_name().map(str::to_owned))
+                            .collect(),
+                        private_ips: Vec::new(),
+                    },
+                    e.network_interface_ids().to_vec(),
+                ))
+            })
+            .collect();
+        let interface_ids: Vec<String> = found.iter().flat_map(|(_, i)| i.clone()).collect();
+        if !interface_ids.is_empty() {
+            let interfaces = within_deadline(
+                INTERFACES,
+                deadline,
+                client
+                    .describe_network_interfaces()
+                    .set_network_interface_ids(Some(interface_ids))
+                    .send(),
+            )
+            .await?
+            .map_err(|e| call_error(INTERFACES, &e))?;
+            for interface in interfaces.network_interfaces() {
+                let (Some(id), Some(ip)) = (
+                    interface.network_interface_id(),
+                    interface
+                        .private_ip_address()
+                        .and_then(|a| a.parse::<std::net::IpAddr>().ok()),
+                ) else {
+                    continue;
+                };
+                if let Some((endpoint, _)) = found
+                    .iter_mut()
+                    .find(|(_, ids)| ids.iter().any(|i| i == id))
+                {
+                    endpoint.private_ips.push(ip);
+                }
+            }
+        }
+        Ok(found.into_iter().map(|(e, _)| e).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +457,40 @@ mod tests {
             ]
         );
         assert!(rules.iter().all(|r| r.ports == (443, 443)));
+    }
+
+    #[tokio::test]
+    async fn endpoint_names_and_interface_addresses_are_paired() {
+        let endpoints = mock!(Client::describe_vpc_endpoints)
+            .sequence()
+            .http_status(200, Some("<DescribeVpcEndpointsResponse><vpcEndpointSet><item><vpcEndpointId>vpce-r</vpcEndpointId>\
+                <dnsEntrySet><item><dnsName>vpce-r-abc.vpce-svc-1.us-east-1.vpce.amazonaws.com</dnsName></item></dnsEntrySet>\
+                <networkInterfaceIdSet><item>eni-1</item><item>eni-2</item></networkInterfaceIdSet></item></vpcEndpointSet></DescribeVpcEndpointsResponse>".into()))
+            .build();
+        let interfaces = mock!(Client::describe_network_interfaces)
+            .sequence()
+            .http_status(200, Some("<DescribeNetworkInterfacesResponse><networkInterfaceSet>\
+                <item><networkInterfaceId>eni-1</networkInterfaceId><privateIpAddress>10.0.8.5</privateIpAddress></item>\
+                <item><networkInterfaceId>eni-2</networkInterfaceId><privateIpAddress>10.0.9.5</privateIpAddress></item>\
+                </networkInterfaceSet></DescribeNetworkInterfacesResponse>".into()))
+            .build();
+        let ec2 = Ec2::from_conf(ec2_conf(
+            &[&endpoints, &interfaces],
+            &Recorder::default(),
+            None,
+        ));
+        let found = ec2
+            .endpoint_networks("us-east-1", &["vpce-r".into()], later())
+            .await
+            .unwrap();
+        assert_eq!(
+            found,
+            [EndpointNetwork {
+                id: "vpce-r".into(),
+                dns_names: vec!["vpce-r-abc.vpce-svc-1.us-east-1.vpce.amazonaws.com".into()],
+                private_ips: vec!["10.0.8.5".parse().unwrap(), "10.0.9.5".parse().unwrap()],
+            }]
+        );
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ use crate::databricks::{
 use super::error::ResourceError;
 use super::names::{OwnershipKey, Role};
 use super::properties::{AccessLevel, Properties};
-use super::{Handler, delete, readiness, workspaces};
+use super::{Handler, delete, readiness, verification, workspaces};
 
 /// What the stack can read with `Fn::GetAtt`.
 #[derive(Clone, Debug)]
@@ -35,6 +35,8 @@ pub struct Converged {
     pub private_access_settings_id: String,
     pub relay_hostname: String,
     pub attached: workspaces::Attached,
+    /// The verifier's report, shortened, when `VerifyFunctionArn` ran it.
+    pub verification_report: Option<String>,
 }
 
 impl Converged {
@@ -72,6 +74,9 @@ impl Converged {
         ]);
         if let Some(network) = &self.attached.network_id {
             data.insert("NetworkId".to_string(), network.clone());
+        }
+        if let Some(report) = &self.verification_report {
+            data.insert("VerificationReport".to_string(), report.clone());
         }
         data
     }
@@ -440,10 +445,13 @@ pub async fn converge(
     )
     .await?;
 
+    let mut verification_report = None;
     let attached = match targets {
         Some(targets) => {
             progress.step("checking the VPC again and switching the workspaces");
             let warned = readiness::check(handler, props, endpoints, clusters, deadline).await?;
+            verification_report =
+                verification::before_switch(handler, props, &workspaces, deadline).await?;
             workspaces::switch_and_clean(client, key, &pas_id, &workspaces, &networks, targets)
                 .await
                 .map_err(|e| readiness::with_warnings(e, &warned))?
@@ -474,6 +482,7 @@ pub async fn converge(
         private_access_settings_id: pas_id,
         relay_hostname: services::relay_hostname(&props.region),
         attached,
+        verification_report,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod names;
 pub mod properties;
 pub mod readiness;
+pub mod verification;
 pub mod watch;
 pub mod workspaces;
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::aws::{Ec2, Secrets, Stacks};
+use crate::aws::{Ec2, Functions, Secrets, Stacks};
 use crate::cfn::{CfnRequest, Outcome, Progress, RequestType, ResourceHandler};
 use crate::databricks::{AccountClient, DatabricksHttp};
 
@@ -37,6 +38,8 @@ pub struct Handler {
     pub stacks: Option<Stacks>,
     pub http: DatabricksHttp,
     pub defaults: Defaults,
+    /// Invokes the verifier function (`VerifyFunctionArn`).
+    pub functions: Functions,
 }
 
 impl Handler {

@@ -110,6 +110,8 @@ pub struct WorldOptions {
     pub private_dns: bool,
     pub responses: usize,
     pub accept_after_reads: u32,
+    /// More environment of the function, e.g. a service-specific AWS endpoint.
+    pub lambda_env: Vec<(String, String)>,
 }
 
 impl Default for WorldOptions {
@@ -119,6 +121,7 @@ impl Default for WorldOptions {
             private_dns: true,
             responses: 6,
             accept_after_reads: 1,
+            lambda_env: Vec::new(),
         }
     }
 }
@@ -156,7 +159,14 @@ impl World {
                 .register_aws_endpoint(&network.relay_vpce_id, &network.relay_service);
         }
         let host = emulator.base_url();
-        let lambda = Lambda::start(&[("DATABRICKS_HOST", host.as_str())]).await;
+        let mut env = vec![("DATABRICKS_HOST", host.as_str())];
+        env.extend(
+            options
+                .lambda_env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let lambda = Lambda::start(&env).await;
         World {
             moto,
             emulator,
