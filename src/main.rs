@@ -12,7 +12,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use backend_privatelink::aws::{Ec2, Secrets, Stacks};
+use backend_privatelink::aws::{Ec2, Functions, Secrets, Stacks};
 use backend_privatelink::cfn::{Responder, handle_raw_invocation};
 use backend_privatelink::databricks::{DatabricksHttp, HttpSettings};
 use backend_privatelink::logging::BoundedStdout;
@@ -64,6 +64,7 @@ async fn main() -> Result<(), Error> {
         stacks: (!responder.sam_local()).then(|| Stacks::new(&sdk)),
         http: http.clone(),
         defaults: Defaults::from_env(),
+        functions: Functions::new(&sdk),
     });
 
     // The runtime is handed the event as JSON text, not as a `Value`: text that `serde_json`

@@ -115,7 +115,7 @@ impl Ec2 {
         }
     }
 
-    fn client(&self, region: &str) -> Result<aws_sdk_ec2::Client, AwsError> {
+    pub(super) fn client(&self, region: &str) -> Result<aws_sdk_ec2::Client, AwsError> {
         if !is_valid_region_name(region) {
             return Err(AwsError::InvalidRegion {
                 region: region.to_owned(),
@@ -464,7 +464,7 @@ impl Ec2 {
     }
 }
 
-fn tcp_range(protocol: &str, from: Option<i32>, to: Option<i32>) -> Option<(u16, u16)> {
+pub(super) fn tcp_range(protocol: &str, from: Option<i32>, to: Option<i32>) -> Option<(u16, u16)> {
     match protocol {
         "-1" => Some((0, u16::MAX)),
         "tcp" | "6" => {
@@ -476,7 +476,7 @@ fn tcp_range(protocol: &str, from: Option<i32>, to: Option<i32>) -> Option<(u16,
     }
 }
 
-fn is_access_denied(code: Option<&str>) -> bool {
+pub(super) fn is_access_denied(code: Option<&str>) -> bool {
     matches!(
         code,
         Some("UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException")

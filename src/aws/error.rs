@@ -88,6 +88,21 @@ pub enum AwsError {
     )]
     StackAccessDenied { operation: &'static str },
 
+    #[error(
+        "the verifier function {arn} does not exist; deploy it (template parameter \
+         DeployVerifier) or correct VerifyFunctionArn"
+    )]
+    VerifierMissing { arn: String },
+
+    #[error(
+        "the Lambda function's role may not invoke the verifier function {arn}; allow \
+         lambda:InvokeFunction on it"
+    )]
+    VerifierAccessDenied { arn: String },
+
+    #[error("the verifier function {arn} failed instead of answering: {message}")]
+    VerifierFailed { arn: String, message: String },
+
     #[error("AWS {operation} failed: {message}")]
     Call {
         operation: &'static str,

@@ -6,10 +6,12 @@
 
 pub mod endpoints;
 pub mod error;
+pub mod lambda;
 mod regional;
 pub mod secrets;
 pub mod services;
 pub mod stacks;
+pub mod vpc;
 
 use std::future::Future;
 
@@ -20,12 +22,14 @@ pub use endpoints::{
     SubnetInfo, VpcEndpointInfo, check_endpoint_pair, missing_ingress_ports,
 };
 pub use error::AwsError;
+pub use lambda::Functions;
 pub use secrets::{Secrets, ServicePrincipalSecret, parse_service_principal, secret_region};
 pub use services::{
     EndpointServices, Partition, default_accounts_host, endpoint_services, is_valid_region_name,
     partition_of, relay_hostname, supported_regions,
 };
 pub use stacks::{Stacks, stack_region};
+pub use vpc::{IngressRule, RuleSource, SubnetPlacement, VpcDns};
 
 /// Attempts per EC2 / Secrets Manager / CloudFormation call, so that API throttling (RequestLimitExceeded,
 /// ThrottlingException) is ridden out by the SDK's standard retry mode with backoff; the
@@ -47,4 +51,4 @@ async fn within_deadline<T>(
 }
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;

@@ -10,6 +10,8 @@ use aws_sdk_ec2::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};
 use aws_sdk_ec2::error::BoxError;
 use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client};
 
+use super::{Ec2, Functions};
+
 /// One request as it left the client.
 #[derive(Clone, Debug)]
 pub struct SentRequest {
@@ -103,6 +105,11 @@ pub fn secrets_conf(rules: &[&Rule], recorder: &Recorder) -> aws_sdk_secretsmana
     mocked_conf!(aws_sdk_secretsmanager, rules, recorder).build()
 }
 
+/// Lambda configuration for the Lambda's own region `us-east-1`.
+pub fn lambda_conf(rules: &[&Rule], recorder: &Recorder) -> aws_sdk_lambda::Config {
+    mocked_conf!(aws_sdk_lambda, rules, recorder).build()
+}
+
 /// CloudFormation configuration for the Lambda's own region `us-east-1`.
 pub fn cfn_conf(rules: &[&Rule], recorder: &Recorder) -> aws_sdk_cloudformation::Config {
     mocked_conf!(aws_sdk_cloudformation, rules, recorder).build()
@@ -119,4 +126,67 @@ pub fn ec2_error(code: &str, message: &str) -> String {
         "<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>\
          <RequestID>11111111-2222-3333-4444-555555555555</RequestID></Response>"
     )
+}
+
+/// EC2 for a VPC that lets clusters reach the endpoints as far as EC2 can tell (DNS support and
+/// hostnames on, the Amazon-provided resolver) and knows none of the workspaces' subnets or
+/// security groups (the checks only warn about those). Any other EC2 call fails the test.
+pub fn healthy_vpc_ec2(vpc_id: &str) -> Ec2 {
+    use aws_sdk_ec2::Client;
+    use aws_sdk_ec2::types::VpcAttributeName;
+    use aws_smithy_mocks::mock;
+
+    let attribute = |name: &'static str, attribute: VpcAttributeName| {
+        mock!(Client::describe_vpc_attribute)
+            .match_requests(move |r| r.attribute() == Some(&attribute))
+            .sequence()
+            .http_status(
+                200,
+                Some(format!(
+                    "<DescribeVpcAttributeResponse><vpcId>{vpc_id}</vpcId><{name}><value>true</value></{name}></DescribeVpcAttributeResponse>"
+                )),
+            )
+            .repeatedly()
+            .build()
+    };
+    let support = attribute("enableDnsSupport", VpcAttributeName::EnableDnsSupport);
+    let hostnames = attribute("enableDnsHostnames", VpcAttributeName::EnableDnsHostnames);
+    let answer = |body: String| Some(body);
+    let vpcs = mock!(Client::describe_vpcs)
+        .sequence()
+        .http_status(200, answer(format!(
+            "<DescribeVpcsResponse><vpcSet><item><vpcId>{vpc_id}</vpcId><dhcpOptionsId>dopt-1</dhcpOptionsId></item></vpcSet></DescribeVpcsResponse>"
+        )))
+        .repeatedly()
+        .build();
+    let dhcp = mock!(Client::describe_dhcp_options)
+        .sequence()
+        .http_status(200, answer("<DescribeDhcpOptionsResponse><dhcpOptionsSet><item><dhcpOptionsId>dopt-1</dhcpOptionsId><dhcpConfigurationSet>\
+            <item><key>domain-name-servers</key><valueSet><item><value>AmazonProvidedDNS</value></item></valueSet></item>\
+            </dhcpConfigurationSet></item></dhcpOptionsSet></DescribeDhcpOptionsResponse>".into()))
+        .repeatedly()
+        .build();
+    let subnets = mock!(Client::describe_subnets)
+        .sequence()
+        .http_status(
+            200,
+            answer("<DescribeSubnetsResponse><subnetSet/></DescribeSubnetsResponse>".into()),
+        )
+        .repeatedly()
+        .build();
+    let groups = mock!(Client::describe_security_groups)
+        .sequence()
+        .http_status(200, answer("<DescribeSecurityGroupsResponse><securityGroupInfo/></DescribeSecurityGroupsResponse>".into()))
+        .repeatedly()
+        .build();
+    Ec2::from_conf(ec2_conf(
+        &[&support, &hostnames, &vpcs, &dhcp, &subnets, &groups],
+        &Recorder::default(),
+        None,
+    ))
+}
+
+/// An unused Lambda client: no verifier is named in these tests.
+pub fn unused_functions() -> Functions {
+    Functions::from_conf(lambda_conf(&[], &Recorder::default()))
 }

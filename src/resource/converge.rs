@@ -3,8 +3,9 @@
 //! (`endpoints`, `access`, `networks`, `workspaces`); what is ours is answered by `ownership`.
 //!
 //! Nothing here is written to Databricks before the properties, the two endpoints, the
-//! credentials, the workspaces and the `Network` property's subnets and security groups have been
-//! checked; a create whose answer was lost is looked for before it is sent again.
+//! credentials, the workspaces, the `Network` property's subnets and security groups and the VPC
+//! (`readiness`, again right before the switch) have been checked; a create whose answer was lost
+//! is looked for before it is sent again.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use futures_util::future::try_join;
 use tokio::time::Instant;
 
 use crate::aws::services;
-use crate::aws::{Ec2, VpcEndpointInfo};
+use crate::aws::{Ec2, Functions, VpcEndpointInfo};
 use crate::cfn::Progress;
 use crate::databricks::{AccountClient, VpcEndpoint};
 
@@ -25,7 +26,7 @@ use super::ownership::{owns_network, owns_registration};
 use super::pair::EndpointPair;
 use super::prepare::{describe_network_parts, enable_private_dns, warn_about_ports};
 use super::properties::{AccessLevel, Properties};
-use super::{networks, workspaces};
+use super::{networks, readiness, verification, workspaces};
 
 /// What the stack can read with `Fn::GetAtt`.
 #[derive(Clone, Debug)]
@@ -35,6 +36,8 @@ pub struct Converged {
     pub private_access_settings_id: String,
     pub relay_hostname: String,
     pub attached: workspaces::Attached,
+    /// The verifier's report, shortened, when `VerifyFunctionArn` ran it.
+    pub verification_report: Option<String>,
 }
 
 impl Converged {
@@ -73,6 +76,9 @@ impl Converged {
         if let Some(network) = &self.attached.network_id {
             data.insert("NetworkId".to_string(), network.clone());
         }
+        if let Some(report) = &self.verification_report {
+            data.insert("VerificationReport".to_string(), report.clone());
+        }
         data
     }
 }
@@ -80,6 +86,7 @@ impl Converged {
 #[allow(clippy::too_many_arguments)]
 pub async fn converge(
     ec2: &Ec2,
+    functions: &Functions,
     client: &AccountClient,
     key: &OwnershipKey,
     props: &Properties,
@@ -113,6 +120,8 @@ pub async fn converge(
     // The check of the pair made sure both endpoints are in one VPC.
     let vpc_id = endpoints.rest_api.vpc_id.clone();
     workspaces::check(props, &vpc_id, &workspaces, &networks, parts.as_ref())?;
+    let clusters = readiness::clusters(props, &workspaces, &networks);
+    readiness::check(ec2, props, endpoints, clusters.clone(), deadline).await?;
     networks::warn_left_switched(key, props, &networks);
 
     // Foreign endpoints allowed with ENDPOINT access must already be registered: this resource
@@ -214,11 +223,16 @@ pub async fn converge(
     )
     .await?;
 
+    let mut verification_report = None;
     let attached = match targets {
         Some(targets) => {
-            progress.step("switching the workspaces");
+            progress.step("checking the VPC again and switching the workspaces");
+            let warned = readiness::check(ec2, props, endpoints, clusters, deadline).await?;
+            verification_report =
+                verification::before_switch(ec2, functions, props, &workspaces, deadline).await?;
             workspaces::switch_and_clean(client, key, &pas_id, &workspaces, &networks, targets)
-                .await?
+                .await
+                .map_err(|e| readiness::with_warnings(e, &warned))?
         }
         None => workspaces::Attached::default(),
     };
@@ -245,6 +259,7 @@ pub async fn converge(
         private_access_settings_id: pas_id,
         relay_hostname: services::relay_hostname(&props.region),
         attached,
+        verification_report,
     })
 }
 

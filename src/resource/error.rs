@@ -65,6 +65,12 @@ pub enum ResourceError {
     #[error("{}", .0.join("; "))]
     Several(Vec<String>),
 
+    #[error("{0}")]
+    NotReady(#[from] super::readiness::NotReady),
+
+    #[error("{0}")]
+    NotVerified(#[from] super::verification::VerifyError),
+
     #[error(
         "switching workspaces to back-end PrivateLink failed for {}; {}. Switched workspaces stay switched: PrivateLink cannot be removed from a workspace",
         .failed.join("; "),

@@ -14,6 +14,8 @@ pub mod ownership;
 pub mod pair;
 pub mod prepare;
 pub mod properties;
+pub mod readiness;
+pub mod verification;
 pub mod watch;
 pub mod workspaces;
 
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::aws::{Ec2, Secrets, Stacks};
+use crate::aws::{Ec2, Functions, Secrets, Stacks};
 use crate::cfn::{CfnRequest, Outcome, Progress, RequestType, ResourceHandler};
 use crate::databricks::{AccountClient, DatabricksHttp};
 
@@ -44,6 +46,8 @@ pub struct Handler {
     pub stacks: Option<Stacks>,
     pub http: DatabricksHttp,
     pub defaults: Defaults,
+    /// Invokes the verifier function (`VerifyFunctionArn`).
+    pub functions: Functions,
 }
 
 impl Handler {
@@ -93,7 +97,15 @@ impl Handler {
         };
         let created = Created::default();
         let converged = converge(
-            &self.ec2, &client, &key, &props, &endpoints, progress, deadline, &created,
+            &self.ec2,
+            &self.functions,
+            &client,
+            &key,
+            &props,
+            &endpoints,
+            progress,
+            deadline,
+            &created,
         )
         .await;
         // When the stack rolls back while this Create still runs, CloudFormation cancels it and

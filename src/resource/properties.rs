@@ -35,6 +35,7 @@ pub const ALLOWED_VPC_ENDPOINT_IDS: &str = "AllowedVpcEndpointIds";
 pub const ENABLE_PRIVATE_DNS: &str = "EnablePrivateDns";
 pub const NETWORK: &str = "Network";
 pub const WORKSPACE_IDS: &str = "WorkspaceIds";
+pub const VERIFY_FUNCTION_ARN: &str = "VerifyFunctionArn";
 const SUBNET_IDS: &str = "SubnetIds";
 const SECURITY_GROUP_IDS: &str = "SecurityGroupIds";
 const VPC_ID: &str = "VpcId";
@@ -135,6 +136,8 @@ pub struct Properties {
     pub network: Option<NetworkSpec>,
     /// Workspaces to switch to the endpoints and the private access settings, in the given order.
     pub workspace_ids: Vec<i64>,
+    /// The verifier Lambda function invoked before the switch, when given.
+    pub verify_function_arn: Option<String>,
 }
 
 /// `Network`: the cluster subnets and security groups of a network configuration that carries
@@ -228,6 +231,7 @@ pub fn parse(
     let enable_dns = problems.take(reader.bool(ENABLE_PRIVATE_DNS));
     let network = problems.take(reader.object(NETWORK));
     let workspaces = problems.take(reader.string_list(WORKSPACE_IDS));
+    let verify_function_arn = problems.take(reader.string(VERIFY_FUNCTION_ARN));
     problems.take(reader.reject_unknown(&[]).map(Some));
     let network = network.and_then(|n| parse_network(&n, &mut problems));
     let workspace_ids = parse_workspace_ids(workspaces.unwrap_or_default(), &mut problems);
@@ -350,6 +354,15 @@ pub fn parse(
     }
     let allowed_vpc_endpoint_ids = distinct_vpce_ids(allowed, &mut problems);
 
+    if let Some(arn) = &verify_function_arn
+        && !is_function_arn(arn)
+    {
+        problems.push(format!(
+            "{VERIFY_FUNCTION_ARN} must be the ARN of a Lambda function (arn:aws:lambda:REGION:ACCOUNT:function:NAME); got {}",
+            quote(arn)
+        ));
+    }
+
     if !problems.is_empty() {
         return Err(InvalidProperties(problems.0));
     }
@@ -379,11 +392,24 @@ pub fn parse(
             enable_private_dns: enable_dns.unwrap_or(false),
             network,
             workspace_ids,
+            verify_function_arn,
         }),
         _ => Err(InvalidProperties(vec![
             "required properties are missing".to_string(),
         ])),
     }
+}
+
+/// `arn:<partition>:lambda:<region>:<account>:function:<name>[:<qualifier>]`.
+fn is_function_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    matches!(parts.as_slice(), ["arn", partition, "lambda", region, account, "function", name, ..]
+        if partition.starts_with("aws")
+            && services::is_valid_region_name(region)
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && !name.is_empty()
+            && parts.len() <= 8)
 }
 
 #[cfg(test)]
@@ -538,6 +564,29 @@ mod tests {
             assert_eq!(
                 lenient.account_host.as_deref(),
                 Some("https://accounts.cloud.databricks.com")
+            );
+        }
+    }
+
+    #[test]
+    fn verify_function_arn_must_be_a_lambda_function_arn() {
+        let arn = "arn:aws:lambda:us-east-1:123456789012:function:verifier";
+        let p = parse(
+            &with(&[(VERIFY_FUNCTION_ARN, json!(arn))]),
+            &defaults(),
+            &identity(),
+        )
+        .unwrap();
+        assert_eq!(p.verify_function_arn.as_deref(), Some(arn));
+        for bad in [
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:x",
+            "arn:aws:lambda:us-east-1:1234:function:verifier",
+            "verifier",
+        ] {
+            assert!(
+                problems(with(&[(VERIFY_FUNCTION_ARN, json!(bad))]))
+                    .contains("VerifyFunctionArn must be the ARN of a Lambda function"),
+                "{bad}"
             );
         }
     }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use emulator::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Emulator, EmulatorConfig};
 use tokio::time::Instant;
 
-use crate::aws::{Ec2, VpcEndpointInfo};
+use crate::aws::VpcEndpointInfo;
+use crate::aws::test_support::{healthy_vpc_ec2, unused_functions};
 use crate::cfn::Progress;
 use crate::databricks::{
     AccountClient, ClientCredentials, DatabricksHttp, HttpSettings, RetryPolicy,
@@ -100,6 +101,7 @@ impl Account {
             enable_private_dns: false,
             network: None,
             workspace_ids: Vec::new(),
+            verify_function_arn: None,
         }
     }
 
@@ -115,7 +117,8 @@ impl Account {
             security_group_ids: Vec::new(),
         });
         converge(
-            &unreachable_ec2(),
+            &healthy_vpc_ec2(VPC),
+            &unused_functions(),
             &self.client,
             &self.key,
             props,
@@ -167,15 +170,6 @@ impl Account {
 
 /// EC2 on a port nothing listens on, so a call the test did not expect fails instead of reaching
 /// AWS.
-fn unreachable_ec2() -> Ec2 {
-    let sdk = aws_config::SdkConfig::builder()
-        .region(aws_config::Region::new(REGION))
-        .endpoint_url("http://127.0.0.1:9")
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build();
-    Ec2::new(&sdk)
-}
-
 #[tokio::test]
 async fn registrations_are_adopted_by_endpoint_and_a_foreign_one_is_never_deleted() {
     let account = Account::start().await;

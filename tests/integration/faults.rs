@@ -105,7 +105,10 @@ impl Bench {
         let world = World::on(
             lab.aws.clone(),
             WorldOptions {
-                lambda_env: vec![("DATABRICKS_HTTP_TIMEOUT_SECS", ATTEMPT_TIMEOUT_SECS)],
+                lambda_env: vec![(
+                    "DATABRICKS_HTTP_TIMEOUT_SECS".into(),
+                    ATTEMPT_TIMEOUT_SECS.into(),
+                )],
                 ..WorldOptions::default()
             },
         )

@@ -10,6 +10,7 @@ mod account_rules;
 mod hostile;
 mod invocation_modes;
 mod lifecycle;
+mod readiness;
 mod scenario;
 mod verifier;
 mod workspaces;

@@ -59,7 +59,7 @@ pub struct World {
     /// One customer VPC per stack the scenario wants.
     pub networks: Vec<AwsFixture>,
     /// The binary's environment besides `DATABRICKS_HOST`, for further instances.
-    lambda_env: Vec<(&'static str, &'static str)>,
+    lambda_env: Vec<(String, String)>,
 }
 
 /// One CloudFormation resource: its stack, logical id and the PhysicalResourceId it was given.
@@ -235,8 +235,8 @@ pub struct WorldOptions {
     pub networks: usize,
     pub private_dns: bool,
     pub accept_after_reads: u32,
-    /// The binary's environment besides `DATABRICKS_HOST`.
-    pub lambda_env: Vec<(&'static str, &'static str)>,
+    /// The binary's environment besides `DATABRICKS_HOST`, e.g. a service-specific AWS endpoint.
+    pub lambda_env: Vec<(String, String)>,
 }
 
 impl Default for WorldOptions {
@@ -448,10 +448,10 @@ pub fn register_endpoints(emulator: &Emulator, network: &AwsFixture) {
     state.register_aws_endpoint(&network.relay_vpce_id, &network.relay_service);
 }
 
-async fn start_lambda(emulator: &Emulator, env: &[(&'static str, &'static str)]) -> Lambda {
+async fn start_lambda(emulator: &Emulator, env: &[(String, String)]) -> Lambda {
     let host = emulator.base_url();
     let mut all = vec![("DATABRICKS_HOST", host.as_str())];
-    all.extend(env.iter().copied());
+    all.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     Lambda::start(&all).await
 }
 

@@ -146,6 +146,43 @@ class Fixtures:
             "relay_service": services["relay"],
         }
 
+    def op_vpc_attribute(self, vpc_id, name, value):
+        """Turns one VPC attribute (EnableDnsSupport or EnableDnsHostnames) on or off."""
+        self.ec2.modify_vpc_attribute(VpcId=vpc_id, **{name: {"Value": value}})
+        return {}
+
+    def op_revoke_ingress(self, group_id, source_group_id, ports):
+        """Removes the inbound TCP rules from a source group for these (low, high) port ranges."""
+        self.ec2.revoke_security_group_ingress(
+            GroupId=group_id,
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": low,
+                    "ToPort": high,
+                    "UserIdGroupPairs": [{"GroupId": source_group_id}],
+                }
+                for low, high in ports
+            ],
+        )
+        return {}
+
+    def op_endpoint_ingress(self, group_id, source_group_id, ports):
+        """Adds inbound TCP rules from a source group for these (low, high) port ranges."""
+        self.ec2.authorize_security_group_ingress(
+            GroupId=group_id,
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": low,
+                    "ToPort": high,
+                    "UserIdGroupPairs": [{"GroupId": source_group_id}],
+                }
+                for low, high in ports
+            ],
+        )
+        return {}
+
     def create_interface_endpoint(self, vpc_id, subnet_ids, sg_ids, service, private_dns, name):
         return self.ec2.create_vpc_endpoint(
             VpcEndpointType="Interface",

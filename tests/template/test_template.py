@@ -65,6 +65,9 @@ IAM_PREFIX = {
     "cloudformation": "cloudformation",
     "lambda": "lambda",
 }
+# SDK operations whose IAM action has another name
+# (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awslambda.html).
+ACTION_OF_OPERATION = {"lambda:invoke": "lambda:invokefunction"}
 # Granted although the code makes no such SDK call, with the reason.
 INDIRECT_ACTIONS = {
     # Secrets Manager decrypts a secret under a customer-managed key with the caller's permission.
@@ -235,7 +238,8 @@ def code_actions(src=AWS_SRC, operations=None):
                 if crate not in IAM_PREFIX:
                     raise AssertionError(f"{path.name} calls aws_sdk_{crate} {op}: add its IAM prefix to IAM_PREFIX")
                 pascal = "".join(w.capitalize() for w in op.split("_"))
-                actions.setdefault(f"{IAM_PREFIX[crate]}:{pascal}".lower(), f"{path.name}: .{op}()")
+                action = f"{IAM_PREFIX[crate]}:{pascal}".lower()
+                actions.setdefault(ACTION_OF_OPERATION.get(action, action), f"{path.name}: .{op}()")
     return actions
 
 

@@ -1,0 +1,169 @@
+//! Invoking the verifier Lambda function synchronously: the request goes out as JSON, the answer
+//! comes back as the function's JSON result. Knows nothing of what the two mean.
+
+use aws_sdk_lambda::error::ProvideErrorMetadata;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::InvocationType;
+use tokio::time::Instant;
+
+use super::error::{AwsError, describe_sdk_error};
+use super::within_deadline;
+
+/// Largest answer read back; a verifier report is a few kilobytes.
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// Lambda access; each call goes to the region its function's ARN names (the verifier runs in
+/// the VPC's region, which need not be this function's).
+#[derive(Clone)]
+pub struct Functions {
+    base: aws_sdk_lambda::Config,
+}
+
+impl Functions {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Self::from_conf(aws_sdk_lambda::config::Builder::from(sdk).build())
+    }
+
+    pub fn from_conf(base: aws_sdk_lambda::Config) -> Self {
+        Self { base }
+    }
+
+    /// Invokes `function_arn` with `payload` and waits for its answer (`RequestResponse`).
+    pub async fn invoke(
+        &self,
+        function_arn: &str,
+        payload: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, AwsError> {
+        const OPERATION: &str = "Invoke";
+        let mut conf = self.base.to_builder();
+        if let Some(region) = function_arn.split(':').nth(3).filter(|r| !r.is_empty()) {
+            conf = conf.region(aws_sdk_lambda::config::Region::new(region.to_owned()));
+        }
+        let client = aws_sdk_lambda::Client::from_conf(conf.build());
+        let output = within_deadline(
+            OPERATION,
+            deadline,
+            client
+                .invoke()
+                .function_name(function_arn)
+                .invocation_type(InvocationType::RequestResponse)
+                .payload(Blob::new(payload))
+                .send(),
+        )
+        .await?;
+        answer(function_arn, output)
+    }
+}
+
+fn answer(
+    function_arn: &str,
+    output: Result<
+        aws_sdk_lambda::operation::invoke::InvokeOutput,
+        aws_sdk_lambda::error::SdkError<
+            aws_sdk_lambda::operation::invoke::InvokeError,
+            aws_smithy_runtime_api::http::Response,
+        >,
+    >,
+) -> Result<Vec<u8>, AwsError> {
+    let output = output.map_err(|err| match err.code() {
+        Some("ResourceNotFoundException") => AwsError::VerifierMissing {
+            arn: function_arn.to_owned(),
+        },
+        Some("AccessDeniedException" | "AccessDenied") => AwsError::VerifierAccessDenied {
+            arn: function_arn.to_owned(),
+        },
+        _ => AwsError::Call {
+            operation: "Invoke",
+            message: describe_sdk_error(&err),
+        },
+    })?;
+    let payload = output
+        .payload()
+        .map(|b| b.as_ref().to_vec())
+        .unwrap_or_default();
+    if let Some(kind) = output.function_error() {
+        let text = String::from_utf8_lossy(&payload[..payload.len().min(600)]).into_owned();
+        return Err(AwsError::VerifierFailed {
+            arn: function_arn.to_owned(),
+            message: format!("{kind}: {text}"),
+        });
+    }
+    if payload.len() > MAX_ANSWER_BYTES {
+        return Err(AwsError::VerifierFailed {
+            arn: function_arn.to_owned(),
+            message: format!("its answer is {} bytes, more than expected", payload.len()),
+        });
+    }
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::test_support::{Recorder, lambda_conf, later};
+    use aws_sdk_lambda::Client;
+    use aws_smithy_mocks::mock;
+
+    const ARN: &str = "arn:aws:lambda:eu-west-1:123456789012:function:verifier";
+
+    #[tokio::test]
+    async fn the_answer_comes_back_and_the_call_goes_to_the_functions_region() {
+        let rule = mock!(Client::invoke)
+            .match_requests(|r| {
+                r.function_name() == Some(ARN)
+                    && r.invocation_type() == Some(&InvocationType::RequestResponse)
+            })
+            .sequence()
+            .http_status(200, Some(r#"{"passed":true}"#.into()))
+            .build();
+        let recorder = Recorder::default();
+        let lambda = Functions::from_conf(lambda_conf(&[&rule], &recorder));
+        let answer = lambda.invoke(ARN, b"{}".to_vec(), later()).await.unwrap();
+        assert_eq!(answer, br#"{"passed":true}"#);
+        let uri = &recorder.requests()[0].uri;
+        assert!(uri.contains("lambda.eu-west-1."), "{uri}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_function_or_one_that_failed_is_named() {
+        let missing = mock!(Client::invoke)
+            .sequence()
+            .http_status(
+                404,
+                Some(
+                    r#"{"__type":"ResourceNotFoundException","Message":"Function not found"}"#
+                        .into(),
+                ),
+            )
+            .build();
+        let lambda = Functions::from_conf(lambda_conf(&[&missing], &Recorder::default()));
+        let err = lambda
+            .invoke(ARN, b"{}".to_vec(), later())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, AwsError::VerifierMissing { arn } if arn == ARN),
+            "{err}"
+        );
+
+        let failed = mock!(Client::invoke)
+            .sequence()
+            .output(|| {
+                aws_sdk_lambda::operation::invoke::InvokeOutput::builder()
+                    .status_code(200)
+                    .function_error("Unhandled")
+                    .payload(Blob::new(
+                        r#"{"errorMessage":"Task timed out after 10.00 seconds"}"#,
+                    ))
+                    .build()
+            })
+            .build();
+        let lambda = Functions::from_conf(lambda_conf(&[&failed], &Recorder::default()));
+        let err = lambda
+            .invoke(ARN, b"{}".to_vec(), later())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("Task timed out"), "{err}");
+    }
+}

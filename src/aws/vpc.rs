@@ -1,0 +1,523 @@
+//! The VPC around the endpoints as EC2 describes it, for the checks made before a workspace is
+//! switched: the VPC's DNS attributes and DHCP option set, where subnets are and what address
+//! ranges they hold, and the inbound rules of security groups. Reads only; judges nothing.
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{Filter, VpcAttributeName};
+use tokio::time::Instant;
+
+use super::endpoints::{Ec2, is_access_denied, tcp_range};
+use super::error::{AwsError, describe_sdk_error};
+use super::within_deadline;
+
+/// The DHCP option the VPC resolver (Route 53 Resolver) is named by.
+pub const AMAZON_PROVIDED_DNS: &str = "AmazonProvidedDNS";
+
+/// The VPC's DNS settings: the two attributes private DNS needs and the name servers its DHCP
+/// option set hands to instances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VpcDns {
+    pub vpc_id: String,
+    pub dns_support: bool,
+    pub dns_hostnames: bool,
+    /// `None` when the VPC has no DHCP option set of its own (`default`): instances then use the
+    /// VPC resolver.
+    pub dhcp_options_id: Option<String>,
+    /// `domain-name-servers` of the option set; empty without one.
+    pub name_servers: Vec<String>,
+}
+
+/// Where one subnet is and the IPv4 range it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubnetPlacement {
+    pub id: String,
+    pub availability_zone: String,
+    pub cidr_block: String,
+}
+
+/// Whom one inbound rule admits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleSource {
+    Group(String),
+    Ipv4(String),
+    Ipv6(String),
+    PrefixList(String),
+}
+
+/// One inbound TCP rule ("all traffic" counts as TCP 0-65535) of a security group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngressRule {
+    pub group_id: String,
+    pub ports: (u16, u16),
+    pub source: RuleSource,
+}
+
+fn call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    operation: &'static str,
+    err: &aws_sdk_ec2::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> AwsError {
+    if is_access_denied(err.code()) {
+        AwsError::Ec2AccessDenied { operation }
+    } else {
+        AwsError::Call {
+            operation,
+            message: describe_sdk_error(err),
+        }
+    }
+}
+
+impl Ec2 {
+    /// DNS support, DNS hostnames and the DHCP option set's name servers of one VPC.
+    pub async fn vpc_dns(
+        &self,
+        region: &str,
+        vpc_id: &str,
+        deadline: Instant,
+    ) -> Result<VpcDns, AwsError> {
+        const ATTRIBUTE: &str = "DescribeVpcAttribute";
+        const VPCS: &str = "DescribeVpcs";
+        const DHCP: &str = "DescribeDhcpOptions";
+        let client = self.client(region)?;
+        let attribute = |name: VpcAttributeName| {
+            client
+                .describe_vpc_attribute()
+                .vpc_id(vpc_id)
+                .attribute(name)
+                .send()
+        };
+        let (support, hostnames, vpcs) = tokio::join!(
+            within_deadline(
+                ATTRIBUTE,
+                deadline,
+                attribute(VpcAttributeName::EnableDnsSupport)
+            ),
+            within_deadline(
+                ATTRIBUTE,
+                deadline,
+                attribute(VpcAttributeName::EnableDnsHostnames)
+            ),
+            within_deadline(
+                VPCS,
+                deadline,
+                client.describe_vpcs().vpc_ids(vpc_id).send()
+            ),
+        );
+        let support = support?.map_err(|e| call_error(ATTRIBUTE, &e))?;
+        let hostnames = hostnames?.map_err(|e| call_error(ATTRIBUTE, &e))?;
+        let vpcs = vpcs?.map_err(|e| call_error(VPCS, &e))?;
+        let dhcp_options_id = vpcs
+            .vpcs()
+            .iter()
+            .find(|v| v.vpc_id() == Some(vpc_id))
+            .and_then(|v| v.dhcp_options_id())
+            .filter(|id| !id.is_empty() && *id != "default")
+            .map(str::to_owned);
+        let mut name_servers = Vec::new();
+        if let Some(id) = &dhcp_options_id {
+            let options = within_deadline(
+                DHCP,
+                deadline,
+                client.describe_dhcp_options().dhcp_options_ids(id).send(),
+            )
+            .await?
+            .map_err(|e| call_error(DHCP, &e))?;
+            name_servers = options
+                .dhcp_options()
+                .iter()
+                .flat_map(|o| o.dhcp_configurations())
+                .filter(|c| c.key() == Some("domain-name-servers"))
+                .flat_map(|c| c.values())
+                .filter_map(|v| v.value().map(str::to_owned))
+                .collect();
+        }
+        Ok(VpcDns {
+            vpc_id: vpc_id.to_owned(),
+            dns_support: support
+                .enable_dns_support()
+                .and_then(|a| a.value())
+                .unwrap_or(false),
+            dns_hostnames: hostnames
+                .enable_dns_hostnames()
+                .and_then(|a| a.value())
+                .unwrap_or(false),
+            dhcp_options_id,
+            name_servers,
+        })
+    }
+
+    /// Zone and IPv4 range of these subnets; ones EC2 does not know are left out (asked for by
+    /// filter, so one unknown id does not fail the others).
+    pub async fn subnet_placements(
+        &self,
+        region: &str,
+        subnet_ids: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<SubnetPlacement>, AwsError> {
+        const OPERATION: &str = "DescribeSubnets";
+        let client = self.client(region)?;
+        // Without ids EC2 would list every subnet in the region.
+        if subnet_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let filter = Filter::builder()
+            .name("subnet-id")
+            .set_values(Some(subnet_ids.to_vec()))
+            .build();
+        let output = within_deadline(
+            OPERATION,
+            deadline,
+            client.describe_subnets().filters(filter).send(),
+        )
+        .await?
+        .map_err(|e| call_error(OPERATION, &e))?;
+        Ok(output
+            .subnets()
+            .iter()
+            .filter_map(|s| {
+                let id = s.subnet_id()?;
+                subnet_ids.iter().any(|w| w == id).then(|| SubnetPlacement {
+                    id: id.to_owned(),
+                    availability_zone: s.availability_zone().unwrap_or_default().to_owned(),
+                    cidr_block: s.cidr_block().unwrap_or_default().to_owned(),
+                })
+            })
+            .collect())
+    }
+
+    /// The inbound TCP rules of these security groups, one per source; groups EC2 does not know
+    /// are left out. Also returns the ids of the groups found.
+    pub async fn ingress_rules(
+        &self,
+        region: &str,
+        group_ids: &[String],
+        deadline: Instant,
+    ) -> Result<(Vec<String>, Vec<IngressRule>), AwsError> {
+        const OPERATION: &str = "DescribeSecurityGroups";
+        let client = self.client(region)?;
+        if group_ids.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let filter = Filter::builder()
+            .name("group-id")
+            .set_values(Some(group_ids.to_vec()))
+            .build();
+        let output = within_deadline(
+            OPERATION,
+            deadline,
+            client.describe_security_groups().filters(filter).send(),
+        )
+        .await?
+        .map_err(|e| call_error(OPERATION, &e))?;
+        let mut found = Vec::new();
+        let mut rules = Vec::new();
+        for group in output.security_groups() {
+            let Some(group_id) = group
+                .group_id()
+                .filter(|g| group_ids.iter().any(|w| w == g))
+            else {
+                continue;
+            };
+            found.push(group_id.to_owned());
+            for permission in group.ip_permissions() {
+                let Some(ports) = permission
+                    .ip_protocol()
+                    .and_then(|p| tcp_range(p, permission.from_port(), permission.to_port()))
+                else {
+                    continue;
+                };
+                let rule = |source| IngressRule {
+                    group_id: group_id.to_owned(),
+                    ports,
+                    source,
+                };
+                rules.extend(
+                    permission
+                        .user_id_group_pairs()
+                        .iter()
+                        .filter_map(|p| p.group_id())
+                        .map(|g| rule(RuleSource::Group(g.to_owned()))),
+                );
+                rules.extend(
+                    permission
+                        .ip_ranges()
+                        .iter()
+                        .filter_map(|r| r.cidr_ip())
+                        .map(|c| rule(RuleSource::Ipv4(c.to_owned()))),
+                );
+                rules.extend(
+                    permission
+                        .ipv6_ranges()
+                        .iter()
+                        .filter_map(|r| r.cidr_ipv6())
+                        .map(|c| rule(RuleSource::Ipv6(c.to_owned()))),
+                );
+                rules.extend(
+                    permission
+                        .prefix_list_ids()
+                        .iter()
+                        .filter_map(|p| p.prefix_list_id())
+                        .map(|p| rule(RuleSource::PrefixList(p.to_owned()))),
+                );
+            }
+        }
+        Ok((found, rules))
+    }
+}
+
+/// One endpoint's DNS names (`DnsEntries`) and the private addresses of its network interfaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointNetwork {
+    pub id: String,
+    pub dns_names: Vec<String>,
+    pub private_ips: Vec<std::net::IpAddr>,
+}
+
+impl Ec2 {
+    /// DNS names and interface addresses of these endpoints, for the verifier.
+    pub async fn endpoint_networks(
+        &self,
+        region: &str,
+        ids: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<EndpointNetwork>, AwsError> {
+        const ENDPOINTS: &str = "DescribeVpcEndpoints";
+        const INTERFACES: &str = "DescribeNetworkInterfaces";
+        let client = self.client(region)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let endpoints = within_deadline(
+            ENDPOINTS,
+            deadline,
+            client
+                .describe_vpc_endpoints()
+                .set_vpc_endpoint_ids(Some(ids.to_vec()))
+                .send(),
+        )
+        .await?
+        .map_err(|e| call_error(ENDPOINTS, &e))?;
+        let mut found: Vec<(EndpointNetwork, Vec<String>)> = endpoints
+            .vpc_endpoints()
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    EndpointNetwork {
+                        id: e.vpc_endpoint_id()?.to_owned(),
+                        dns_names: e
+                            .dns_entries()
+                            .iter()
+                            .filter_map(|d| d.dns_name().map(str::to_owned))
+                            .collect(),
+                        private_ips: Vec::new(),
+                    },
+                    e.network_interface_ids().to_vec(),
+                ))
+            })
+            .collect();
+        let interface_ids: Vec<String> = found.iter().flat_map(|(_, i)| i.clone()).collect();
+        if !interface_ids.is_empty() {
+            let interfaces = within_deadline(
+                INTERFACES,
+                deadline,
+                client
+                    .describe_network_interfaces()
+                    .set_network_interface_ids(Some(interface_ids))
+                    .send(),
+            )
+            .await?
+            .map_err(|e| call_error(INTERFACES, &e))?;
+            for interface in interfaces.network_interfaces() {
+                let (Some(id), Some(ip)) = (
+                    interface.network_interface_id(),
+                    interface
+                        .private_ip_address()
+                        .and_then(|a| a.parse::<std::net::IpAddr>().ok()),
+                ) else {
+                    continue;
+                };
+                if let Some((endpoint, _)) = found
+                    .iter_mut()
+                    .find(|(_, ids)| ids.iter().any(|i| i == id))
+                {
+                    endpoint.private_ips.push(ip);
+                }
+            }
+        }
+        Ok(found.into_iter().map(|(e, _)| e).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::test_support::{Recorder, ec2_conf, ec2_error, later};
+    use aws_sdk_ec2::Client;
+    use aws_smithy_mocks::mock;
+
+    fn attribute(name: &str, value: bool) -> String {
+        format!(
+            "<DescribeVpcAttributeResponse><vpcId>vpc-1</vpcId><{name}><value>{value}</value></{name}></DescribeVpcAttributeResponse>"
+        )
+    }
+
+    const VPCS: &str = "<DescribeVpcsResponse><vpcSet><item><vpcId>vpc-1</vpcId><dhcpOptionsId>dopt-1</dhcpOptionsId></item></vpcSet></DescribeVpcsResponse>";
+    const DHCP: &str = "<DescribeDhcpOptionsResponse><dhcpOptionsSet><item><dhcpOptionsId>dopt-1</dhcpOptionsId><dhcpConfigurationSet>\
+        <item><key>domain-name</key><valueSet><item><value>corp.example</value></item></valueSet></item>\
+        <item><key>domain-name-servers</key><valueSet><item><value>10.9.0.2</value></item><item><value>10.9.0.3</value></item></valueSet></item>\
+        </dhcpConfigurationSet></item></dhcpOptionsSet></DescribeDhcpOptionsResponse>";
+
+    #[tokio::test]
+    async fn dns_attributes_and_the_dhcp_name_servers_are_read() {
+        let support = mock!(Client::describe_vpc_attribute)
+            .match_requests(|r| r.attribute() == Some(&VpcAttributeName::EnableDnsSupport))
+            .sequence()
+            .http_status(200, Some(attribute("enableDnsSupport", false)))
+            .build();
+        let hostnames = mock!(Client::describe_vpc_attribute)
+            .match_requests(|r| r.attribute() == Some(&VpcAttributeName::EnableDnsHostnames))
+            .sequence()
+            .http_status(200, Some(attribute("enableDnsHostnames", true)))
+            .build();
+        let vpcs = mock!(Client::describe_vpcs)
+            .sequence()
+            .http_status(200, Some(VPCS.into()))
+            .build();
+        let dhcp = mock!(Client::describe_dhcp_options)
+            .sequence()
+            .http_status(200, Some(DHCP.into()))
+            .build();
+        let ec2 = Ec2::from_conf(ec2_conf(
+            &[&support, &hostnames, &vpcs, &dhcp],
+            &Recorder::default(),
+            None,
+        ));
+        let dns = ec2.vpc_dns("us-east-1", "vpc-1", later()).await.unwrap();
+        assert_eq!(
+            dns,
+            VpcDns {
+                vpc_id: "vpc-1".into(),
+                dns_support: false,
+                dns_hostnames: true,
+                dhcp_options_id: Some("dopt-1".into()),
+                name_servers: vec!["10.9.0.2".into(), "10.9.0.3".into()],
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_attribute_read_names_the_permission() {
+        let denied = mock!(Client::describe_vpc_attribute)
+            .sequence()
+            .http_status(403, Some(ec2_error("UnauthorizedOperation", "no")))
+            .times(2)
+            .build();
+        let vpcs = mock!(Client::describe_vpcs)
+            .sequence()
+            .http_status(200, Some(VPCS.into()))
+            .build();
+        let ec2 = Ec2::from_conf(ec2_conf(&[&denied, &vpcs], &Recorder::default(), None));
+        let err = ec2
+            .vpc_dns("us-east-1", "vpc-1", later())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not allowed to call ec2:DescribeVpcAttribute"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn ingress_rules_keep_each_source_and_skip_other_protocols() {
+        let body = "<DescribeSecurityGroupsResponse><securityGroupInfo><item><groupId>sg-e</groupId><vpcId>vpc-1</vpcId><ipPermissions>\
+            <item><ipProtocol>tcp</ipProtocol><fromPort>443</fromPort><toPort>443</toPort>\
+              <groups><item><groupId>sg-c</groupId></item></groups>\
+              <ipRanges><item><cidrIp>10.0.0.0/16</cidrIp></item></ipRanges>\
+              <prefixListIds><item><prefixListId>pl-1</prefixListId></item></prefixListIds></item>\
+            <item><ipProtocol>udp</ipProtocol><fromPort>6666</fromPort><toPort>6666</toPort>\
+              <ipRanges><item><cidrIp>0.0.0.0/0</cidrIp></item></ipRanges></item>\
+            </ipPermissions></item></securityGroupInfo></DescribeSecurityGroupsResponse>";
+        let rule = mock!(Client::describe_security_groups)
+            .sequence()
+            .http_status(200, Some(body.into()))
+            .build();
+        let ec2 = Ec2::from_conf(ec2_conf(&[&rule], &Recorder::default(), None));
+        let (found, rules) = ec2
+            .ingress_rules("us-east-1", &["sg-e".into(), "sg-gone".into()], later())
+            .await
+            .unwrap();
+        assert_eq!(found, ["sg-e"]);
+        let sources: Vec<&RuleSource> = rules.iter().map(|r| &r.source).collect();
+        assert_eq!(
+            sources,
+            [
+                &RuleSource::Group("sg-c".into()),
+                &RuleSource::Ipv4("10.0.0.0/16".into()),
+                &RuleSource::PrefixList("pl-1".into()),
+            ]
+        );
+        assert!(rules.iter().all(|r| r.ports == (443, 443)));
+    }
+
+    #[tokio::test]
+    async fn endpoint_names_and_interface_addresses_are_paired() {
+        let endpoints = mock!(Client::describe_vpc_endpoints)
+            .sequence()
+            .http_status(200, Some("<DescribeVpcEndpointsResponse><vpcEndpointSet><item><vpcEndpointId>vpce-r</vpcEndpointId>\
+                <dnsEntrySet><item><dnsName>vpce-r-abc.vpce-svc-1.us-east-1.vpce.amazonaws.com</dnsName></item></dnsEntrySet>\
+                <networkInterfaceIdSet><item>eni-1</item><item>eni-2</item></networkInterfaceIdSet></item></vpcEndpointSet></DescribeVpcEndpointsResponse>".into()))
+            .build();
+        let interfaces = mock!(Client::describe_network_interfaces)
+            .sequence()
+            .http_status(200, Some("<DescribeNetworkInterfacesResponse><networkInterfaceSet>\
+                <item><networkInterfaceId>eni-1</networkInterfaceId><privateIpAddress>10.0.8.5</privateIpAddress></item>\
+                <item><networkInterfaceId>eni-2</networkInterfaceId><privateIpAddress>10.0.9.5</privateIpAddress></item>\
+                </networkInterfaceSet></DescribeNetworkInterfacesResponse>".into()))
+            .build();
+        let ec2 = Ec2::from_conf(ec2_conf(
+            &[&endpoints, &interfaces],
+            &Recorder::default(),
+            None,
+        ));
+        let found = ec2
+            .endpoint_networks("us-east-1", &["vpce-r".into()], later())
+            .await
+            .unwrap();
+        assert_eq!(
+            found,
+            [EndpointNetwork {
+                id: "vpce-r".into(),
+                dns_names: vec!["vpce-r-abc.vpce-svc-1.us-east-1.vpce.amazonaws.com".into()],
+                private_ips: vec!["10.0.8.5".parse().unwrap(), "10.0.9.5".parse().unwrap()],
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn subnets_are_asked_for_by_filter_and_unknown_ones_left_out() {
+        let body = "<DescribeSubnetsResponse><subnetSet><item><subnetId>subnet-a</subnetId><vpcId>vpc-1</vpcId>\
+            <availabilityZone>us-east-1a</availabilityZone><cidrBlock>10.0.1.0/24</cidrBlock></item></subnetSet></DescribeSubnetsResponse>";
+        let rule = mock!(Client::describe_subnets)
+            .match_requests(|r| r.filters().iter().any(|f| f.name() == Some("subnet-id")))
+            .sequence()
+            .http_status(200, Some(body.into()))
+            .build();
+        let ec2 = Ec2::from_conf(ec2_conf(&[&rule], &Recorder::default(), None));
+        let subnets = ec2
+            .subnet_placements(
+                "us-east-1",
+                &["subnet-a".into(), "subnet-gone".into()],
+                later(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            subnets,
+            [SubnetPlacement {
+                id: "subnet-a".into(),
+                availability_zone: "us-east-1a".into(),
+                cidr_block: "10.0.1.0/24".into(),
+            }]
+        );
+    }
+}
