@@ -169,9 +169,19 @@ async fn wait_network_gone(client: &AccountClient, id: &str) {
 }
 
 /// For cleanup after a failed Create, where the first error is what the user needs to see.
-pub async fn delete_quietly(client: &AccountClient, kind: Kind, id: &str, networks_going: bool) {
-    if let Err(e) = delete_owned_after(client, kind, id, networks_going).await {
-        tracing::warn!(object = kind.describe(), id, error = %e, "could not remove an object this request created; the rollback Delete will retry");
+/// Returns whether the object is gone (deleted now or before).
+pub async fn delete_quietly(
+    client: &AccountClient,
+    kind: Kind,
+    id: &str,
+    networks_going: bool,
+) -> bool {
+    match delete_owned_after(client, kind, id, networks_going).await {
+        Ok(removal) => removal != Removal::KeptInUse,
+        Err(e) => {
+            tracing::warn!(object = kind.describe(), id, error = %e, "could not remove an object this request created; the rollback Delete will retry");
+            false
+        }
     }
 }
 
@@ -283,17 +293,31 @@ pub async fn remove_owned(
         .iter()
         .filter(|p| owns_access_settings(key, p))
         .map(|p| (Kind::AccessSettings, p.private_access_settings_id.as_str()));
-    futures_util::future::try_join_all(
-        owned_networks
-            .chain(owned_pas)
-            .map(|(kind, id)| delete_owned(client, kind, id)),
+    let targets: Vec<(Kind, &str)> = owned_networks.chain(owned_pas).collect();
+    let removals = futures_util::future::try_join_all(
+        targets
+            .iter()
+            .map(|(kind, id)| delete_owned(client, *kind, id)),
     )
     .await?;
+    // Only networks that are going can explain a registration refused as in use; one a
+    // workspace uses stays, and so does what it references: asking again would only wait.
+    let going_networks: Vec<Network> = networks
+        .iter()
+        .filter(|n| {
+            targets.iter().zip(&removals).any(|((kind, id), removal)| {
+                matches!(kind, Kind::Network)
+                    && *id == n.network_id
+                    && *removal != Removal::KeptInUse
+            })
+        })
+        .cloned()
+        .collect();
 
     progress.step("deleting the VPC endpoint registrations");
     let owned_regs = registrations.iter().filter(|r| owns_registration(key, r));
     futures_util::future::try_join_all(owned_regs.map(|r| {
-        let going = networks_reference(&networks, key, &r.vpc_endpoint_id);
+        let going = networks_reference(&going_networks, key, &r.vpc_endpoint_id);
         delete_owned_after(client, Kind::Registration, &r.vpc_endpoint_id, going)
     }))
     .await?;
@@ -345,15 +369,14 @@ impl Created {
     pub async fn remove(&self, client: &AccountClient) {
         let take = |m: &Mutex<Vec<String>>| m.lock().map(|v| v.clone()).unwrap_or_default();
         // Networks reference registrations; a network a workspace was switched to stays.
-        let networks = take(&self.networks);
-        for id in &networks {
-            delete_quietly(client, Kind::Network, id, false).await;
+        let mut going = false;
+        for id in &take(&self.networks) {
+            going |= delete_quietly(client, Kind::Network, id, false).await;
         }
         for id in take(&self.access_settings) {
             delete_quietly(client, Kind::AccessSettings, &id, false).await;
         }
         for id in take(&self.registrations) {
-            let going = !networks.is_empty();
             delete_quietly(client, Kind::Registration, &id, going).await;
         }
     }

@@ -97,6 +97,12 @@ async fn attaching_a_workspace_copies_its_network_with_the_endpoints_added() {
         .send(Delete, &stack, with_workspaces(world.props(0), &[ws]), None)
         .await;
     deleted.assert_success();
+    // Nothing is going away, so a refusal as in use is final: no asking again for 20 s.
+    assert!(
+        deleted.elapsed < std::time::Duration::from_secs(5),
+        "the Delete took {:?}",
+        deleted.elapsed
+    );
     assert_eq!(world.registrations().len(), 2, "{:#}", world.account());
     assert_eq!(world.access_settings().len(), 1);
     assert!(world.network(&copy.network_id).is_some());
