@@ -318,27 +318,12 @@ impl Ec2 {
         subnet_ids: &[String],
         deadline: Instant,
     ) -> Result<Vec<SubnetInfo>, AwsError> {
-        match self
-            .describe_subnets_strict(region, subnet_ids, deadline)
-            .await
-        {
-            Err(AwsError::SubnetNotFound { .. }) if subnet_ids.len() > 1 => {
-                let each = subnet_ids.iter().map(|id| {
-                    self.describe_subnets_strict(region, std::slice::from_ref(id), deadline)
-                });
-                let mut found = Vec::new();
-                for answer in futures_util::future::join_all(each).await {
-                    match answer {
-                        Ok(subnets) => found.extend(subnets),
-                        Err(AwsError::SubnetNotFound { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(found)
-            }
-            Err(AwsError::SubnetNotFound { .. }) => Ok(Vec::new()),
-            other => other,
-        }
+        each_that_exists(
+            subnet_ids,
+            |e| matches!(e, AwsError::SubnetNotFound { .. }),
+            |ids| self.describe_subnets_strict(region, ids, deadline),
+        )
+        .await
     }
 
     /// Describes exactly these subnets in one call. Every id must exist.
@@ -395,27 +380,12 @@ impl Ec2 {
         group_ids: &[String],
         deadline: Instant,
     ) -> Result<Vec<SecurityGroupInfo>, AwsError> {
-        match self
-            .describe_security_groups_strict(region, group_ids, deadline)
-            .await
-        {
-            Err(AwsError::SecurityGroupNotFound { .. }) if group_ids.len() > 1 => {
-                let each = group_ids.iter().map(|id| {
-                    self.describe_security_groups_strict(region, std::slice::from_ref(id), deadline)
-                });
-                let mut found = Vec::new();
-                for answer in futures_util::future::join_all(each).await {
-                    match answer {
-                        Ok(groups) => found.extend(groups),
-                        Err(AwsError::SecurityGroupNotFound { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(found)
-            }
-            Err(AwsError::SecurityGroupNotFound { .. }) => Ok(Vec::new()),
-            other => other,
-        }
+        each_that_exists(
+            group_ids,
+            |e| matches!(e, AwsError::SecurityGroupNotFound { .. }),
+            |ids| self.describe_security_groups_strict(region, ids, deadline),
+        )
+        .await
     }
 
     /// Describes exactly these security groups in one call. Every id must exist.
@@ -461,6 +431,34 @@ impl Ec2 {
                 vpc_id: group.vpc_id().unwrap_or_default().to_owned(),
             })
             .collect())
+    }
+}
+
+/// Asks for all `ids` in one call; when EC2 refuses it because one of them does not exist (it
+/// refuses the whole call then), asks for each on its own and leaves the missing ones out.
+async fn each_that_exists<'a, T, Fut>(
+    ids: &'a [String],
+    missing: impl Fn(&AwsError) -> bool,
+    describe: impl Fn(&'a [String]) -> Fut,
+) -> Result<Vec<T>, AwsError>
+where
+    Fut: std::future::Future<Output = Result<Vec<T>, AwsError>>,
+{
+    match describe(ids).await {
+        Err(e) if missing(&e) && ids.len() > 1 => {
+            let each = ids.iter().map(|id| describe(std::slice::from_ref(id)));
+            let mut found = Vec::new();
+            for answer in futures_util::future::join_all(each).await {
+                match answer {
+                    Ok(items) => found.extend(items),
+                    Err(e) if missing(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(found)
+        }
+        Err(e) if missing(&e) => Ok(Vec::new()),
+        other => other,
     }
 }
 
