@@ -534,3 +534,21 @@ impl World {
         self.account().network(id).cloned()
     }
 }
+
+/// How many seconds apart two `ReadyAfter` times (`YYYY-MM-DDTHH:MM:SSZ`) are, by their time of
+/// day: enough for answers made seconds apart, across midnight too. `i64::MAX` for anything else.
+pub fn seconds_apart(a: &str, b: &str) -> i64 {
+    let of_day = |iso: &str| -> Option<i64> {
+        let time = iso.strip_suffix('Z')?.split_once('T')?.1;
+        let mut parts = time.split(':').map(|p| p.parse::<i64>().ok());
+        let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+        Some(h * 3600 + m * 60 + s)
+    };
+    match (of_day(a), of_day(b)) {
+        (Some(a), Some(b)) => {
+            let d = (a - b).rem_euclid(86_400);
+            d.min(86_400 - d)
+        }
+        _ => i64::MAX,
+    }
+}
