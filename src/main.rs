@@ -65,6 +65,9 @@ async fn main() -> Result<(), Error> {
         http: http.clone(),
         defaults: Defaults::from_env(),
         functions: Functions::new(&sdk),
+        self_function: std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+            .ok()
+            .filter(|name| !name.is_empty()),
     });
 
     // The runtime is handed the event as JSON text, not as a `Value`: text that `serde_json`

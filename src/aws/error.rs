@@ -100,6 +100,13 @@ pub enum AwsError {
     )]
     VerifierAccessDenied { arn: String },
 
+    #[error(
+        "the Lambda function's role may not hand a held answer on to a fresh invocation of \
+         {function}; allow lambda:InvokeFunction on itself (the template does), or leave \
+         WaitUntilReady off"
+    )]
+    SelfInvokeDenied { function: String },
+
     #[error("the verifier function {arn} failed instead of answering: {message}")]
     VerifierFailed { arn: String, message: String },
 

@@ -1,5 +1,6 @@
-//! Invoking the verifier Lambda function synchronously: the request goes out as JSON, the answer
-//! comes back as the function's JSON result. Knows nothing of what the two mean.
+//! Invoking Lambda functions: the verifier synchronously (the request goes out as JSON, the answer
+//! comes back as the function's JSON result), and this function itself asynchronously, to hand a
+//! held answer on to a fresh invocation. Knows nothing of what the payloads mean.
 
 use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::primitives::Blob;
@@ -53,6 +54,41 @@ impl Functions {
         )
         .await?;
         answer(function_arn, output)
+    }
+}
+
+impl Functions {
+    /// Queues `payload` for `function` (a name or ARN) as an asynchronous invocation (`Event`):
+    /// Lambda accepts it with 202 and runs it on its own. Lambda delivers such an event at least
+    /// once, so the function must expect a duplicate.
+    pub async fn invoke_async(
+        &self,
+        function: &str,
+        payload: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<(), AwsError> {
+        const OPERATION: &str = "Invoke";
+        let client = aws_sdk_lambda::Client::from_conf(self.base.clone());
+        let output = within_deadline(
+            OPERATION,
+            deadline,
+            client
+                .invoke()
+                .function_name(function)
+                .invocation_type(InvocationType::Event)
+                .payload(Blob::new(payload))
+                .send(),
+        )
+        .await?;
+        output.map(|_| ()).map_err(|err| match err.code() {
+            Some("AccessDeniedException" | "AccessDenied") => AwsError::SelfInvokeDenied {
+                function: function.to_owned(),
+            },
+            _ => AwsError::Call {
+                operation: OPERATION,
+                message: describe_sdk_error(&err),
+            },
+        })
     }
 }
 
@@ -165,5 +201,40 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("Task timed out"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_hand_over_is_queued_as_an_event_and_a_denied_one_is_named() {
+        let queued = mock!(Client::invoke)
+            .match_requests(|r| {
+                r.function_name() == Some("self")
+                    && r.invocation_type() == Some(&InvocationType::Event)
+                    && r.payload().map(|p| p.as_ref()) == Some(&b"{\"Hop\":1}"[..])
+            })
+            .sequence()
+            .http_status(202, None)
+            .build();
+        let lambda = Functions::from_conf(lambda_conf(&[&queued], &Recorder::default()));
+        lambda
+            .invoke_async("self", br#"{"Hop":1}"#.to_vec(), later())
+            .await
+            .unwrap();
+
+        let denied = mock!(Client::invoke)
+            .sequence()
+            .http_status(
+                403,
+                Some(r#"{"__type":"AccessDeniedException","Message":"not authorized"}"#.into()),
+            )
+            .build();
+        let lambda = Functions::from_conf(lambda_conf(&[&denied], &Recorder::default()));
+        let err = lambda
+            .invoke_async("self", b"{}".to_vec(), later())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("lambda:InvokeFunction on itself"),
+            "{err}"
+        );
     }
 }

@@ -162,6 +162,28 @@ async fn answer_request<H: ResourceHandler>(
     }
     // Whatever produced the reason, nothing shaped like a credential leaves the function.
     outcome.reason = outcome.reason.map(|reason| redact::scrub(&reason));
+    if outcome.deferred {
+        match answer {
+            Answer::Put(_) => {
+                tracing::info!(
+                    why = outcome.reason.as_deref().unwrap_or(""),
+                    "no answer from this invocation"
+                );
+                return Ok(serde_json::json!({"Deferred": true}));
+            }
+            // Only a ResponseURL can be answered later: a direct caller or `sam local invoke`
+            // reads this invocation's result, so it gets an answer now.
+            Answer::Direct | Answer::SamLocal => {
+                tracing::error!(
+                    "the handler deferred a request that has no ResponseURL to answer later"
+                );
+                outcome = Outcome::failed(
+                    outcome.physical_resource_id,
+                    "internal error: the answer to a request without a ResponseURL was deferred",
+                );
+            }
+        }
+    }
     // The reason is logged at up to three times the room the response has for it (the response
     // points the reader here), and no more, so the line stays inside the log line bound.
     tracing::info!(
@@ -366,6 +388,7 @@ mod tests {
         },
         EmptyPhysicalId,
         PanicInPhysicalId,
+        Defer,
     }
 
     struct TestHandler {
@@ -412,6 +435,7 @@ mod tests {
                     BTreeMap::from([("Answer".to_owned(), "42".to_owned())]),
                 ),
                 Behaviour::Fail(reason) => Outcome::failed(pid, reason),
+                Behaviour::Defer => Outcome::deferred(pid, "handed on"),
                 Behaviour::Sleep { step, for_ } => {
                     let mut flag = DropFlag(Arc::clone(&self.dropped_while_running), false);
                     progress.step(step);
@@ -478,6 +502,28 @@ mod tests {
             doc
         );
         assert_eq!(handler.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_deferred_answer_is_not_put_and_a_direct_caller_still_gets_one() {
+        let server = TestServer::statuses(vec![200]).await;
+        let handler = TestHandler::new(Behaviour::Defer);
+        let url = server.url_for("/bucket/key?X-Amz-Signature=s");
+        let result = handle_invocation(
+            handler.clone(),
+            &responder(true, false),
+            event(Some(&url)),
+            in_secs(30),
+        )
+        .await
+        .unwrap();
+        assert_eq!(result, json!({"Deferred": true}));
+        assert!(server.requests().is_empty(), "nothing is PUT");
+
+        let direct = handle_invocation(handler, &responder(true, false), event(None), in_secs(30))
+            .await
+            .unwrap_err();
+        assert!(direct.to_string().contains("was deferred"), "{direct}");
     }
 
     #[tokio::test]

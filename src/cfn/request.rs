@@ -49,7 +49,26 @@ pub struct CfnRequest {
     pub resource_properties: Map<String, Value>,
     /// Present on Update only.
     pub old_resource_properties: Option<Map<String, Value>>,
+    /// Set when this invocation continues a request whose answer an earlier invocation held
+    /// (see [`Continuation`]); never part of what CloudFormation sends.
+    pub continuation: Option<Continuation>,
 }
+
+/// The field of a continuation event: the original event with this one object added.
+pub const CONTINUATION_FIELD: &str = "Continuation";
+
+/// A request handed on from one invocation to the next while its answer is held: the handler
+/// says what to carry in `state`; `hop` counts the hand-overs. The event is the original one with
+/// [`CONTINUATION_FIELD`] added, so it is parsed, checked and answered like the original.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Continuation {
+    pub hop: u32,
+    pub state: Value,
+}
+
+/// Most hand-overs one request may take: a bound on a chain that could otherwise run forever
+/// (an hour of holding is six to sixty hops).
+pub const MAX_HOPS: u32 = 100;
 
 impl CfnRequest {
     /// The stack name taken from the `StackId` ARN
@@ -57,6 +76,43 @@ impl CfnRequest {
     /// `StackId` when it is not shaped like that (direct invocations may pass any identifier).
     pub fn stack_name(&self) -> &str {
         stack_name_of(&self.stack_id)
+    }
+
+    /// The event that continues this request in another invocation: the request as
+    /// CloudFormation sent it, with `continuation` added.
+    pub fn continuation_event(&self, continuation: &Continuation) -> Value {
+        let mut event = Map::new();
+        let mut put = |key: &str, value: Value| {
+            event.insert(key.to_owned(), value);
+        };
+        put("RequestType", Value::from(self.request_type.as_str()));
+        put("StackId", Value::from(self.stack_id.as_str()));
+        put("RequestId", Value::from(self.request_id.as_str()));
+        put(
+            "LogicalResourceId",
+            Value::from(self.logical_resource_id.as_str()),
+        );
+        if !self.resource_type.is_empty() {
+            put("ResourceType", Value::from(self.resource_type.as_str()));
+        }
+        if let Some(id) = &self.physical_resource_id {
+            put("PhysicalResourceId", Value::from(id.as_str()));
+        }
+        if let Some(url) = &self.response_url {
+            put("ResponseURL", Value::from(url.as_str()));
+        }
+        put(
+            "ResourceProperties",
+            Value::Object(self.resource_properties.clone()),
+        );
+        if let Some(old) = &self.old_resource_properties {
+            put("OldResourceProperties", Value::Object(old.clone()));
+        }
+        put(
+            CONTINUATION_FIELD,
+            serde_json::json!({"Hop": continuation.hop, "State": continuation.state}),
+        );
+        Value::Object(event)
     }
 }
 
@@ -316,6 +372,7 @@ pub fn parse_event(event: &Value) -> Result<CfnRequest, RequestError> {
     let response_url = optional_string(fields, "ResponseURL")?.filter(|s| !s.is_empty());
     let resource_properties = optional_object(fields, "ResourceProperties")?.unwrap_or_default();
     let old_resource_properties = optional_object(fields, "OldResourceProperties")?;
+    let continuation = parse_continuation(fields)?;
     Ok(CfnRequest {
         request_type,
         stack_id,
@@ -326,7 +383,26 @@ pub fn parse_event(event: &Value) -> Result<CfnRequest, RequestError> {
         response_url,
         resource_properties,
         old_resource_properties,
+        continuation,
     })
+}
+
+fn parse_continuation(fields: &Map<String, Value>) -> Result<Option<Continuation>, RequestError> {
+    let Some(object) = optional_object(fields, CONTINUATION_FIELD)? else {
+        return Ok(None);
+    };
+    let hop = object
+        .get("Hop")
+        .and_then(Value::as_u64)
+        .and_then(|h| u32::try_from(h).ok())
+        .filter(|h| *h <= MAX_HOPS)
+        .ok_or(RequestError::WrongType {
+            field: "Continuation.Hop",
+            expected: "a whole number of hand-overs up to 100",
+            found: "something else",
+        })?;
+    let state = object.get("State").cloned().unwrap_or(Value::Null);
+    Ok(Some(Continuation { hop, state }))
 }
 
 fn parse_request_type(value: &str) -> Result<RequestType, RequestError> {
@@ -398,6 +474,39 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_continuation_event_is_the_original_event_plus_what_the_handler_carries() {
+        let original = serde_json::json!({
+            "RequestType": "Update",
+            "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1",
+            "RequestId": "r",
+            "LogicalResourceId": "L",
+            "ResourceType": "Custom::X",
+            "PhysicalResourceId": "p",
+            "ResponseURL": "https://s3.amazonaws.com/b/k?X-Amz-Signature=s",
+            "ResourceProperties": {"ServiceToken": "t", "A": "1"},
+            "OldResourceProperties": {"ServiceToken": "t", "A": "0"}
+        });
+        let req = parse_event(&original).unwrap();
+        assert_eq!(req.continuation, None);
+        let continuation = Continuation {
+            hop: 2,
+            state: serde_json::json!({"x": [1]}),
+        };
+        let event = req.continuation_event(&continuation);
+        let mut expected = original.clone();
+        expected[CONTINUATION_FIELD] = serde_json::json!({"Hop": 2, "State": {"x": [1]}});
+        assert_eq!(event, expected);
+        assert_eq!(
+            parse_event(&event).unwrap().continuation,
+            Some(continuation)
+        );
+
+        let mut endless = event.clone();
+        endless[CONTINUATION_FIELD]["Hop"] = serde_json::json!(MAX_HOPS + 1);
+        assert!(parse_event(&endless).is_err());
+    }
 
     #[test]
     fn census_counts_every_value_and_names_the_largest_property() {

@@ -70,9 +70,22 @@ pub struct Outcome {
     pub data: BTreeMap<String, String>,
     /// Masks `Data` in `Fn::GetAtt` output and stack events; set it only when `Data` is secret.
     pub no_echo: bool,
+    /// Nothing is answered by this invocation: the handler handed the answer on to a later
+    /// invocation ([`Continuation`](super::request::Continuation)), or there is nothing left to
+    /// answer. Only for requests with a ResponseURL; see [`Outcome::deferred`].
+    pub deferred: bool,
 }
 
 impl Outcome {
+    /// This invocation answers nothing; `why` is logged. The handler must be sure that another
+    /// invocation answers (it handed the request on) or that nobody waits for an answer.
+    pub fn deferred(physical_id: impl Into<String>, why: impl Into<String>) -> Self {
+        Self {
+            deferred: true,
+            ..Self::failed(physical_id, why)
+        }
+    }
+
     pub fn success(physical_id: impl Into<String>, data: BTreeMap<String, String>) -> Self {
         Self {
             status: Status::Success,
@@ -80,6 +93,7 @@ impl Outcome {
             physical_resource_id: physical_id.into(),
             data,
             no_echo: false,
+            deferred: false,
         }
     }
 
@@ -90,6 +104,7 @@ impl Outcome {
             physical_resource_id: physical_id.into(),
             data: BTreeMap::new(),
             no_echo: false,
+            deferred: false,
         }
     }
 }

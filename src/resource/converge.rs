@@ -38,6 +38,8 @@ pub struct Converged {
     pub attached: workspaces::Attached,
     /// The verifier's report, shortened, when `VerifyFunctionArn` ran it.
     pub verification_report: Option<String>,
+    /// The switched workspaces' own hosts, for a verification after the switch.
+    pub workspace_hosts: Vec<String>,
 }
 
 impl Converged {
@@ -260,6 +262,7 @@ pub async fn converge(
         relay_hostname: services::relay_hostname(&props.region),
         attached,
         verification_report,
+        workspace_hosts: verification::hosts(props, &workspaces),
     })
 }
 

@@ -8,6 +8,7 @@ pub mod create;
 pub mod delete;
 pub mod endpoints;
 pub mod error;
+pub mod hold;
 pub mod names;
 pub mod networks;
 pub mod ownership;
@@ -24,13 +25,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::aws::{Ec2, Functions, Secrets, Stacks};
+use crate::cfn::request::Continuation;
 use crate::cfn::{CfnRequest, Outcome, Progress, RequestType, ResourceHandler};
 use crate::databricks::{AccountClient, DatabricksHttp};
 
 use converge::converge;
 use delete::Created;
 use names::OwnershipKey;
-use properties::{Defaults, Identity};
+use properties::{Defaults, Identity, Properties};
 use watch::{Abandoned, Waiting, still_waited_for};
 
 /// When checking the VPC endpoints and signing in took longer than this, CloudFormation is asked
@@ -46,8 +48,12 @@ pub struct Handler {
     pub stacks: Option<Stacks>,
     pub http: DatabricksHttp,
     pub defaults: Defaults,
-    /// Invokes the verifier function (`VerifyFunctionArn`).
+    /// Invokes the verifier function (`VerifyFunctionArn`), and this function itself to hand a
+    /// held answer on (`WaitUntilReady`).
     pub functions: Functions,
+    /// This function's name (`AWS_LAMBDA_FUNCTION_NAME`); `None` outside Lambda, where a held
+    /// answer cannot be handed on, so none is held.
+    pub self_function: Option<String>,
 }
 
 impl Handler {
@@ -57,6 +63,7 @@ impl Handler {
         progress: &Progress,
         deadline: Instant,
     ) -> Outcome {
+        let received_ms = names::epoch_ms() as i64;
         let key = OwnershipKey::new(&req.stack_id, &req.logical_resource_id);
         let physical_id = self.physical_resource_id(req);
         progress.step("validating properties");
@@ -172,7 +179,87 @@ impl Handler {
                 }
             }
         }
-        Outcome::success(physical_id, result.attributes())
+        let data = result.attributes();
+        match (props.wait_until_ready, result.attached.ready_after_ms) {
+            (true, Some(ready_after_ms)) => {
+                let held = hold::Held::new(
+                    physical_id.clone(),
+                    data.clone(),
+                    ready_after_ms,
+                    &props,
+                    received_ms,
+                    result.workspace_hosts,
+                );
+                match self.hold_parts(req, &props) {
+                    Some(parts) => hold::hold(&parts, req, held, 0, progress, deadline).await,
+                    None => Outcome::success(physical_id, data),
+                }
+            }
+            _ => Outcome::success(physical_id, data),
+        }
+    }
+
+    /// What holding the answer needs, when it can be held: only a CloudFormation request (a
+    /// direct caller reads the invocation's result, `sam local invoke` has no stack) in Lambda
+    /// (which names this function, to hand the waiting on to).
+    fn hold_parts<'a>(
+        &'a self,
+        req: &CfnRequest,
+        props: &'a Properties,
+    ) -> Option<hold::HoldParts<'a>> {
+        let why_not = match (&req.response_url, &self.stacks, &self.self_function) {
+            (Some(_), Some(stacks), Some(name)) => {
+                return Some(hold::HoldParts {
+                    ec2: &self.ec2,
+                    functions: &self.functions,
+                    stacks: Some(stacks),
+                    self_function: name,
+                    props,
+                });
+            }
+            (None, _, _) => {
+                "the request has no ResponseURL: the caller reads ReadyAfter and waits itself"
+            }
+            (_, None, _) => "under sam local invoke no stack waits",
+            (_, _, None) => {
+                "AWS_LAMBDA_FUNCTION_NAME is not set, so the waiting cannot be handed on"
+            }
+        };
+        tracing::warn!(why_not, "WaitUntilReady is set, but the answer is not held");
+        None
+    }
+
+    /// A later hop of a held answer: holds it further, or answers.
+    async fn resume(
+        &self,
+        req: &CfnRequest,
+        continuation: &Continuation,
+        progress: &Progress,
+        deadline: Instant,
+    ) -> Outcome {
+        let physical_id = self.physical_resource_id(req);
+        let identity = Identity {
+            stack_name: req.stack_name(),
+            logical_resource_id: &req.logical_resource_id,
+        };
+        let held = hold::held_of(continuation);
+        let props = properties::parse(&req.resource_properties, &self.defaults, &identity);
+        let (Some(held), Ok(props)) = (held, props) else {
+            return Outcome::failed(
+                physical_id,
+                "internal error: a held answer handed on from an earlier invocation could not be read",
+            );
+        };
+        if req.request_type == RequestType::Delete {
+            return Outcome::failed(physical_id, "internal error: a Delete is never held");
+        }
+        tracing::info!(hop = continuation.hop, "holding the answer, handed on");
+        match self.hold_parts(req, &props) {
+            Some(parts) => {
+                hold::hold(&parts, req, held, continuation.hop, progress, deadline).await
+            }
+            None => Outcome::success(physical_id, held.data),
+        }
     }
 
     /// Answers a Create nobody waits for: removes what it owns, unless CloudFormation keeps the
@@ -237,6 +324,9 @@ impl ResourceHandler for Handler {
     }
 
     async fn handle(&self, req: CfnRequest, progress: Progress, deadline: Instant) -> Outcome {
+        if let Some(continuation) = &req.continuation {
+            return self.resume(&req, continuation, &progress, deadline).await;
+        }
         match req.request_type {
             RequestType::Create | RequestType::Update => {
                 self.create_or_update(&req, &progress, deadline).await

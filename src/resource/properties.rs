@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -12,6 +13,7 @@ use crate::aws::services;
 use crate::cfn::properties::{PropertyError, PropertyReader};
 use crate::databricks;
 
+use super::hold;
 use super::pair::EndpointPair;
 
 mod lenient;
@@ -36,6 +38,11 @@ pub const ENABLE_PRIVATE_DNS: &str = "EnablePrivateDns";
 pub const NETWORK: &str = "Network";
 pub const WORKSPACE_IDS: &str = "WorkspaceIds";
 pub const VERIFY_FUNCTION_ARN: &str = "VerifyFunctionArn";
+pub const WAIT_UNTIL_READY: &str = "WaitUntilReady";
+/// CloudFormation's own property: how long it waits for an answer (1 to 3600 s, default 3600).
+pub const SERVICE_TIMEOUT: &str = "ServiceTimeout";
+/// CloudFormation's default and largest `ServiceTimeout`.
+pub const MAX_SERVICE_TIMEOUT: Duration = Duration::from_secs(3600);
 const SUBNET_IDS: &str = "SubnetIds";
 const SECURITY_GROUP_IDS: &str = "SecurityGroupIds";
 const VPC_ID: &str = "VpcId";
@@ -138,6 +145,10 @@ pub struct Properties {
     pub workspace_ids: Vec<i64>,
     /// The verifier Lambda function invoked before the switch, when given.
     pub verify_function_arn: Option<String>,
+    /// Hold the answer until `ReadyAfter` has passed and a final verification passes.
+    pub wait_until_ready: bool,
+    /// How long CloudFormation waits for the answer (`ServiceTimeout`).
+    pub service_timeout: Duration,
 }
 
 /// `Network`: the cluster subnets and security groups of a network configuration that carries
@@ -232,6 +243,8 @@ pub fn parse(
     let network = problems.take(reader.object(NETWORK));
     let workspaces = problems.take(reader.string_list(WORKSPACE_IDS));
     let verify_function_arn = problems.take(reader.string(VERIFY_FUNCTION_ARN));
+    let wait_until_ready = problems.take(reader.bool(WAIT_UNTIL_READY));
+    let service_timeout = problems.take(reader.string(SERVICE_TIMEOUT));
     problems.take(reader.reject_unknown(&[]).map(Some));
     let network = network.and_then(|n| parse_network(&n, &mut problems));
     let workspace_ids = parse_workspace_ids(workspaces.unwrap_or_default(), &mut problems);
@@ -363,6 +376,20 @@ pub fn parse(
         ));
     }
 
+    let wait_until_ready = wait_until_ready.unwrap_or(false);
+    let service_timeout = parse_service_timeout(service_timeout.as_deref(), &mut problems);
+    if wait_until_ready {
+        let needed = hold::propagation() + hold::SLACK;
+        if service_timeout < needed {
+            problems.push(format!(
+                "{WAIT_UNTIL_READY} holds the answer for {} min after the switch, but {SERVICE_TIMEOUT} is {} s: set {SERVICE_TIMEOUT} to at least {} (up to 3600), or leave {WAIT_UNTIL_READY} off",
+                hold::propagation().as_secs().div_ceil(60),
+                service_timeout.as_secs(),
+                needed.as_secs()
+            ));
+        }
+    }
+
     if !problems.is_empty() {
         return Err(InvalidProperties(problems.0));
     }
@@ -393,10 +420,29 @@ pub fn parse(
             network,
             workspace_ids,
             verify_function_arn,
+            wait_until_ready,
+            service_timeout,
         }),
         _ => Err(InvalidProperties(vec![
             "required properties are missing".to_string(),
         ])),
+    }
+}
+
+/// `ServiceTimeout`: whole seconds from 1 to 3600; CloudFormation's default of 3600 when absent.
+fn parse_service_timeout(value: Option<&str>, problems: &mut Problems) -> Duration {
+    let Some(value) = value else {
+        return MAX_SERVICE_TIMEOUT;
+    };
+    match value.trim().parse::<u64>() {
+        Ok(secs @ 1..=3600) => Duration::from_secs(secs),
+        _ => {
+            problems.push(format!(
+                "{SERVICE_TIMEOUT} must be a whole number of seconds from 1 to 3600; got {}",
+                quote(value)
+            ));
+            MAX_SERVICE_TIMEOUT
+        }
     }
 }
 
@@ -564,6 +610,48 @@ mod tests {
             assert_eq!(
                 lenient.account_host.as_deref(),
                 Some("https://accounts.cloud.databricks.com")
+            );
+        }
+    }
+
+    #[test]
+    fn wait_until_ready_needs_a_service_timeout_that_outlasts_the_propagation() {
+        let p = parse(&with(&[]), &defaults(), &identity()).unwrap();
+        assert!(!p.wait_until_ready);
+        assert_eq!(p.service_timeout, MAX_SERVICE_TIMEOUT);
+        let p = parse(
+            &with(&[
+                (WAIT_UNTIL_READY, json!("true")),
+                (SERVICE_TIMEOUT, json!("1800")),
+            ]),
+            &defaults(),
+            &identity(),
+        )
+        .unwrap();
+        assert!(p.wait_until_ready);
+        assert_eq!(p.service_timeout, Duration::from_secs(1800));
+        let short = problems(with(&[
+            (WAIT_UNTIL_READY, json!("true")),
+            (SERVICE_TIMEOUT, json!("900")),
+        ]));
+        assert!(
+            short.contains("WaitUntilReady holds the answer for 20 min after the switch, but ServiceTimeout is 900 s: set ServiceTimeout to at least 1500"),
+            "{short}"
+        );
+        // Without WaitUntilReady a short ServiceTimeout is CloudFormation's business.
+        assert!(
+            parse(
+                &with(&[(SERVICE_TIMEOUT, json!("900"))]),
+                &defaults(),
+                &identity()
+            )
+            .is_ok()
+        );
+        for bad in ["0", "3601", "ten"] {
+            assert!(
+                problems(with(&[(SERVICE_TIMEOUT, json!(bad))]))
+                    .contains("ServiceTimeout must be a whole number of seconds from 1 to 3600"),
+                "{bad}"
             );
         }
     }

@@ -102,6 +102,8 @@ impl Account {
             network: None,
             workspace_ids: Vec::new(),
             verify_function_arn: None,
+            wait_until_ready: false,
+            service_timeout: crate::resource::properties::MAX_SERVICE_TIMEOUT,
         }
     }
 

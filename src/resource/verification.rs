@@ -56,6 +56,40 @@ pub async fn before_switch(
     if props.workspace_ids.is_empty() {
         return Ok(None);
     }
+    let report = run(
+        ec2,
+        functions,
+        arn,
+        props,
+        &hosts(props, workspaces),
+        deadline,
+    )
+    .await?;
+    judge(&report)
+}
+
+/// The workspaces' own host names (`<deployment>.cloud.databricks.com`), which their cluster
+/// nodes call besides the regional names.
+pub fn hosts(props: &Properties, workspaces: &[Workspace]) -> Vec<String> {
+    props
+        .workspace_ids
+        .iter()
+        .filter_map(|id| workspaces.iter().find(|w| w.workspace_id == *id))
+        .filter_map(|w| w.deployment_name.as_deref())
+        .map(|d| workspace_host(d, &props.region))
+        .collect()
+}
+
+/// Invokes the verifier `arn` with the names cluster nodes use (the regional ones and `hosts`)
+/// and the endpoints' interface addresses as EC2 reports them now; its report, passed or not.
+pub async fn run(
+    ec2: &Ec2,
+    functions: &Functions,
+    arn: &str,
+    props: &Properties,
+    hosts: &[String],
+    deadline: Instant,
+) -> Result<VerifyReport, VerifyError> {
     let ids = [
         props.endpoints.rest_api.clone(),
         props.endpoints.relay.clone(),
@@ -64,17 +98,10 @@ pub async fn before_switch(
     let of = |id: &str| found.iter().find(|e| e.id == id);
     let (rest, relay) = (of(&ids[0]), of(&ids[1]));
     let empty = Vec::new();
-    let hosts: Vec<String> = props
-        .workspace_ids
-        .iter()
-        .filter_map(|id| workspaces.iter().find(|w| w.workspace_id == *id))
-        .filter_map(|w| w.deployment_name.as_deref())
-        .map(|d| workspace_host(d, &props.region))
-        .collect();
     let request = VerifyRequest {
         names: name_checks(
             &props.region,
-            &hosts,
+            hosts,
             EndpointDnsNames {
                 dns_entries: rest.map_or(&empty, |e| &e.dns_names),
                 service_private_dns_names: &[],
@@ -99,28 +126,53 @@ pub async fn before_switch(
         Err(AwsError::DeadlineExceeded { .. }) => return Err(VerifyError::TimedOut(arn.into())),
         other => other?,
     };
-    let report: VerifyReport =
-        serde_json::from_slice(&answer).map_err(|e| VerifyError::NotAReport {
-            arn: arn.to_owned(),
-            detail: crate::cfn::shorten(&e.to_string(), 200),
-        })?;
-    judge(&report)
+    serde_json::from_slice(&answer).map_err(|e| VerifyError::NotAReport {
+        arn: arn.to_owned(),
+        detail: crate::cfn::shorten(&e.to_string(), 200),
+    })
 }
 
-/// A passing report gives the attribute; a failing one the reason, shortened.
-pub fn judge(report: &VerifyReport) -> Result<Option<String>, VerifyError> {
-    let short = |text: String| crate::cfn::shorten(&text, MAX_SUMMARY_CHARS);
-    if !report.passed {
-        let problems = report.summary().join("; ");
-        tracing::warn!(problems = %short(problems.clone()), "verification from inside the VPC failed");
-        return Err(VerifyError::Failed(short(problems)));
+impl VerifyError {
+    /// What went wrong, without what it means for the switch: for a verification after it.
+    pub fn detail(&self) -> String {
+        match self {
+            VerifyError::Failed(problems) => problems.clone(),
+            VerifyError::TimedOut(arn) => {
+                format!("the verifier function {arn} did not answer in time")
+            }
+            VerifyError::NotAReport { arn, detail } => {
+                format!(
+                    "the verifier function {arn} answered something that is not a report ({detail})"
+                )
+            }
+            VerifyError::Aws(e) => e.to_string(),
+        }
     }
-    let text = format!(
+}
+
+/// The `VerificationReport` text of a passing report.
+pub fn passed_text(report: &VerifyReport) -> String {
+    format!(
         "passed: {} names and {} endpoint addresses checked from inside the VPC in {} ms",
         report.names.len(),
         report.endpoint_addresses.len(),
         report.elapsed_ms
-    );
+    )
+}
+
+/// The problems of a failing report, shortened to fit a reason.
+pub fn problems_text(report: &VerifyReport) -> String {
+    crate::cfn::shorten(&report.summary().join("; "), MAX_SUMMARY_CHARS)
+}
+
+/// A passing report gives the attribute; a failing one the reason, shortened.
+pub fn judge(report: &VerifyReport) -> Result<Option<String>, VerifyError> {
+    if !report.passed {
+        let problems = problems_text(report);
+        tracing::warn!(%problems, "verification from inside the VPC failed");
+        return Err(VerifyError::Failed(problems));
+    }
+    let text = passed_text(report);
     tracing::info!(report = %text, "verification from inside the VPC passed");
     Ok(Some(text))
 }

@@ -46,11 +46,28 @@ pub async fn still_waited_for(
     req: &CfnRequest,
     deadline: Instant,
 ) -> Waiting {
+    // A direct invocation's caller reads the Lambda result itself: it always waits.
+    if req.request_type != RequestType::Create {
+        return Waiting::Unknown;
+    }
+    ask(stacks, req, deadline).await
+}
+
+/// Asks CloudFormation about the stack resource of a request whose answer is held (a Create or
+/// an Update): `Yes` while it is in progress, `Answered` once another delivery answered.
+pub async fn held_answer_awaited(
+    stacks: Option<&Stacks>,
+    req: &CfnRequest,
+    deadline: Instant,
+) -> Waiting {
+    ask(stacks, req, deadline).await
+}
+
+async fn ask(stacks: Option<&Stacks>, req: &CfnRequest, deadline: Instant) -> Waiting {
     let Some(stacks) = stacks else {
         return Waiting::Unknown;
     };
-    // A direct invocation's caller reads the Lambda result itself: it always waits.
-    if req.request_type != RequestType::Create || req.response_url.is_none() {
+    if req.response_url.is_none() {
         return Waiting::Unknown;
     }
     let budget = deadline.min(Instant::now() + BUDGET);
@@ -61,7 +78,7 @@ pub async fn still_waited_for(
         Ok(Some(status)) => classify(status),
         Ok(None) => Waiting::Unknown,
         Err(e) => {
-            tracing::warn!(error = %e, "could not ask CloudFormation whether it still waits for this Create; going on as if it does");
+            tracing::warn!(error = %e, "could not ask CloudFormation whether it still waits for this request; going on as if it does");
             Waiting::Unknown
         }
     }

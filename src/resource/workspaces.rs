@@ -22,9 +22,6 @@ use super::properties::Properties;
 /// Workspaces switched at once: enough to overlap their polling, few enough not to trip the
 /// account API's rate limit.
 const CONCURRENT_SWITCHES: usize = 4;
-/// Databricks: "you cannot use or create clusters for another 20 minutes" after the switch
-/// (`docs/account-api.md#propagation-and-the-20-minute-rule`).
-const PROPAGATION: Duration = Duration::from_secs(20 * 60);
 
 /// What the stack reads back about networks and workspaces.
 #[derive(Clone, Debug, Default)]
@@ -244,7 +241,7 @@ pub async fn switch_and_clean(
 
     let now = epoch_ms() as i64;
     let ready_after_ms = if !results.is_empty() {
-        Some(now + PROPAGATION.as_millis() as i64)
+        Some(now + super::hold::propagation().as_millis() as i64)
     } else if targets.is_empty() {
         None
     } else {
@@ -255,7 +252,7 @@ pub async fn switch_and_clean(
             .filter(|n| wanted.contains(n.network_id.as_str()))
             .filter_map(|n| n.creation_time)
             .max()
-            .map_or(now, |ms| ms + PROPAGATION.as_millis() as i64)
+            .map_or(now, |ms| ms + super::hold::propagation().as_millis() as i64)
             .into()
     };
     Ok(Attached {
