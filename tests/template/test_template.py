@@ -163,8 +163,12 @@ class Lengths:
 
 
 def statements(template, function="Function"):
-    """(statement, guarding condition or None) for each inline statement of the function's role."""
+    """(statement, guarding condition or None) for each inline statement of the function's role,
+    and of the AWS::IAM::Policy resources attached to that role."""
     found = []
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::IAM::Policy" and {"Ref": f"{function}Role"} in resource["Properties"]["Roles"]:
+            found += [(s, resource.get("Condition")) for s in resource["Properties"]["PolicyDocument"]["Statement"]]
     for policy in template["Resources"][function]["Properties"].get("Policies", []):
         if not isinstance(policy, dict) or "Statement" not in policy:
             raise AssertionError(
