@@ -28,6 +28,7 @@ pub mod events;
 // The loopback DNS server and TCP listeners of the library's verifier tests, the same file.
 pub mod fixtures;
 pub mod lambda;
+pub mod lambda_service;
 pub mod moto;
 #[path = "../../../src/verify/test_network.rs"]
 pub mod network;

@@ -142,36 +142,14 @@ impl RuntimeApi {
     /// Like [`enqueue`](Self::enqueue), with the event's JSON text given as is: for events a
     /// `Value` cannot hold (nested too deep, a number beyond `f64`, a lone surrogate escape).
     pub fn enqueue_text(&self, event: String, timeout: Duration) -> Invocation {
-        let request_id = super::uuid();
-        let deadline = SystemTime::now() + timeout;
-        let deadline_ms = deadline
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        let (answer_tx, answer) = oneshot::channel();
-        self.shared
-            .waiting
-            .lock()
-            .unwrap()
-            .insert(request_id.clone(), answer_tx);
-        self.shared
-            .queue
-            .lock()
-            .unwrap()
-            .push_back(QueuedInvocation {
-                request_id: request_id.clone(),
-                deadline_ms,
-                event,
-            });
-        // Every waiting poll checks its connection before taking the event; see
-        // `next_invocation`.
-        self.shared.arrivals.notify_waiters();
-        Invocation {
+        self.queue().enqueue_text(event, timeout)
+    }
+
+    /// A handle that queues invocations from elsewhere (the Lambda service stand-in's
+    /// asynchronous invocations), for as long as this stand-in runs.
+    pub fn queue(&self) -> RuntimeQueue {
+        RuntimeQueue {
             shared: Arc::clone(&self.shared),
-            request_id,
-            deadline,
-            timeout,
-            answer: Some(answer),
         }
     }
 
@@ -222,6 +200,49 @@ impl RuntimeApi {
 /// One queued invocation, waiting for its answer. Dropping it withdraws the event if the
 /// Lambda has not taken it yet, as Lambda drops an event whose invocation timed out.
 #[must_use = "dropping an Invocation withdraws its event"]
+/// Queues invocations into a [`RuntimeApi`]; see [`RuntimeApi::queue`].
+#[derive(Clone)]
+pub struct RuntimeQueue {
+    shared: Arc<Shared>,
+}
+
+impl RuntimeQueue {
+    /// Queues `event` (JSON text) with a deadline `timeout` from now.
+    pub fn enqueue_text(&self, event: String, timeout: Duration) -> Invocation {
+        let request_id = super::uuid();
+        let deadline = SystemTime::now() + timeout;
+        let deadline_ms = deadline
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let (answer_tx, answer) = oneshot::channel();
+        self.shared
+            .waiting
+            .lock()
+            .unwrap()
+            .insert(request_id.clone(), answer_tx);
+        self.shared
+            .queue
+            .lock()
+            .unwrap()
+            .push_back(QueuedInvocation {
+                request_id: request_id.clone(),
+                deadline_ms,
+                event,
+            });
+        // Every waiting poll checks its connection before taking the event; see
+        // `next_invocation`.
+        self.shared.arrivals.notify_waiters();
+        Invocation {
+            shared: Arc::clone(&self.shared),
+            request_id,
+            deadline,
+            timeout,
+            answer: Some(answer),
+        }
+    }
+}
+
 pub struct Invocation {
     shared: Arc<Shared>,
     request_id: String,

@@ -1,0 +1,211 @@
+//! `WaitUntilReady` through the real binary: the answer is held until `ReadyAfter` (shortened
+//! by the test-only setting) and a final verification, handed on between invocations through a
+//! Lambda Invoke stand-in that queues each hand-over into the function's own Runtime API, and
+//! sent once; a stack that is deleted during the wait ends it.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::scenario::{Stack, World, WorldOptions};
+use crate::support::events::RequestType;
+use crate::support::fixtures;
+use crate::support::lambda_service::LambdaService;
+use crate::support::moto::Moto;
+use crate::support::runtime::{InvocationResult, REGION};
+use crate::support::sink::RecordingSink;
+
+const VERIFIER: &str = "arn:aws:lambda:us-east-1:123456789012:function:verifier";
+/// What a hop's invocation may last: it holds for this less 8 s (3 s guard, 5 s hand-over).
+const HOP_TIMEOUT: Duration = Duration::from_secs(12);
+const FIRST_TIMEOUT: Duration = Duration::from_secs(12);
+
+fn passing_report() -> String {
+    json!({"passed": true, "elapsedMs": 40, "deadlineReached": false, "names": [],
+           "endpointAddresses": []})
+    .to_string()
+}
+
+/// A world whose function may hand a held answer on, with `propagation_secs` for the 20 minutes.
+async fn holding_world(propagation_secs: u64) -> (World, LambdaService) {
+    let service = LambdaService::start(HOP_TIMEOUT);
+    let world = World::with(WorldOptions {
+        lambda_env: vec![
+            ("AWS_ENDPOINT_URL_LAMBDA".into(), service.url()),
+            (
+                "TEST_ONLY_PROPAGATION_SECONDS".into(),
+                propagation_secs.to_string(),
+            ),
+        ],
+        ..Default::default()
+    })
+    .await;
+    service.deliver_to(world.lambda.runtime.queue());
+    service.answer(200, passing_report());
+    (world, service)
+}
+
+/// A workspace whose clusters run in the fixture's real subnets and cluster security group, and
+/// the properties that switch it with the answer held.
+fn held_props(world: &World) -> (i64, Value) {
+    let net = world.networks[0].clone();
+    let ws = world.seed_workspace_with(emulator::WorkspaceSeed {
+        name: "held".into(),
+        network: Some(emulator::NetworkSeed {
+            vpc_id: net.vpc_id.clone(),
+            subnet_ids: net.subnet_ids.clone(),
+            security_group_ids: vec![net.cluster_sg_id.clone()],
+        }),
+        ..emulator::WorkspaceSeed::default()
+    });
+    let mut props = world.props(0);
+    props["WorkspaceIds"] = json!(ws.to_string());
+    props["WaitUntilReady"] = json!("true");
+    props["VerifyFunctionArn"] = json!(VERIFIER);
+    (ws, props)
+}
+
+/// A resource of a moto stack that waits for its Create, so that each hop can ask CloudFormation.
+async fn waiting_stack() -> Stack {
+    Stack {
+        stack_id: fixtures::stack(Moto::shared(), REGION, "PrivateLink").await,
+        logical_id: "PrivateLink".into(),
+        physical_id: None,
+    }
+}
+
+fn put_documents(sink: &RecordingSink) -> Vec<Value> {
+    sink.requests().iter().map(|r| r.json()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_held_answer_arrives_once_after_ready_after_across_hand_overs() {
+    let (world, service) = holding_world(14).await;
+    let (ws, props) = held_props(&world);
+    let stack = waiting_stack().await;
+    let sink = RecordingSink::start().await;
+    let event = world.event(RequestType::Create, &stack, props, None, &sink);
+
+    let started = Instant::now();
+    let first = world.lambda.invoke(event, FIRST_TIMEOUT).await;
+    assert_eq!(
+        first,
+        InvocationResult::Response(json!({"Deferred": true})),
+        "{}",
+        world.lambda.logs()
+    );
+    assert!(
+        world.workspace(ws).private_access_settings_id.is_some(),
+        "the workspace is switched before the wait"
+    );
+
+    let puts = sink.wait_for(1, Duration::from_secs(60)).await;
+    let waited = started.elapsed();
+    assert_eq!(puts.len(), 1, "{}", world.lambda.logs());
+    let doc = puts[0].json();
+    assert_eq!(doc["Status"], "SUCCESS", "{doc:#}");
+    assert!(
+        waited >= Duration::from_secs(14),
+        "answered {waited:?} after the Create arrived, before ReadyAfter"
+    );
+    let report = doc["Data"]["VerificationReport"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(report.contains("after ReadyAfter"), "{doc:#}");
+    assert_eq!(
+        world.workspace(ws).private_access_settings_id.as_deref(),
+        doc["Data"]["PrivateAccessSettingsId"].as_str()
+    );
+
+    let hops = service.queued_payloads();
+    assert!(!hops.is_empty(), "the wait was handed on at least once");
+    for hop in &hops {
+        let hop: Value = serde_json::from_str(hop).unwrap();
+        assert_eq!(hop["RequestId"], doc["RequestId"], "{hop:#}");
+        assert!(hop["Continuation"]["Hop"].as_u64().is_some(), "{hop:#}");
+    }
+    // Every hop ended, and none but the last answered CloudFormation.
+    let results = service.queued_results(HOP_TIMEOUT).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, InvocationResult::Response(_))),
+        "{results:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(put_documents(&sink).len(), 1, "exactly one answer");
+    assert_eq!(
+        service.synchronous_payloads().len(),
+        2,
+        "verified before the switch and once after ReadyAfter"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_during_the_wait_is_answered_and_ends_the_wait() {
+    // ReadyAfter is far beyond the test: only the stack's deletion can end the wait.
+    let (world, service) = holding_world(600).await;
+    let (ws, props) = held_props(&world);
+    let mut stack = waiting_stack().await;
+    let sink = RecordingSink::start().await;
+    let event = world.event(RequestType::Create, &stack, props.clone(), None, &sink);
+    let first = world.lambda.invoke(event, FIRST_TIMEOUT).await;
+    assert_eq!(
+        first,
+        InvocationResult::Response(json!({"Deferred": true})),
+        "{}",
+        world.lambda.logs()
+    );
+
+    // The stack rolls back: CloudFormation gives up on the Create and sends the Delete, which
+    // another instance of the function carries out.
+    let status =
+        fixtures::delete_stack(Moto::shared(), REGION, &stack.stack_id, "PrivateLink").await;
+    assert!(status.starts_with("DELETE_"), "{status}");
+    stack.physical_id = Some(
+        backend_privatelink::resource::names::OwnershipKey::new(&stack.stack_id, "PrivateLink")
+            .physical_resource_id(),
+    );
+    let other = world.start_lambda().await;
+    let deleted = world
+        .deliver(
+            &other,
+            RequestType::Delete,
+            &stack,
+            props,
+            None,
+            crate::scenario::TIMEOUT,
+        )
+        .await;
+    deleted.assert_success();
+    // The workspace keeps what it uses: PrivateLink cannot be removed from a workspace.
+    let pas = world.workspace(ws).private_access_settings_id;
+    assert!(pas.is_some());
+    assert!(
+        world
+            .access_settings()
+            .iter()
+            .any(|p| Some(&p.private_access_settings_id) == pas.as_ref())
+    );
+
+    let puts = sink.wait_for(1, Duration::from_secs(40)).await;
+    assert_eq!(puts.len(), 1, "{}", world.lambda.logs());
+    let doc = puts[0].json();
+    assert_eq!(doc["Status"], "FAILED", "{doc:#}");
+    assert!(
+        doc["Reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("CloudFormation no longer waits for this request"),
+        "{doc:#}"
+    );
+    // The chain of hops has ended: nothing more is queued or answered.
+    let hops = service.queued_payloads().len();
+    tokio::time::sleep(HOP_TIMEOUT).await;
+    assert_eq!(
+        service.queued_payloads().len(),
+        hops,
+        "no hop after the answer"
+    );
+    assert_eq!(put_documents(&sink).len(), 1, "exactly one answer");
+}

@@ -1,0 +1,146 @@
+//! Stand-in for the AWS Lambda service's Invoke API (`POST /2015-03-31/functions/{name}/invocations`),
+//! reached through the SDK's service-specific endpoint variable `AWS_ENDPOINT_URL_LAMBDA`.
+//! It owns routing invocations; it must not know what a payload means.
+//!
+//! - `X-Amz-Invocation-Type: Event` for the function under test (its name or an ARN ending in
+//!   it): queued into the function's own Runtime API stand-in as a fresh invocation, as Lambda
+//!   runs an asynchronous invocation, and answered 202.
+//! - Any other invocation (`RequestResponse`, the verifier): answered with the status and body
+//!   set last, like a function that returned them.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+use super::runtime::{FUNCTION_NAME, Invocation, InvocationResult, RuntimeQueue};
+use super::server::BackgroundServer;
+
+#[derive(Default)]
+struct Shared {
+    /// Where asynchronous invocations of the function under test go, once it runs.
+    runtime: OnceLock<RuntimeQueue>,
+    /// The deadline each queued asynchronous invocation gets.
+    async_timeout: Mutex<Duration>,
+    /// Queued asynchronous invocations, kept so that they stay queued and can be inspected.
+    queued: Mutex<Vec<(String, Invocation)>>,
+    /// The answer to synchronous invocations: status and body.
+    answer: Mutex<(u16, String)>,
+    synchronous: Mutex<Vec<String>>,
+}
+
+/// A running stand-in; dropping it stops the server.
+pub struct LambdaService {
+    shared: Arc<Shared>,
+    server: BackgroundServer,
+}
+
+impl LambdaService {
+    /// Starts the stand-in; asynchronous invocations queue with `async_timeout` once
+    /// [`deliver_to`](Self::deliver_to) names the function's Runtime API.
+    pub fn start(async_timeout: Duration) -> LambdaService {
+        let shared = Arc::new(Shared::default());
+        *shared.async_timeout.lock().unwrap() = async_timeout;
+        *shared.answer.lock().unwrap() = (
+            404,
+            r#"{"Type":"User","Message":"Function not found"}"#.to_owned(),
+        );
+        let router = Router::new()
+            .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+            .with_state(Arc::clone(&shared));
+        let server = BackgroundServer::start("lambda-service", router)
+            .unwrap_or_else(|error| panic!("{error}"));
+        LambdaService { shared, server }
+    }
+
+    /// `http://127.0.0.1:PORT`, the value for `AWS_ENDPOINT_URL_LAMBDA`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.address())
+    }
+
+    /// Asynchronous invocations of the function under test go to `queue` from now on.
+    pub fn deliver_to(&self, queue: RuntimeQueue) {
+        let _ = self.shared.runtime.set(queue);
+    }
+
+    /// The answer to synchronous invocations from now on.
+    pub fn answer(&self, status: u16, body: String) {
+        *self.shared.answer.lock().unwrap() = (status, body);
+    }
+
+    /// The payloads of the asynchronous invocations queued so far.
+    pub fn queued_payloads(&self) -> Vec<String> {
+        let queued = self.shared.queued.lock().unwrap();
+        queued.iter().map(|(payload, _)| payload.clone()).collect()
+    }
+
+    /// The payloads of the synchronous invocations so far.
+    pub fn synchronous_payloads(&self) -> Vec<String> {
+        self.shared.synchronous.lock().unwrap().clone()
+    }
+
+    /// What each queued asynchronous invocation answered, waiting up to `wait` for each.
+    pub async fn queued_results(&self, wait: Duration) -> Vec<InvocationResult> {
+        let mut taken: Vec<(String, Invocation)> =
+            std::mem::take(&mut *self.shared.queued.lock().unwrap());
+        let mut results = Vec::new();
+        for (_, invocation) in &mut taken {
+            results.push(
+                invocation
+                    .outcome_within(wait)
+                    .await
+                    .unwrap_or(InvocationResult::NoAnswer),
+            );
+        }
+        self.shared.queued.lock().unwrap().splice(0..0, taken);
+        results
+    }
+}
+
+fn is_function_under_test(name: &str) -> bool {
+    name == FUNCTION_NAME || name.ends_with(&format!(":function:{FUNCTION_NAME}"))
+}
+
+async fn invoke(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let payload = String::from_utf8_lossy(&body).into_owned();
+    let kind = headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse");
+    if kind == "Event" && is_function_under_test(&name) {
+        let Some(queue) = shared.runtime.get() else {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the function does not run yet",
+            )
+                .into_response();
+        };
+        let timeout = *shared.async_timeout.lock().unwrap();
+        let invocation = queue.enqueue_text(payload.clone(), timeout);
+        shared.queued.lock().unwrap().push((payload, invocation));
+        return StatusCode::ACCEPTED.into_response();
+    }
+    shared.synchronous.lock().unwrap().push(payload);
+    let (status, text) = shared.answer.lock().unwrap().clone();
+    let kind = if status == 404 {
+        "ResourceNotFoundException"
+    } else {
+        ""
+    };
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("x-amzn-errortype", kind)],
+        text,
+    )
+        .into_response()
+}
