@@ -1,14 +1,17 @@
 """`make demo`: one CloudFormation lifecycle of Custom::DatabricksBackendPrivateLink, locally.
 
-Owns: wiring the real Lambda binary to stand-ins on 127.0.0.1 (moto for AWS, the Databricks
-account API emulator, a minimal Lambda Runtime API), playing Create, an in-place Update and
-Delete as CloudFormation would, and printing what each side holds after every step.
+Owns: wiring the real Lambda binary and the real verifier binary to stand-ins on 127.0.0.1 (moto
+for AWS, the Databricks account API emulator, a minimal Lambda Runtime API per binary, Lambda's
+Invoke API, a DNS server for the verifier), playing a Create the verifier refuses, a Create that
+holds its answer until ReadyAfter, an in-place Update and Delete as CloudFormation would, and
+printing what each side holds after every step.
 Must not know: how the resource converges or deletes; it only reads what the binary answered
 (the response document in S3) and what exists afterwards (EC2 and the emulator's state dump).
 
 Every process it starts is stopped on the way out, on Ctrl-C and on SIGTERM; on Linux the
 children also get SIGTERM from the kernel if this script is killed outright. Exits 0 only when
-every step answered SUCCESS and left the state the step promises.
+every step answered as it should (FAILED for the refused Create, SUCCESS for the rest) and left
+the state the step promises.
 """
 
 import argparse
@@ -25,6 +28,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +40,7 @@ sys.path.insert(0, str(REPO / "tests" / "support"))
 import aws_fixture  # noqa: E402  (lives with the integration tests; shared, not copied)
 
 LAMBDA_BIN = REPO / "target" / "debug" / "databricks-backend-privatelink"
+VERIFIER_BIN = REPO / "target" / "debug" / "verifier"
 EMULATOR_BIN = REPO / "target" / "debug" / "databricks-account-emulator"
 MOTO_RUNNER = REPO / "tests" / "support" / "moto_runner.py"
 
@@ -52,6 +57,17 @@ LOGICAL_ID = "PrivateLink"
 RESOURCE_TYPE = "Custom::DatabricksBackendPrivateLink"
 # What the demo function is configured with; the binary's guard answers FAILED 3 s before it.
 FUNCTION_TIMEOUT_S = 60
+# The Create that holds its answer runs with a short timeout, so that the waiting is handed on
+# to a fresh invocation at least once; each hand-over gets the same.
+HELD_TIMEOUT_S = 12
+# The test-only stand-in for the 20 minutes between a switch and ReadyAfter.
+PROPAGATION_S = 15
+VERIFIER_NAME = "databricks-backend-privatelink-demo-verifier"
+VERIFIER_ARN = f"arn:aws:lambda:us-east-1:123456789012:function:{VERIFIER_NAME}"
+VERIFIER_TIMEOUT_S = 30
+# What the demo's DNS server answers for every name: a public address (TEST-NET-3), as a VPC
+# whose custom DNS servers do not resolve the endpoints' private zone would.
+PUBLIC_ADDRESS = "203.0.113.10"
 # How long past the deadline to wait for an answer before calling the step lost.
 ANSWER_GRACE_S = 5
 STARTUP_TIMEOUT_S = 30
@@ -395,6 +411,105 @@ class RuntimeApi:
 
 
 # ---------------------------------------------------------------------------------------------
+# DNS for the verifier, and the Lambda service's Invoke API
+
+
+class DnsStandIn:
+    """A UDP DNS server on 127.0.0.1 that answers every A question with one address (and every
+    other question with no answer), for the verifier's test-only DNS setting."""
+
+    def __init__(self, address):
+        import socket
+
+        self.rdata = socket.inet_aton(address)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stopping = threading.Event()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def answer(self, query):
+        # Header (12 bytes), then one question: labels up to a zero byte, type and class.
+        end = 12
+        while end < len(query) and query[end] != 0:
+            end += query[end] + 1
+        question = query[12 : end + 5]
+        qtype = int.from_bytes(query[end + 1 : end + 3], "big")
+        answers = 1 if qtype == 1 else 0
+        header = query[:2] + b"\x81\x80" + b"\x00\x01" + answers.to_bytes(2, "big") + b"\x00\x00\x00\x00"
+        record = b"\xc0\x0c\x00\x01\x00\x01" + (60).to_bytes(4, "big") + b"\x00\x04" + self.rdata
+        return header + question + (record if answers else b"")
+
+    def serve(self):
+        while not self.stopping.is_set():
+            try:
+                query, client = self.sock.recvfrom(512)
+            except OSError:
+                continue
+            if len(query) > 12:
+                with contextlib.suppress(OSError, IndexError):
+                    self.sock.sendto(self.answer(query), client)
+
+    def stop(self):
+        self.stopping.set()
+        self.sock.close()
+
+
+class LambdaService:
+    """The Invoke API (`AWS_ENDPOINT_URL_LAMBDA`): an asynchronous invocation of the function is
+    queued into its Runtime API as a fresh invocation (how it hands a held answer on); an
+    invocation of the verifier runs the real verifier binary through its own Runtime API."""
+
+    def __init__(self, runtime, verifier_runtime, verifier_exit_code):
+        self.hops = []
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body=b"", headers=()):
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    self.wfile.write(body)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                payload = json.loads(self.rfile.read(length) or b"{}")
+                name = self.path.split("/functions/", 1)[-1].split("/", 1)[0]
+                name = urllib.parse.unquote(name)
+                if self.headers.get("X-Amz-Invocation-Type") == "Event" and name.endswith(FUNCTION_NAME):
+                    service.hops.append(runtime.queue_event(payload, HELD_TIMEOUT_S))
+                    return self.reply(202)
+                if name.endswith(VERIFIER_NAME):
+                    kind, body = verifier_runtime.invoke(payload, VERIFIER_TIMEOUT_S, verifier_exit_code)
+                    headers = [("X-Amz-Function-Error", "Unhandled")] if kind == "error" else []
+                    return self.reply(200, body, headers)
+                return self.reply(
+                    404,
+                    b'{"Type":"User","Message":"Function not found"}',
+                    [("x-amzn-ErrorType", "ResourceNotFoundException")],
+                )
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---------------------------------------------------------------------------------------------
 # The Lambda binary and its log
 
 
@@ -407,15 +522,15 @@ class LambdaProcess:
         self.lock = threading.Lock()
         self.proc = None
 
-    def start(self, stack, env):
-        if not LAMBDA_BIN.exists():
-            raise DemoError(f"{LAMBDA_BIN.relative_to(REPO)} is missing; run `cargo build --workspace --bins`")
+    def start(self, stack, env, binary=LAMBDA_BIN):
+        if not binary.exists():
+            raise DemoError(f"{binary.relative_to(REPO)} is missing; run `cargo build --workspace --bins`")
         log = open(self.log_path, "wb")
         stack.callback(log.close)
         self.proc = spawn(
-            [LAMBDA_BIN], subprocess.STDOUT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env
+            [binary], subprocess.STDOUT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env
         )
-        stack.callback(stop_process, self.proc, "the Lambda binary")
+        stack.callback(stop_process, self.proc, f"the {binary.name} binary")
 
         def copy():
             for line in iter(self.proc.stdout.readline, b""):
@@ -678,9 +793,37 @@ def run(stack, args, log_dir, failures):
         f"{workspace['workspace_id']} [{time.monotonic() - began:.1f} s]"
     )
 
+    # --- The verifier, in a VPC whose DNS does not answer with the endpoints ------------------
+    dns = DnsStandIn(PUBLIC_ADDRESS)
+    stack.callback(dns.stop)
+    verifier_runtime = RuntimeApi()
+    stack.callback(verifier_runtime.stop)
+    verifier = LambdaProcess(log_dir / "verifier.log")
+    verifier.start(
+        stack,
+        {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "AWS_LAMBDA_RUNTIME_API": verifier_runtime.address,
+            "AWS_LAMBDA_FUNCTION_NAME": VERIFIER_NAME,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_REGION": REGION,
+            # Test-only: the verifier asks this server instead of the system's resolvers.
+            "VERIFIER_DNS_SERVER": dns.address,
+            "RUST_LOG": "info",
+        },
+        binary=VERIFIER_BIN,
+    )
+
     # --- The Lambda -----------------------------------------------------------------
     runtime = RuntimeApi()
     stack.callback(runtime.stop)
+    service = LambdaService(runtime, verifier_runtime, verifier.exit_code)
+    stack.callback(service.stop)
+    status(
+        f"verifier polling its own runtime API, asking DNS at {dns.address} (which answers "
+        f"{PUBLIC_ADDRESS} for every name); Lambda Invoke API on {service.url}"
+    )
     binary = LambdaProcess(log_dir / "lambda.log")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -700,6 +843,10 @@ def run(stack, args, log_dir, failures):
         "ALLOW_INSECURE_ENDPOINTS": "true",
         "NO_PROXY": "127.0.0.1,localhost",
         "RUST_LOG": "info",
+        # The Invoke API for the verifier and for handing a held answer on.
+        "AWS_ENDPOINT_URL_LAMBDA": service.url,
+        # Test-only: ReadyAfter comes PROPAGATION_S after a switch instead of 20 minutes.
+        "TEST_ONLY_PROPAGATION_SECONDS": str(PROPAGATION_S),
     }
     binary.start(stack, env)
     status(f"Lambda runtime API on {runtime.address}; {LAMBDA_BIN.relative_to(REPO)} polling it")
@@ -717,7 +864,8 @@ def run(stack, args, log_dir, failures):
 
     timings = []
 
-    def play(title, request_type, props, physical_id=None, old_props=None):
+    def play(title, request_type, props, physical_id=None, old_props=None, expected="SUCCESS",
+             on_stack=None, timeout_s=FUNCTION_TIMEOUT_S):
         print()
         print("=" * 100)
         print(f"{title}")
@@ -725,27 +873,39 @@ def run(stack, args, log_dir, failures):
         request_id = str(uuid.uuid4())
         key = f"{STACK_NAME}/{LOGICAL_ID}/{request_id}"
         urls = fixtures.op_response_url(key)
-        event = cfn_event(request_type, request_id, stack_id, urls["put_url"], props, physical_id, old_props)
+        event = cfn_event(
+            request_type, request_id, on_stack or stack_id, urls["put_url"], props, physical_id, old_props
+        )
+        hops_before = len(service.hops)
         began = time.monotonic()
-        kind, body = runtime.invoke(event, FUNCTION_TIMEOUT_S, binary.exit_code)
-        elapsed = time.monotonic() - began
-        for record in binary.take_records():
-            if args.verbose_log or _worth_showing(record):
-                print(summarize(record))
+        kind, body = runtime.invoke(event, timeout_s, binary.exit_code)
         if kind != "response":
             failures.append(f"{request_type}: the invocation failed: {body[:300].decode(errors='replace')}")
             print(f"  the invocation failed: {body[:300].decode(errors='replace')}")
             return None
-        try:
-            stored = fixtures.s3.get_object(Bucket=aws_fixture.RESPONSE_BUCKET, Key=key)["Body"].read()
-            response = json.loads(stored)
-        except Exception as error:  # noqa: BLE001 (any reason is reported the same way)
-            failures.append(f"{request_type}: no response reached the ResponseURL ({type(error).__name__})")
-            print(f"  no response reached the ResponseURL: {type(error).__name__}: {error}")
+        if json.loads(body or b"{}") == {"Deferred": True}:
+            print(f"  the first invocation answered nothing after {time.monotonic() - began:.1f} s: the answer is held")
+        stored = None
+        while stored is None and time.monotonic() - began < 90:
+            try:
+                stored = fixtures.s3.get_object(Bucket=aws_fixture.RESPONSE_BUCKET, Key=key)["Body"].read()
+            except Exception:  # noqa: BLE001 (not there yet; a held answer comes later)
+                time.sleep(0.5)
+        elapsed = time.monotonic() - began
+        for record in binary.take_records():
+            if args.verbose_log or _worth_showing(record):
+                print(summarize(record))
+        hops = len(service.hops) - hops_before
+        if hops:
+            print(f"  the waiting was handed on {hops} time(s) to a fresh invocation of the function")
+        if stored is None:
+            failures.append(f"{request_type}: no response reached the ResponseURL")
+            print("  no response reached the ResponseURL")
             return None
+        response = json.loads(stored)
         show_response(response, elapsed)
         timings.append((request_type, elapsed, response.get("Status")))
-        if response.get("Status") != "SUCCESS":
+        if response.get("Status") != expected:
             failures.append(f"{request_type}: {response.get('Status')}: {response.get('Reason')}")
         return response
 
@@ -754,12 +914,51 @@ def run(stack, args, log_dir, failures):
         if not ok:
             failures.append(f"{step}: expected {what}")
 
-    # --- Create -----------------------------------------------------------------
-    created = play(
-        "1. Create: register both endpoints, create private access settings (level ACCOUNT),\n"
-        "   and switch the workspace to a copy of its network that carries both endpoints",
+    # --- Verification from inside the VPC refuses the switch --------------------------------
+    verify_stack = f"arn:aws:cloudformation:{REGION}:{AWS_ACCOUNT}:stack/{STACK_NAME}-verified/{uuid.uuid4()}"
+    verify_props = {**create_props, "VerifyFunctionArn": VERIFIER_ARN}
+    refused = play(
+        "0. Create with VerifyFunctionArn: the verifier, inside the VPC, finds that DNS still\n"
+        "   answers public addresses for the Databricks names, so no workspace is switched",
         "Create",
-        create_props,
+        verify_props,
+        expected="FAILED",
+        on_stack=verify_stack,
+    )
+    print()
+    for record in verifier.take_records():
+        if record.get("level") != "INFO" or "verification" in json.dumps(record):
+            print("  verifier: " + summarize(record).strip())
+    unswitched = next(
+        (w for w in show_state(fixtures.ec2, emulator, endpoint_ids)["workspaces"]
+         if w["workspace_id"] == workspace["workspace_id"]),
+        {},
+    )
+    print()
+    expect(
+        "Create with the verifier",
+        refused is not None and "private DNS is not in effect" in (refused.get("Reason") or "")
+        and unswitched.get("private_access_settings_id") is None,
+        "FAILED with the verifier's report, and the workspace not switched",
+    )
+    if refused is not None:
+        play(
+            "0b. Delete (rollback of the refused Create)",
+            "Delete",
+            verify_props,
+            physical_id=refused.get("PhysicalResourceId"),
+            on_stack=verify_stack,
+        )
+
+    # --- Create -----------------------------------------------------------------
+    held_props = {**create_props, "WaitUntilReady": "true"}
+    created = play(
+        "1. Create with WaitUntilReady: register both endpoints, create private access settings\n"
+        "   (level ACCOUNT), switch the workspace to a copy of its network that carries both\n"
+        f"   endpoints, and hold the answer until ReadyAfter ({PROPAGATION_S} s here, 20 min for real)",
+        "Create",
+        held_props,
+        timeout_s=HELD_TIMEOUT_S,
     )
     state = show_state(fixtures.ec2, emulator, endpoint_ids)
     if created is None or created.get("Status") != "SUCCESS":
@@ -792,7 +991,7 @@ def run(stack, args, log_dir, failures):
         "Update",
         update_props,
         physical_id=physical_id,
-        old_props=create_props,
+        old_props=held_props,
     )
     state = show_state(fixtures.ec2, emulator, endpoint_ids)
     print()
