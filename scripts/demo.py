@@ -229,6 +229,19 @@ def http_json(method, url, body=None):
 # A minimal AWS Lambda Runtime API
 
 
+def send_json(handler, status, body=b"", headers=()):
+    """Answers the request `handler` serves with a JSON `body`."""
+    handler.send_response(status)
+    for name, value in headers:
+        handler.send_header(name, value)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    with contextlib.suppress(OSError):
+        # A Lambda is stopped before these servers: its last long poll has no reader.
+        handler.wfile.write(body)
+
+
 class RuntimeApi:
     """The HTTP interface a Lambda polls, shared by any number of processes (make bench runs a
     hundred against one): each `next` hands out one queued event and the answer is collected.
@@ -259,15 +272,7 @@ class RuntimeApi:
                 pass  # the binary's own log tells the story
 
             def reply(self, status, body=b"", headers=()):
-                self.send_response(status)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                with contextlib.suppress(OSError):
-                    # The Lambda is stopped before this server: its last long poll has no reader.
-                    self.wfile.write(body)
+                send_json(self, status, body, headers)
 
             def do_GET(self):
                 now = time.monotonic()
@@ -472,14 +477,7 @@ class LambdaService:
                 pass
 
             def reply(self, status, body=b"", headers=()):
-                self.send_response(status)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                with contextlib.suppress(OSError):
-                    self.wfile.write(body)
+                send_json(self, status, body, headers)
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)

@@ -29,6 +29,15 @@ impl Functions {
         Self { base }
     }
 
+    /// A client for the region `function` names when it is an ARN, else this function's own.
+    fn client_for(&self, function: &str) -> aws_sdk_lambda::Client {
+        let mut conf = self.base.to_builder();
+        if let Some(region) = function.split(':').nth(3).filter(|r| !r.is_empty()) {
+            conf = conf.region(aws_sdk_lambda::config::Region::new(region.to_owned()));
+        }
+        aws_sdk_lambda::Client::from_conf(conf.build())
+    }
+
     /// Invokes `function_arn` with `payload` and waits for its answer (`RequestResponse`).
     pub async fn invoke(
         &self,
@@ -37,11 +46,7 @@ impl Functions {
         deadline: Instant,
     ) -> Result<Vec<u8>, AwsError> {
         const OPERATION: &str = "Invoke";
-        let mut conf = self.base.to_builder();
-        if let Some(region) = function_arn.split(':').nth(3).filter(|r| !r.is_empty()) {
-            conf = conf.region(aws_sdk_lambda::config::Region::new(region.to_owned()));
-        }
-        let client = aws_sdk_lambda::Client::from_conf(conf.build());
+        let client = self.client_for(function_arn);
         let output = within_deadline(
             OPERATION,
             deadline,
@@ -68,7 +73,7 @@ impl Functions {
         deadline: Instant,
     ) -> Result<(), AwsError> {
         const OPERATION: &str = "Invoke";
-        let client = aws_sdk_lambda::Client::from_conf(self.base.clone());
+        let client = self.client_for(function);
         let output = within_deadline(
             OPERATION,
             deadline,

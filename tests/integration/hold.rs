@@ -48,16 +48,7 @@ async fn holding_world(propagation_secs: u64) -> (World, LambdaService) {
 /// A workspace whose clusters run in the fixture's real subnets and cluster security group, and
 /// the properties that switch it with the answer held.
 fn held_props(world: &World) -> (i64, Value) {
-    let net = world.networks[0].clone();
-    let ws = world.seed_workspace_with(emulator::WorkspaceSeed {
-        name: "held".into(),
-        network: Some(emulator::NetworkSeed {
-            vpc_id: net.vpc_id.clone(),
-            subnet_ids: net.subnet_ids.clone(),
-            security_group_ids: vec![net.cluster_sg_id.clone()],
-        }),
-        ..emulator::WorkspaceSeed::default()
-    });
+    let ws = world.seed_workspace_in_fixture(0, "held");
     let mut props = world.props(0);
     props["WorkspaceIds"] = json!(ws.to_string());
     props["WaitUntilReady"] = json!("true");
@@ -74,6 +65,19 @@ async fn waiting_stack() -> Stack {
     }
 }
 
+/// Sends the Create to the function, whose invocation ends without answering CloudFormation.
+async fn send_held_create(world: &World, stack: &Stack, props: Value, sink: &RecordingSink) {
+    let event = world.event(RequestType::Create, stack, props, None, sink);
+    let first = world.lambda.invoke(event, FIRST_TIMEOUT).await;
+    assert_eq!(
+        first,
+        InvocationResult::Response(json!({"Deferred": true})),
+        "{}",
+        world.lambda.logs()
+    );
+    assert!(sink.requests().is_empty(), "nothing is answered yet");
+}
+
 fn put_documents(sink: &RecordingSink) -> Vec<Value> {
     sink.requests().iter().map(|r| r.json()).collect()
 }
@@ -84,16 +88,8 @@ async fn the_held_answer_arrives_once_after_ready_after_across_hand_overs() {
     let (ws, props) = held_props(&world);
     let stack = waiting_stack().await;
     let sink = RecordingSink::start().await;
-    let event = world.event(RequestType::Create, &stack, props, None, &sink);
-
     let started = Instant::now();
-    let first = world.lambda.invoke(event, FIRST_TIMEOUT).await;
-    assert_eq!(
-        first,
-        InvocationResult::Response(json!({"Deferred": true})),
-        "{}",
-        world.lambda.logs()
-    );
+    send_held_create(&world, &stack, props, &sink).await;
     assert!(
         world.workspace(ws).private_access_settings_id.is_some(),
         "the workspace is switched before the wait"
@@ -148,14 +144,7 @@ async fn a_delete_during_the_wait_is_answered_and_ends_the_wait() {
     let (ws, props) = held_props(&world);
     let mut stack = waiting_stack().await;
     let sink = RecordingSink::start().await;
-    let event = world.event(RequestType::Create, &stack, props.clone(), None, &sink);
-    let first = world.lambda.invoke(event, FIRST_TIMEOUT).await;
-    assert_eq!(
-        first,
-        InvocationResult::Response(json!({"Deferred": true})),
-        "{}",
-        world.lambda.logs()
-    );
+    send_held_create(&world, &stack, props.clone(), &sink).await;
 
     // The stack rolls back: CloudFormation gives up on the Create and sends the Delete, which
     // another instance of the function carries out.

@@ -496,6 +496,21 @@ impl World {
         })
     }
 
+    /// A running workspace whose clusters run in `networks[n]`'s real subnets and cluster
+    /// security group, so that the checks of the VPC find them in EC2.
+    pub fn seed_workspace_in_fixture(&self, n: usize, name: &str) -> i64 {
+        let net = &self.networks[n];
+        self.seed_workspace_with(emulator::WorkspaceSeed {
+            name: name.to_string(),
+            network: Some(emulator::NetworkSeed {
+                vpc_id: net.vpc_id.clone(),
+                subnet_ids: net.subnet_ids.clone(),
+                security_group_ids: vec![net.cluster_sg_id.clone()],
+            }),
+            ..emulator::WorkspaceSeed::default()
+        })
+    }
+
     pub fn seed_workspace_with(&self, seed: emulator::WorkspaceSeed) -> i64 {
         self.emulator
             .state()
