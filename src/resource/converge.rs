@@ -246,12 +246,16 @@ pub async fn converge(
         .filter(|r| !registered.contains(&r.vpc_endpoint_id))
         .collect();
     futures_util::future::try_join_all(superseded.iter().map(|r| {
-        let going = delete::networks_reference(&networks, key, &r.vpc_endpoint_id);
+        let again = delete::worth_asking_again(
+            &networks,
+            &attached.removed_network_ids,
+            &r.vpc_endpoint_id,
+        );
         delete::delete_owned_after(
             client,
             delete::Kind::Registration,
             &r.vpc_endpoint_id,
-            going,
+            again,
         )
     }))
     .await?;

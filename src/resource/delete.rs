@@ -302,39 +302,40 @@ pub async fn remove_owned(
     .await?;
     // Only networks that are going can explain a registration refused as in use; one a
     // workspace uses stays, and so does what it references: asking again would only wait.
-    let going_networks: Vec<Network> = networks
+    let removed: Vec<String> = targets
         .iter()
-        .filter(|n| {
-            targets.iter().zip(&removals).any(|((kind, id), removal)| {
-                matches!(kind, Kind::Network)
-                    && *id == n.network_id
-                    && *removal != Removal::KeptInUse
-            })
+        .zip(&removals)
+        .filter(|((kind, _), removal)| {
+            matches!(kind, Kind::Network) && **removal != Removal::KeptInUse
         })
-        .cloned()
+        .map(|((_, id), _)| (*id).to_owned())
         .collect();
 
     progress.step("deleting the VPC endpoint registrations");
     let owned_regs = registrations.iter().filter(|r| owns_registration(key, r));
     futures_util::future::try_join_all(owned_regs.map(|r| {
-        let going = networks_reference(&going_networks, key, &r.vpc_endpoint_id);
-        delete_owned_after(client, Kind::Registration, &r.vpc_endpoint_id, going)
+        let again = worth_asking_again(&networks, &removed, &r.vpc_endpoint_id);
+        delete_owned_after(client, Kind::Registration, &r.vpc_endpoint_id, again)
     }))
     .await?;
     Ok(())
 }
 
-/// Whether one of this resource's networks (which a Delete removes first) lists the
-/// registration: an "in use" refusal may then only mean the network is still going away.
-pub fn networks_reference(networks: &[Network], key: &OwnershipKey, registration_id: &str) -> bool {
-    networks
-        .iter()
-        .filter(|n| owns_network(key, n))
-        .filter_map(|n| n.vpc_endpoints.as_ref())
-        .any(|e| {
+/// Whether a registration refused as in use is worth asking about again: a network this request
+/// deleted lists it (Databricks may not have let go of it yet), and no network that stays does
+/// (then it is in use for good, and asking again would only wait).
+pub fn worth_asking_again(networks: &[Network], removed: &[String], registration_id: &str) -> bool {
+    let lists = |n: &Network| {
+        n.vpc_endpoints.as_ref().is_some_and(|e| {
             e.rest_api.iter().any(|x| x == registration_id)
                 || e.dataplane_relay.iter().any(|x| x == registration_id)
         })
+    };
+    let (going, staying): (Vec<&Network>, Vec<&Network>) = networks
+        .iter()
+        .filter(|n| lists(n))
+        .partition(|n| removed.contains(&n.network_id));
+    !going.is_empty() && staying.is_empty()
 }
 
 /// Objects this request created, so a failed Create can remove them before answering.
@@ -379,5 +380,46 @@ impl Created {
         for id in take(&self.registrations) {
             delete_quietly(client, Kind::Registration, &id, going).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(id: &str, relay: &str) -> Network {
+        serde_json::from_value(serde_json::json!({
+            "network_id": id,
+            "vpc_endpoints": {"rest_api": ["rest"], "dataplane_relay": [relay]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn asking_again_helps_only_while_every_network_listing_it_is_going() {
+        let networks = [
+            network("gone", "old"),
+            network("kept", "old"),
+            network("other", "new"),
+        ];
+        let removed = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(
+            !worth_asking_again(&networks, &removed(&["gone"]), "old"),
+            "kept still lists it"
+        );
+        assert!(worth_asking_again(
+            &networks,
+            &removed(&["gone", "kept"]),
+            "old"
+        ));
+        assert!(
+            !worth_asking_again(&networks, &removed(&[]), "old"),
+            "nothing is going"
+        );
+        assert!(!worth_asking_again(
+            &networks,
+            &removed(&["gone"]),
+            "unlisted"
+        ));
     }
 }

@@ -32,6 +32,9 @@ pub struct Attached {
     /// the endpoints, so there is nothing to wait for (and the answer stays the same for
     /// duplicate deliveries instead of carrying the time of each).
     pub ready_after_ms: Option<i64>,
+    /// Networks of this resource that this request deleted (not those kept in use): only these
+    /// can explain a superseded registration refused as in use.
+    pub removed_network_ids: Vec<String>,
 }
 
 /// Everything about the workspaces and the `Network` property that can be checked before any
@@ -231,13 +234,22 @@ pub async fn switch_and_clean(
         .map(|(_, n)| n.as_str())
         .chain(shared.as_deref())
         .collect();
-    let stale = networks
+    let stale: Vec<&Network> = networks
         .iter()
-        .filter(|n| owns_network(key, n) && !wanted.contains(n.network_id.as_str()));
-    futures_util::future::try_join_all(
-        stale.map(|n| delete::delete_owned(client, delete::Kind::Network, &n.network_id)),
+        .filter(|n| owns_network(key, n) && !wanted.contains(n.network_id.as_str()))
+        .collect();
+    let removals = futures_util::future::try_join_all(
+        stale
+            .iter()
+            .map(|n| delete::delete_owned(client, delete::Kind::Network, &n.network_id)),
     )
     .await?;
+    let removed_network_ids = stale
+        .iter()
+        .zip(&removals)
+        .filter(|(_, removal)| **removal != delete::Removal::KeptInUse)
+        .map(|(n, _)| n.network_id.clone())
+        .collect();
 
     let now = epoch_ms() as i64;
     let ready_after_ms = if !results.is_empty() {
@@ -259,6 +271,7 @@ pub async fn switch_and_clean(
         network_id: shared,
         workspace_ids: targets.iter().map(|(id, _)| *id).collect(),
         ready_after_ms,
+        removed_network_ids,
     })
 }
 

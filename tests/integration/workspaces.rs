@@ -331,6 +331,54 @@ async fn an_endpoint_change_repoints_attached_workspaces_and_removes_what_it_sup
     world.assert_exactly(&[&net.rest_vpce_id, &new_relay], &updated);
 }
 
+/// A workspace dropped from `WorkspaceIds` keeps its network, which still lists the superseded
+/// relay registration: that registration stays, at once, without waiting for a network that is
+/// not going away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_a_kept_network_still_lists_is_kept_without_waiting() {
+    let world = World::new().await;
+    let (kept, moved) = (
+        world.seed_workspace(0, "kept"),
+        world.seed_workspace(0, "moved"),
+    );
+    let mut stack = world.stack("kept-network");
+    let created = world
+        .create(&mut stack, with_workspaces(world.props(0), &[kept, moved]))
+        .await;
+    created.assert_success();
+    let old_relay = created.data("RelayVpcEndpointRegistrationId").to_string();
+    let kept_network = world.workspace(kept).network_id.unwrap();
+
+    let new_relay = world.new_relay_endpoint(0).await;
+    let mut props = with_workspaces(world.props(0), &[moved]);
+    props["RelayVpcEndpointId"] = json!(new_relay);
+    let updated = world
+        .send(
+            Update,
+            &stack,
+            props,
+            Some(with_workspaces(world.props(0), &[kept, moved])),
+        )
+        .await;
+    updated.assert_success();
+    assert!(
+        updated.elapsed < std::time::Duration::from_secs(8),
+        "the Update waited {:?} for a network that stays",
+        updated.elapsed
+    );
+    assert_eq!(
+        world.workspace(kept).network_id.as_deref(),
+        Some(kept_network.as_str())
+    );
+    assert!(
+        world
+            .registrations()
+            .iter()
+            .any(|r| r.vpc_endpoint_id == old_relay),
+        "the registration the kept network lists stays"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workspace_that_goes_failed_after_the_switch_is_named_with_its_status_message() {
     let world = World::new().await;
