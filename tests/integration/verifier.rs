@@ -1,6 +1,7 @@
 //! The verifier binary through the Lambda Runtime API stand-in, against a DNS server
 //! and TCP listeners on loopback: the report it answers, its log line, a refused request, and
-//! an answer before the invocation's deadline when a connection hangs.
+//! an answer before the invocation's deadline when a connection hangs; and the function invoking
+//! the real verifier through the Lambda Invoke stand-in.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -9,7 +10,9 @@ use serde_json::{Value, json};
 
 use backend_privatelink::verify::{ConnectResult, DNS_SERVER_VAR, PrivateDns, VerifyReport};
 
+use crate::scenario::{World, WorldOptions};
 use crate::support::lambda::{Lambda, LambdaProcess, VERIFIER_BINARY};
+use crate::support::lambda_service::LambdaService;
 use crate::support::network::{Accepting, Answer, BlackHole, TestDns, refused_port};
 use crate::support::runtime::{InvocationResult, RuntimeApi};
 
@@ -160,4 +163,46 @@ async fn verifier_binary_answers_before_its_deadline_when_a_connection_hangs() {
     );
     assert!(report.names[1].passed(), "{:#?}", report.names[1]);
     assert!(report.summary()[0].contains("had no answer when the verifier's deadline came"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_switches_nothing_when_the_real_verifier_sees_public_dns() {
+    let dns = TestDns::start(
+        "cloud.databricks.com.",
+        &[(TUNNEL, Answer::A(Ipv4Addr::new(52, 1, 2, 3)))],
+    )
+    .await;
+    let verifier = verifier(&dns).await;
+    let service = LambdaService::start(Duration::from_secs(10));
+    service.verify_with(verifier.runtime.queue());
+    let world = World::with(WorldOptions {
+        lambda_env: vec![("AWS_ENDPOINT_URL_LAMBDA".into(), service.url())],
+        ..Default::default()
+    })
+    .await;
+    let ws = world.seed_workspace_in_fixture(0, "verified-for-real");
+    let mut props = world.props(0);
+    props["WorkspaceIds"] = json!(ws.to_string());
+    props["VerifyFunctionArn"] = json!("arn:aws:lambda:us-east-1:123456789012:function:verifier");
+
+    let mut stack = world.stack("real-verifier");
+    let failed = world.create(&mut stack, props).await;
+    failed.assert_failed_with(
+        "the verification from inside the VPC failed, so no workspace was switched",
+    );
+    failed.assert_reason_mentions(&format!("{TUNNEL} resolves to public 52.1.2.3"));
+    assert!(world.workspace(ws).private_access_settings_id.is_none());
+    assert!(
+        world.registrations().is_empty(),
+        "what the Create made is removed"
+    );
+    let sent: Value = serde_json::from_str(&service.synchronous_payloads()[0]).unwrap();
+    let ports: Vec<&Value> = sent["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["host"] == TUNNEL)
+        .map(|n| &n["ports"])
+        .collect();
+    assert_eq!(ports, [&json!([6666])], "{sent:#}");
 }

@@ -5,8 +5,9 @@
 //! - `X-Amz-Invocation-Type: Event` for the function under test (its name or an ARN ending in
 //!   it): queued into the function's own Runtime API stand-in as a fresh invocation, as Lambda
 //!   runs an asynchronous invocation, and answered 202.
-//! - Any other invocation (`RequestResponse`, the verifier): answered with the status and body
-//!   set last, like a function that returned them.
+//! - Any other invocation (`RequestResponse`, the verifier): run through the real verifier
+//!   binary's Runtime API when [`LambdaService::verify_with`] named it, else answered with the
+//!   status and body set last, like a function that returned them.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -21,10 +22,15 @@ use axum::routing::post;
 use super::runtime::{FUNCTION_NAME, Invocation, InvocationResult, RuntimeQueue};
 use super::server::BackgroundServer;
 
+/// The verifier's timeout in the template.
+const VERIFIER_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Default)]
 struct Shared {
     /// Where asynchronous invocations of the function under test go, once it runs.
     runtime: OnceLock<RuntimeQueue>,
+    /// Where synchronous invocations go, when a real verifier runs behind the stand-in.
+    verifier: OnceLock<RuntimeQueue>,
     /// The deadline each queued asynchronous invocation gets.
     async_timeout: Mutex<Duration>,
     /// Queued asynchronous invocations, kept so that they stay queued and can be inspected.
@@ -66,6 +72,11 @@ impl LambdaService {
     /// Asynchronous invocations of the function under test go to `queue` from now on.
     pub fn deliver_to(&self, queue: RuntimeQueue) {
         let _ = self.shared.runtime.set(queue);
+    }
+
+    /// Synchronous invocations run through `queue`, the Runtime API of a verifier process.
+    pub fn verify_with(&self, queue: RuntimeQueue) {
+        let _ = self.shared.verifier.set(queue);
     }
 
     /// The answer to synchronous invocations from now on.
@@ -130,7 +141,34 @@ async fn invoke(
         shared.queued.lock().unwrap().push((payload, invocation));
         return StatusCode::ACCEPTED.into_response();
     }
-    shared.synchronous.lock().unwrap().push(payload);
+    shared.synchronous.lock().unwrap().push(payload.clone());
+    if let Some(verifier) = shared.verifier.get() {
+        return match verifier
+            .enqueue_text(payload, VERIFIER_TIMEOUT)
+            .outcome()
+            .await
+        {
+            InvocationResult::Response(report) => {
+                (StatusCode::OK, report.to_string()).into_response()
+            }
+            InvocationResult::Error {
+                error_type,
+                error_message,
+            } => (
+                StatusCode::OK,
+                [("x-amz-function-error", "Unhandled")],
+                serde_json::json!({"errorType": error_type, "errorMessage": error_message})
+                    .to_string(),
+            )
+                .into_response(),
+            InvocationResult::NoAnswer => (
+                StatusCode::OK,
+                [("x-amz-function-error", "Unhandled")],
+                r#"{"errorMessage":"Task timed out"}"#,
+            )
+                .into_response(),
+        };
+    }
     let (status, text) = shared.answer.lock().unwrap().clone();
     let kind = if status == 404 {
         "ResourceNotFoundException"
