@@ -388,11 +388,10 @@ mod tests {
     use super::*;
 
     fn network(id: &str, relay: &str) -> Network {
-        serde_json::from_value(serde_json::json!({
-            "network_id": id,
-            "vpc_endpoints": {"rest_api": ["rest"], "dataplane_relay": [relay]}
-        }))
-        .unwrap()
+        crate::resource::tests::network(
+            id,
+            serde_json::json!({"vpc_endpoints": {"rest_api": ["rest"], "dataplane_relay": [relay]}}),
+        )
     }
 
     #[test]

@@ -345,11 +345,7 @@ pub fn judge_networks(
 mod tests {
     use super::*;
 
-    fn network(id: &str, value: serde_json::Value) -> Network {
-        let mut v = value;
-        v["network_id"] = serde_json::json!(id);
-        serde_json::from_value(v).unwrap()
-    }
+    use crate::resource::tests::network;
 
     #[test]
     fn workspaces_dropped_from_the_list_but_on_our_networks_are_named() {

@@ -432,3 +432,10 @@ async fn a_changed_network_is_a_new_one_the_old_is_removed_and_delete_leaves_not
             .is_empty()
     );
 }
+
+/// A network configuration as the account API returns it: `value`'s fields and `id`.
+pub(super) fn network(id: &str, value: serde_json::Value) -> crate::databricks::Network {
+    let mut v = value;
+    v["network_id"] = serde_json::json!(id);
+    serde_json::from_value(v).unwrap()
+}

@@ -384,11 +384,7 @@ pub fn iso8601(epoch_ms: i64) -> String {
 mod tests {
     use super::*;
 
-    fn network(id: &str, value: serde_json::Value) -> Network {
-        let mut v = value;
-        v["network_id"] = serde_json::json!(id);
-        serde_json::from_value(v).unwrap()
-    }
+    use crate::resource::tests::network;
 
     #[test]
     fn a_broken_network_refuses_every_switch_and_a_warned_one_is_passed_on() {
