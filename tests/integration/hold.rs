@@ -1,7 +1,8 @@
 //! `WaitUntilReady` through the real binary: the answer is held until `ReadyAfter` (shortened
 //! by the test-only setting) and a final verification, handed on between invocations through a
 //! Lambda Invoke stand-in that queues each hand-over into the function's own Runtime API, and
-//! sent once; a stack that is deleted during the wait ends it.
+//! sent once, also when a hand-over is delivered twice; a stack that is deleted during the wait
+//! ends it.
 
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,21 @@ async fn the_held_answer_arrives_once_after_ready_after_across_hand_overs() {
         2,
         "verified before the switch and once after ReadyAfter"
     );
+
+    // CloudFormation takes the answer; Lambda then delivers the last hand-over again, as an
+    // asynchronous invocation may be: that copy stays silent.
+    let status =
+        fixtures::answer_stack(Moto::shared(), REGION, &stack.stack_id, "PrivateLink", &doc).await;
+    assert_eq!(status, "CREATE_COMPLETE");
+    let again: Value = serde_json::from_str(hops.last().unwrap()).unwrap();
+    let duplicate = world.lambda.invoke(again, HOP_TIMEOUT).await;
+    assert_eq!(
+        duplicate,
+        InvocationResult::Response(json!({"Deferred": true})),
+        "{}",
+        world.lambda.logs()
+    );
+    assert_eq!(put_documents(&sink).len(), 1, "still exactly one answer");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
