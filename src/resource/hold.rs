@@ -41,6 +41,8 @@ const ANSWER_BEFORE_TIMEOUT: Duration = Duration::from_secs(60);
 const HAND_OVER_MARGIN: Duration = Duration::from_secs(5);
 /// How often a sleeping hop asks CloudFormation whether the request is still in progress.
 const CHECK_EVERY: Duration = Duration::from_secs(60);
+/// A final verification is only started with this much time left before the hand-over.
+const MIN_VERIFY_TIME: Duration = Duration::from_secs(2);
 /// How long after a failing final verification it is run again, while `ServiceTimeout` allows.
 const VERIFY_AGAIN_AFTER: Duration = Duration::from_secs(30);
 
@@ -169,7 +171,7 @@ pub async fn hold(
         .unwrap_or_else(Instant::now);
     loop {
         progress.step("holding the answer until the workspaces are ready");
-        match held_answer_awaited(parts.stacks, req, deadline).await {
+        match held_answer_awaited(parts.stacks, req, hand_over_at).await {
             Waiting::Yes | Waiting::Unknown => {}
             Waiting::Answered { status } => {
                 return Outcome::deferred(
@@ -192,7 +194,14 @@ pub async fn hold(
         let now = epoch_ms() as i64;
         let until = match next_step(&held, now) {
             Step::OutOfTime => return out_of_time(held),
-            Step::Ready => match verify(parts, &mut held, deadline).await {
+            // A verification is cut off at the hand-over (then it counts as one that failed),
+            // never by the guard, which would answer FAILED for a request that is only waiting.
+            Step::Ready
+                if hand_over_at.saturating_duration_since(Instant::now()) < MIN_VERIFY_TIME =>
+            {
+                return hand_over(parts, req, held, hop, deadline).await;
+            }
+            Step::Ready => match verify(parts, &mut held, hand_over_at).await {
                 Some(outcome) => return outcome,
                 None => continue,
             },
