@@ -29,7 +29,9 @@ pub use services::{
     partition_of, relay_hostname, supported_regions,
 };
 pub use stacks::{Stacks, stack_region};
-pub use vpc::{IngressRule, RuleSource, SubnetPlacement, VpcDns};
+pub use vpc::{
+    EndpointNetwork, IngressRule, RuleSource, ServicePrivateDns, SubnetPlacement, VpcDns,
+};
 
 /// Attempts per EC2 / Secrets Manager / CloudFormation call, so that API throttling (RequestLimitExceeded,
 /// ThrottlingException) is ridden out by the SDK's standard retry mode with backoff; the

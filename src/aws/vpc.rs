@@ -1,6 +1,7 @@
 //! The VPC around the endpoints as EC2 describes it, for the checks made before a workspace is
 //! switched: the VPC's DNS attributes and DHCP option set, where subnets are and what address
-//! ranges they hold, and the inbound rules of security groups. Reads only; judges nothing.
+//! ranges they hold, the inbound rules of security groups, and the endpoints' names, addresses
+//! and services' private DNS names the verifier is given. Reads only; judges nothing.
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, VpcAttributeName};
@@ -264,16 +265,19 @@ impl Ec2 {
     }
 }
 
-/// One endpoint's DNS names (`DnsEntries`) and the private addresses of its network interfaces.
+/// One endpoint's service, DNS names (`DnsEntries`) and the private addresses of its network
+/// interfaces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointNetwork {
     pub id: String,
+    /// Empty when EC2 does not say.
+    pub service_name: String,
     pub dns_names: Vec<String>,
     pub private_ips: Vec<std::net::IpAddr>,
 }
 
 impl Ec2 {
-    /// DNS names and interface addresses of these endpoints, for the verifier.
+    /// Service, DNS names and interface addresses of these endpoints, for the verifier.
     pub async fn endpoint_networks(
         &self,
         region: &str,
@@ -303,6 +307,7 @@ impl Ec2 {
                 Some((
                     EndpointNetwork {
                         id: e.vpc_endpoint_id()?.to_owned(),
+                        service_name: e.service_name().unwrap_or_default().to_owned(),
                         dns_names: e
                             .dns_entries()
                             .iter()
@@ -345,6 +350,63 @@ impl Ec2 {
         }
         Ok(found.into_iter().map(|(e, _)| e).collect())
     }
+
+    /// The private DNS names of these endpoint services (`PrivateDnsNames`, and `PrivateDnsName`
+    /// where EC2 gives only that); services EC2 does not describe are left out. EC2 refuses the
+    /// whole call when it does not know one of the names.
+    pub async fn service_private_dns_names(
+        &self,
+        region: &str,
+        service_names: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<ServicePrivateDns>, AwsError> {
+        const OPERATION: &str = "DescribeVpcEndpointServices";
+        let client = self.client(region)?;
+        // Without names EC2 would list every service in the region.
+        if service_names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let output = within_deadline(
+            OPERATION,
+            deadline,
+            client
+                .describe_vpc_endpoint_services()
+                .set_service_names(Some(service_names.to_vec()))
+                .send(),
+        )
+        .await?
+        .map_err(|e| call_error(OPERATION, &e))?;
+        Ok(output
+            .service_details()
+            .iter()
+            .filter_map(|service| {
+                let name = service
+                    .service_name()
+                    .filter(|n| service_names.iter().any(|w| w == n))?;
+                let mut private_dns_names: Vec<String> = Vec::new();
+                let listed = service
+                    .private_dns_names()
+                    .iter()
+                    .filter_map(|d| d.private_dns_name());
+                for dns_name in listed.chain(service.private_dns_name()) {
+                    if !dns_name.is_empty() && !private_dns_names.iter().any(|n| n == dns_name) {
+                        private_dns_names.push(dns_name.to_owned());
+                    }
+                }
+                Some(ServicePrivateDns {
+                    service_name: name.to_owned(),
+                    private_dns_names,
+                })
+            })
+            .collect())
+    }
+}
+
+/// The private DNS names of one endpoint service, as EC2 describes the service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePrivateDns {
+    pub service_name: String,
+    pub private_dns_names: Vec<String>,
 }
 
 #[cfg(test)]
@@ -464,7 +526,7 @@ mod tests {
         let endpoints = mock!(Client::describe_vpc_endpoints)
             .sequence()
             .http_status(200, Some("<DescribeVpcEndpointsResponse><vpcEndpointSet><item><vpcEndpointId>vpce-r</vpcEndpointId>\
-                <dnsEntrySet><item><dnsName>vpce-r-abc.vpce-svc-1.us-east-1.vpce.amazonaws.com</dnsName></item></dnsEntrySet>\
+                <serviceName>com.amazonaws.vpce.us-east-1.vpce-svc-1</serviceName><dnsEntrySet><item><dnsName>vpce-r-abc.vpce-svc-1.us-east-1.vpce.amazonaws.com</dnsName></item></dnsEntrySet>\
                 <networkInterfaceIdSet><item>eni-1</item><item>eni-2</item></networkInterfaceIdSet></item></vpcEndpointSet></DescribeVpcEndpointsResponse>".into()))
             .build();
         let interfaces = mock!(Client::describe_network_interfaces)
@@ -487,9 +549,95 @@ mod tests {
             found,
             [EndpointNetwork {
                 id: "vpce-r".into(),
+                service_name: "com.amazonaws.vpce.us-east-1.vpce-svc-1".into(),
                 dns_names: vec!["vpce-r-abc.vpce-svc-1.us-east-1.vpce.amazonaws.com".into()],
                 private_ips: vec!["10.0.8.5".parse().unwrap(), "10.0.9.5".parse().unwrap()],
             }]
+        );
+    }
+
+    const REST_SERVICE: &str = "com.amazonaws.vpce.us-east-1.vpce-svc-09143d1e626de2f04";
+    const RELAY_SERVICE: &str = "com.amazonaws.vpce.us-east-1.vpce-svc-00018a8c3ff62ffdf";
+
+    #[tokio::test]
+    async fn service_private_dns_names_are_read_from_the_list_and_the_single_field() {
+        let body = format!(
+            "<DescribeVpcEndpointServicesResponse><serviceNameSet><item>{REST_SERVICE}</item><item>{RELAY_SERVICE}</item></serviceNameSet>\
+            <serviceDetailSet>\
+            <item><serviceName>{REST_SERVICE}</serviceName><privateDnsName>nvirginia.privatelink.cloud.databricks.com</privateDnsName>\
+              <privateDnsNameSet><item><privateDnsName>nvirginia.privatelink.cloud.databricks.com</privateDnsName></item>\
+              <item><privateDnsName>nvirginia.cloud.databricks.com</privateDnsName></item></privateDnsNameSet></item>\
+            <item><serviceName>{RELAY_SERVICE}</serviceName><privateDnsName>tunnel.privatelink.us-east-1.cloud.databricks.com</privateDnsName></item>\
+            <item><serviceName>com.amazonaws.us-east-1.s3</serviceName><privateDnsName>s3.us-east-1.amazonaws.com</privateDnsName></item>\
+            </serviceDetailSet></DescribeVpcEndpointServicesResponse>"
+        );
+        let rule = mock!(Client::describe_vpc_endpoint_services)
+            .match_requests(|r| r.service_names() == [REST_SERVICE, RELAY_SERVICE])
+            .sequence()
+            .http_status(200, Some(body))
+            .build();
+        let ec2 = Ec2::from_conf(ec2_conf(&[&rule], &Recorder::default(), None));
+        let services = ec2
+            .service_private_dns_names(
+                "us-east-1",
+                &[REST_SERVICE.into(), RELAY_SERVICE.into()],
+                later(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            services,
+            [
+                ServicePrivateDns {
+                    service_name: REST_SERVICE.into(),
+                    private_dns_names: vec![
+                        "nvirginia.privatelink.cloud.databricks.com".into(),
+                        "nvirginia.cloud.databricks.com".into(),
+                    ],
+                },
+                ServicePrivateDns {
+                    service_name: RELAY_SERVICE.into(),
+                    private_dns_names: vec![
+                        "tunnel.privatelink.us-east-1.cloud.databricks.com".into()
+                    ],
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_service_read_names_the_permission_and_no_names_ask_nothing() {
+        let denied = mock!(Client::describe_vpc_endpoint_services)
+            .sequence()
+            .http_status(
+                403,
+                Some(ec2_error(
+                    "UnauthorizedOperation",
+                    "You are not authorized to perform this operation.",
+                )),
+            )
+            .build();
+        let recorder = Recorder::default();
+        let ec2 = Ec2::from_conf(ec2_conf(&[&denied], &recorder, None));
+        let err = ec2
+            .service_private_dns_names("us-east-1", &[REST_SERVICE.into()], later())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not allowed to call ec2:DescribeVpcEndpointServices"),
+            "{err}"
+        );
+        let asked = recorder.requests().len();
+        let none = ec2
+            .service_private_dns_names("us-east-1", &[], later())
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+        assert_eq!(
+            recorder.requests().len(),
+            asked,
+            "without names EC2 would list every service"
         );
     }
 

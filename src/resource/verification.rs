@@ -1,12 +1,15 @@
 //! Verification from inside the VPC before the switch (`VerifyFunctionArn`): the names cluster
-//! nodes use and the endpoints' interface addresses, read from EC2, go to the verifier function
-//! (`src/bin/verifier.rs`, README "Verifying from inside the VPC"), invoked synchronously under
-//! the invocation's deadline. A failing report, a missing verifier or one that does not answer
-//! in time means no workspace is switched.
+//! nodes use (from the endpoints' DNS entries and their services' private DNS names) and the
+//! endpoints' interface addresses, read from EC2, go to the verifier function
+//! (`src/bin/verifier.rs`, README "Verifying from inside the VPC"), invoked synchronously a few
+//! seconds before the invocation's deadline. A failing report, a missing verifier or one that
+//! does not answer in time means no workspace is switched.
+
+use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::aws::{AwsError, Ec2, Functions};
+use crate::aws::{AwsError, Ec2, EndpointNetwork, Functions, ServicePrivateDns};
 use crate::databricks::Workspace;
 use crate::verify::{
     EndpointAddresses, EndpointDnsNames, RELAY_PORT, VerifyReport, VerifyRequest, name_checks,
@@ -18,6 +21,11 @@ use super::properties::Properties;
 /// Longest part of a failure reason given to the verifier's problems; the whole reason must fit
 /// CloudFormation's limit with the rest of the message.
 const MAX_SUMMARY_CHARS: usize = 1500;
+
+/// Kept back from the verification at the end of the time it is given: when EC2 or the verifier
+/// does not answer, a Create still has time to remove what it made and to answer with this
+/// module's reason, before the deadline guard answers with a bare time-out.
+const KEPT_AFTER_VERIFYING: Duration = Duration::from_secs(5);
 
 /// The one error of this module.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +90,7 @@ pub fn hosts(props: &Properties, workspaces: &[Workspace]) -> Vec<String> {
 
 /// Invokes the verifier `arn` with the names cluster nodes use (the regional ones and `hosts`)
 /// and the endpoints' interface addresses as EC2 reports them now; its report, passed or not.
+/// Ends [`KEPT_AFTER_VERIFYING`] before `deadline`.
 pub async fn run(
     ec2: &Ec2,
     functions: &Functions,
@@ -90,6 +99,9 @@ pub async fn run(
     hosts: &[String],
     deadline: Instant,
 ) -> Result<VerifyReport, VerifyError> {
+    let deadline = deadline
+        .checked_sub(KEPT_AFTER_VERIFYING)
+        .unwrap_or_else(Instant::now);
     let ids = [
         props.endpoints.rest_api.clone(),
         props.endpoints.relay.clone(),
@@ -97,19 +109,13 @@ pub async fn run(
     let found = ec2.endpoint_networks(&props.region, &ids, deadline).await?;
     let of = |id: &str| found.iter().find(|e| e.id == id);
     let (rest, relay) = (of(&ids[0]), of(&ids[1]));
-    let empty = Vec::new();
+    let services = service_private_dns(ec2, &props.region, &found, deadline).await;
     let request = VerifyRequest {
         names: name_checks(
             &props.region,
             hosts,
-            EndpointDnsNames {
-                dns_entries: rest.map_or(&empty, |e| &e.dns_names),
-                service_private_dns_names: &[],
-            },
-            EndpointDnsNames {
-                dns_entries: relay.map_or(&empty, |e| &e.dns_names),
-                service_private_dns_names: &[],
-            },
+            dns_names(rest, &services),
+            dns_names(relay, &services),
             RELAY_PORT,
         ),
         endpoint_addresses: EndpointAddresses {
@@ -130,6 +136,50 @@ pub async fn run(
         arn: arn.to_owned(),
         detail: crate::cfn::shorten(&e.to_string(), 200),
     })
+}
+
+/// One endpoint's DNS entries and its service's private DNS names; none for an endpoint EC2 did
+/// not describe.
+fn dns_names<'a>(
+    endpoint: Option<&'a EndpointNetwork>,
+    services: &'a [ServicePrivateDns],
+) -> EndpointDnsNames<'a> {
+    EndpointDnsNames {
+        dns_entries: endpoint.map_or(&[], |e| &e.dns_names),
+        service_private_dns_names: endpoint
+            .and_then(|e| services.iter().find(|s| s.service_name == e.service_name))
+            .map_or(&[], |s| &s.private_dns_names),
+    }
+}
+
+/// The private DNS names of the endpoints' services. The endpoints' DNS entries name the same
+/// hosts once private DNS is on, so without these (EC2 refused, or does not know the services)
+/// the verification goes on with the entries alone, and a warning says so.
+async fn service_private_dns(
+    ec2: &Ec2,
+    region: &str,
+    endpoints: &[EndpointNetwork],
+    deadline: Instant,
+) -> Vec<ServicePrivateDns> {
+    let mut service_names: Vec<String> = Vec::new();
+    for name in endpoints.iter().map(|e| &e.service_name) {
+        if !name.is_empty() && !service_names.contains(name) {
+            service_names.push(name.clone());
+        }
+    }
+    match ec2
+        .service_private_dns_names(region, &service_names, deadline)
+        .await
+    {
+        Ok(services) => services,
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                "could not read the private DNS names of the endpoints' services; the verifier is given the endpoints' DNS entries only"
+            );
+            Vec::new()
+        }
+    }
 }
 
 impl VerifyError {
@@ -180,6 +230,171 @@ pub fn judge(report: &VerifyReport) -> Result<Option<String>, VerifyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::test_support::{Recorder, ec2_conf, ec2_error, lambda_conf, later};
+    use crate::resource::pair::EndpointPair;
+    use crate::resource::properties::{AccessLevel, MAX_SERVICE_TIMEOUT, Target};
+    use crate::verify::EndpointRole;
+    use aws_smithy_mocks::{Rule, mock};
+
+    const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:verifier";
+    const REST_SERVICE: &str = "com.amazonaws.vpce.us-east-1.vpce-svc-09143d1e626de2f04";
+    const RELAY_SERVICE: &str = "com.amazonaws.vpce.us-east-1.vpce-svc-00018a8c3ff62ffdf";
+    const RELAY_PRIVATE_NAME: &str = "tunnel.privatelink.us-east-1.cloud.databricks.com";
+    const REST_PRIVATE_NAME: &str = "nvirginia.privatelink.cloud.databricks.com";
+
+    fn props() -> Properties {
+        Properties {
+            target: Target {
+                account_id: "0d3f7c1e-2b4a-4c5d-9e8f-1a2b3c4d5e6f".into(),
+                account_host: "https://accounts.cloud.databricks.com".into(),
+                credentials_secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:sp".into(),
+            },
+            endpoints: EndpointPair {
+                rest_api: "vpce-rest".into(),
+                relay: "vpce-relay".into(),
+            },
+            region: "us-east-1".into(),
+            name_prefix: "unit".into(),
+            public_access_enabled: true,
+            private_access_level: AccessLevel::Account,
+            allowed_vpc_endpoint_ids: Vec::new(),
+            enable_private_dns: false,
+            network: None,
+            workspace_ids: vec![1],
+            verify_function_arn: Some(ARN.into()),
+            wait_until_ready: false,
+            service_timeout: MAX_SERVICE_TIMEOUT,
+        }
+    }
+
+    /// The two endpoints with private DNS still off (their DNS entries are only `vpce-…` names)
+    /// and one interface each.
+    fn endpoint_rules() -> [Rule; 2] {
+        let endpoint = |id: &str, service: &str, eni: &str| {
+            format!(
+                "<item><vpcEndpointId>{id}</vpcEndpointId><serviceName>{service}</serviceName>\
+                 <dnsEntrySet><item><dnsName>{id}-abc.{}.us-east-1.vpce.amazonaws.com</dnsName></item></dnsEntrySet>\
+                 <networkInterfaceIdSet><item>{eni}</item></networkInterfaceIdSet></item>",
+                service.rsplit('.').next().unwrap_or_default()
+            )
+        };
+        let endpoints = format!(
+            "<DescribeVpcEndpointsResponse><vpcEndpointSet>{}{}</vpcEndpointSet></DescribeVpcEndpointsResponse>",
+            endpoint("vpce-rest", REST_SERVICE, "eni-rest"),
+            endpoint("vpce-relay", RELAY_SERVICE, "eni-relay")
+        );
+        let interfaces = "<DescribeNetworkInterfacesResponse><networkInterfaceSet>\
+            <item><networkInterfaceId>eni-rest</networkInterfaceId><privateIpAddress>10.0.8.5</privateIpAddress></item>\
+            <item><networkInterfaceId>eni-relay</networkInterfaceId><privateIpAddress>10.0.8.6</privateIpAddress></item>\
+            </networkInterfaceSet></DescribeNetworkInterfacesResponse>";
+        [
+            mock!(aws_sdk_ec2::Client::describe_vpc_endpoints)
+                .sequence()
+                .http_status(200, Some(endpoints))
+                .build(),
+            mock!(aws_sdk_ec2::Client::describe_network_interfaces)
+                .sequence()
+                .http_status(200, Some(interfaces.into()))
+                .build(),
+        ]
+    }
+
+    /// Runs the verification against `services` (the DescribeVpcEndpointServices answer) and
+    /// returns the request the verifier was given.
+    async fn request_sent(services: Rule) -> VerifyRequest {
+        let [endpoints, interfaces] = endpoint_rules();
+        let ec2 = Ec2::from_conf(ec2_conf(
+            &[&endpoints, &interfaces, &services],
+            &Recorder::default(),
+            None,
+        ));
+        let verifier = mock!(aws_sdk_lambda::Client::invoke)
+            .sequence()
+            .http_status(
+                200,
+                Some(
+                    r#"{"passed":true,"elapsedMs":40,"deadlineReached":false,"names":[],"endpointAddresses":[]}"#
+                        .into(),
+                ),
+            )
+            .build();
+        let sent = Recorder::default();
+        let functions = Functions::from_conf(lambda_conf(&[&verifier], &sent));
+        let report = run(&ec2, &functions, ARN, &props(), &[], later())
+            .await
+            .unwrap();
+        assert!(report.passed);
+        let requests = sent.requests();
+        assert_eq!(requests.len(), 1, "the verifier is invoked once");
+        serde_json::from_str(&requests[0].body).unwrap()
+    }
+
+    fn checked(request: &VerifyRequest) -> Vec<(&str, EndpointRole)> {
+        request
+            .names
+            .iter()
+            .map(|c| (c.host.as_str(), c.endpoint))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_services_private_dns_names_are_verified_before_private_dns_is_on() {
+        let body = format!(
+            "<DescribeVpcEndpointServicesResponse><serviceDetailSet>\
+             <item><serviceName>{REST_SERVICE}</serviceName><privateDnsNameSet><item><privateDnsName>{REST_PRIVATE_NAME}</privateDnsName></item></privateDnsNameSet></item>\
+             <item><serviceName>{RELAY_SERVICE}</serviceName><privateDnsName>{RELAY_PRIVATE_NAME}</privateDnsName></item>\
+             </serviceDetailSet></DescribeVpcEndpointServicesResponse>"
+        );
+        let services = mock!(aws_sdk_ec2::Client::describe_vpc_endpoint_services)
+            .match_requests(|r| r.service_names() == [REST_SERVICE, RELAY_SERVICE])
+            .sequence()
+            .http_status(200, Some(body))
+            .build();
+        let request = request_sent(services).await;
+        let names = checked(&request);
+        assert!(
+            names.contains(&(RELAY_PRIVATE_NAME, EndpointRole::Relay)),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&(REST_PRIVATE_NAME, EndpointRole::RestApi)),
+            "{names:?}"
+        );
+        assert_eq!(
+            request.endpoint_addresses.relay,
+            ["10.0.8.6".parse::<std::net::IpAddr>().unwrap()]
+        );
+    }
+
+    #[tokio::test]
+    async fn services_ec2_will_not_describe_leave_the_dns_entries_to_verify() {
+        let unknown = mock!(aws_sdk_ec2::Client::describe_vpc_endpoint_services)
+            .sequence()
+            .http_status(
+                400,
+                Some(ec2_error(
+                    "InvalidServiceName",
+                    &format!("The Vpc Endpoint Service &apos;{REST_SERVICE}&apos; does not exist"),
+                )),
+            )
+            .build();
+        let request = request_sent(unknown).await;
+        let names = checked(&request);
+        assert_eq!(
+            names,
+            [
+                ("tunnel.us-east-1.cloud.databricks.com", EndpointRole::Relay),
+                (
+                    "vpce-relay-abc.vpce-svc-00018a8c3ff62ffdf.us-east-1.vpce.amazonaws.com",
+                    EndpointRole::Relay
+                ),
+                (
+                    "vpce-rest-abc.vpce-svc-09143d1e626de2f04.us-east-1.vpce.amazonaws.com",
+                    EndpointRole::RestApi
+                ),
+            ]
+        );
+    }
 
     fn report(passed: bool) -> VerifyReport {
         VerifyReport {

@@ -3,9 +3,12 @@
 //! cluster security group on the relay port, switches nothing and names what to change; the same
 //! VPC put right switches.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::scenario::World;
+use crate::support::events::RequestType;
 use crate::support::fixtures::batch;
 
 fn with_workspace(mut props: Value, id: i64) -> Value {
@@ -105,10 +108,12 @@ async fn a_vpc_that_cannot_carry_the_traffic_switches_nothing_and_one_put_right_
 }
 
 /// A Lambda Invoke stand-in on loopback: answers every invocation with the status and body set
-/// last, and keeps the request bodies.
+/// last, after the delay set last, and keeps the request bodies. It serves on a task of the
+/// test's runtime, so it stops when the test ends.
 #[derive(Clone, Default)]
 struct InvokeStandIn {
     answer: std::sync::Arc<std::sync::Mutex<(u16, String)>>,
+    delay: std::sync::Arc<std::sync::Mutex<Duration>>,
     requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -121,6 +126,8 @@ impl InvokeStandIn {
                 let this = this.clone();
                 async move {
                     this.requests.lock().unwrap().push(body);
+                    let delay = *this.delay.lock().unwrap();
+                    tokio::time::sleep(delay).await;
                     let (status, text) = this.answer.lock().unwrap().clone();
                     let kind = if status == 404 {
                         "ResourceNotFoundException"
@@ -143,6 +150,10 @@ impl InvokeStandIn {
 
     fn answer(&self, status: u16, body: Value) {
         *self.answer.lock().unwrap() = (status, body.to_string());
+    }
+
+    fn answer_after(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
     }
 }
 
@@ -213,4 +224,67 @@ async fn the_verifier_decides_the_switch_and_a_missing_one_switches_nothing() {
         world.workspace(ws).private_access_settings_id.as_deref(),
         Some(created.data("PrivateAccessSettingsId"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_that_does_not_answer_in_time_switches_nothing() {
+    // Long enough for the checks, registrations and networks before the switch against moto and
+    // the emulator (the verification ends 5 s and the handler 3 s before the deadline); short
+    // enough to keep the test quick.
+    const TIMEOUT: Duration = Duration::from_secs(20);
+    let stand_in = InvokeStandIn::default();
+    stand_in.answer(200, report(true));
+    stand_in.answer_after(TIMEOUT * 4);
+    let url = stand_in.start().await;
+    let world = World::with(crate::scenario::WorldOptions {
+        lambda_env: vec![("AWS_ENDPOINT_URL_LAMBDA".into(), url)],
+        ..Default::default()
+    })
+    .await;
+    let net = world.networks[0].clone();
+    let ws = world.seed_workspace_with(emulator::WorkspaceSeed {
+        name: "slow-verifier".into(),
+        network: Some(emulator::NetworkSeed {
+            vpc_id: net.vpc_id.clone(),
+            subnet_ids: net.subnet_ids.clone(),
+            security_group_ids: vec![net.cluster_sg_id.clone()],
+        }),
+        ..emulator::WorkspaceSeed::default()
+    });
+    let mut props = with_workspace(world.props(0), ws);
+    props["VerifyFunctionArn"] = json!("arn:aws:lambda:us-east-1:123456789012:function:verifier");
+
+    let stack = world.stack("verifier-slow");
+    let failed = world
+        .deliver(
+            &world.lambda,
+            RequestType::Create,
+            &stack,
+            props,
+            None,
+            TIMEOUT,
+        )
+        .await;
+    failed.assert_failed_with(
+        "did not answer before this invocation's deadline, so no workspace was switched",
+    );
+    if let Err(problem) = failed.check_answered_in_time() {
+        panic!("{problem}");
+    }
+    assert_eq!(
+        stand_in.requests.lock().unwrap().len(),
+        1,
+        "the verifier was asked once"
+    );
+    assert!(world.workspace(ws).private_access_settings_id.is_none());
+    // The time kept back from the verifier lets the Create remove what it made.
+    assert_eq!(world.registered_vpces(), Vec::<String>::new());
+    assert!(world.access_settings().is_empty(), "{:?}", world.account());
+    let own = world.workspace(ws).network_id;
+    let made: Vec<_> = world
+        .networks()
+        .into_iter()
+        .filter(|n| Some(&n.network_id) != own.as_ref())
+        .collect();
+    assert!(made.is_empty(), "{made:?}");
 }
