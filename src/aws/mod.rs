@@ -1,8 +1,9 @@
 //! AWS side of Databricks back-end PrivateLink: the region's Databricks endpoint services, the two
 //! interface VPC endpoints (and a network configuration's subnets and security groups) as EC2
-//! sees them, the service principal secret in Secrets Manager, and
-//! the status CloudFormation reports for a stack resource. Knows nothing of the custom-resource
-//! protocol or of the Databricks account API client.
+//! sees them, the service principal secret in Secrets Manager, the status CloudFormation reports
+//! for a stack resource, and Lambda invocations (the verifier, and this function handing a held
+//! answer on). Knows nothing of the custom-resource protocol or of the Databricks account API
+//! client.
 
 pub mod endpoints;
 pub mod error;

@@ -38,6 +38,7 @@ pub const SLACK: Duration = Duration::from_secs(5 * 60);
 /// The held answer goes out this long before CloudFormation's `ServiceTimeout` would end the wait.
 const ANSWER_BEFORE_TIMEOUT: Duration = Duration::from_secs(60);
 /// An invocation hands over this long before its guard deadline; queuing takes milliseconds.
+/// A final verification ends as long before it (`verification::run`).
 const HAND_OVER_MARGIN: Duration = Duration::from_secs(5);
 /// How often a sleeping hop asks CloudFormation whether the request is still in progress.
 const CHECK_EVERY: Duration = Duration::from_secs(60);
@@ -194,14 +195,15 @@ pub async fn hold(
         let now = epoch_ms() as i64;
         let until = match next_step(&held, now) {
             Step::OutOfTime => return out_of_time(held),
-            // A verification is cut off at the hand-over (then it counts as one that failed),
-            // never by the guard, which would answer FAILED for a request that is only waiting.
+            // A verification ends a few seconds before `deadline` (`verification::run`), by the
+            // hand-over: then it counts as one that failed, and the guard never answers FAILED
+            // for a request that is only waiting.
             Step::Ready
                 if hand_over_at.saturating_duration_since(Instant::now()) < MIN_VERIFY_TIME =>
             {
                 return hand_over(parts, req, held, hop, deadline).await;
             }
-            Step::Ready => match verify(parts, &mut held, hand_over_at).await {
+            Step::Ready => match verify(parts, &mut held, deadline).await {
                 Some(outcome) => return outcome,
                 None => continue,
             },
