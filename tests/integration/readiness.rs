@@ -21,15 +21,7 @@ async fn a_vpc_that_cannot_carry_the_traffic_switches_nothing_and_one_put_right_
     let world = World::new().await;
     let net = world.networks[0].clone();
     // A workspace whose clusters run in the fixture's real subnets and cluster security group.
-    let ws = world.seed_workspace_with(emulator::WorkspaceSeed {
-        name: "ready".into(),
-        network: Some(emulator::NetworkSeed {
-            vpc_id: net.vpc_id.clone(),
-            subnet_ids: net.subnet_ids.clone(),
-            security_group_ids: vec![net.cluster_sg_id.clone()],
-        }),
-        ..emulator::WorkspaceSeed::default()
-    });
+    let ws = world.seed_workspace_in_fixture(0, "ready");
     let props = with_workspace(world.props(0), ws);
     let set_dns_support = |on: bool| json!({"op": "vpc_attribute", "vpc_id": net.vpc_id, "name": "EnableDnsSupport", "value": on});
 
@@ -175,16 +167,7 @@ async fn the_verifier_decides_the_switch_and_a_missing_one_switches_nothing() {
         ..Default::default()
     })
     .await;
-    let net = world.networks[0].clone();
-    let ws = world.seed_workspace_with(emulator::WorkspaceSeed {
-        name: "verified".into(),
-        network: Some(emulator::NetworkSeed {
-            vpc_id: net.vpc_id.clone(),
-            subnet_ids: net.subnet_ids.clone(),
-            security_group_ids: vec![net.cluster_sg_id.clone()],
-        }),
-        ..emulator::WorkspaceSeed::default()
-    });
+    let ws = world.seed_workspace_in_fixture(0, "verified");
     let mut props = with_workspace(world.props(0), ws);
     props["VerifyFunctionArn"] = json!("arn:aws:lambda:us-east-1:123456789012:function:verifier");
 
@@ -241,16 +224,7 @@ async fn a_verifier_that_does_not_answer_in_time_switches_nothing() {
         ..Default::default()
     })
     .await;
-    let net = world.networks[0].clone();
-    let ws = world.seed_workspace_with(emulator::WorkspaceSeed {
-        name: "slow-verifier".into(),
-        network: Some(emulator::NetworkSeed {
-            vpc_id: net.vpc_id.clone(),
-            subnet_ids: net.subnet_ids.clone(),
-            security_group_ids: vec![net.cluster_sg_id.clone()],
-        }),
-        ..emulator::WorkspaceSeed::default()
-    });
+    let ws = world.seed_workspace_in_fixture(0, "slow-verifier");
     let mut props = with_workspace(world.props(0), ws);
     props["VerifyFunctionArn"] = json!("arn:aws:lambda:us-east-1:123456789012:function:verifier");
 
