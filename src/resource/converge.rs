@@ -8,6 +8,7 @@
 //! is looked for before it is sent again.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use futures_util::future::try_join;
 use tokio::time::Instant;
@@ -85,6 +86,17 @@ impl Converged {
     }
 }
 
+/// Kept back from the VPC checks at the end of the time they are given: when EC2 does not
+/// answer, a Create still has time to remove what it made and to answer with the check's own
+/// reason, before the deadline guard answers with a bare time-out.
+const KEPT_AFTER_CHECKS: Duration = Duration::from_secs(5);
+
+fn checks_end(deadline: Instant) -> Instant {
+    deadline
+        .checked_sub(KEPT_AFTER_CHECKS)
+        .unwrap_or_else(Instant::now)
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn converge(
     ec2: &Ec2,
@@ -123,7 +135,14 @@ pub async fn converge(
     let vpc_id = endpoints.rest_api.vpc_id.clone();
     workspaces::check(props, &vpc_id, &workspaces, &networks, parts.as_ref())?;
     let clusters = readiness::clusters(props, &workspaces, &networks);
-    readiness::check(ec2, props, endpoints, clusters.clone(), deadline).await?;
+    readiness::check(
+        ec2,
+        props,
+        endpoints,
+        clusters.clone(),
+        checks_end(deadline),
+    )
+    .await?;
     networks::warn_left_switched(key, props, &networks);
 
     // Foreign endpoints allowed with ENDPOINT access must already be registered: this resource
@@ -229,7 +248,8 @@ pub async fn converge(
     let attached = match targets {
         Some(targets) => {
             progress.step("checking the VPC again and switching the workspaces");
-            let warned = readiness::check(ec2, props, endpoints, clusters, deadline).await?;
+            let warned =
+                readiness::check(ec2, props, endpoints, clusters, checks_end(deadline)).await?;
             verification_report =
                 verification::before_switch(ec2, functions, props, &workspaces, deadline).await?;
             workspaces::switch_and_clean(client, key, &pas_id, &workspaces, &networks, targets)
