@@ -214,3 +214,49 @@ async fn a_delete_during_the_wait_is_answered_and_ends_the_wait() {
     );
     assert_eq!(put_documents(&sink).len(), 1, "exactly one answer");
 }
+
+/// A pipeline that invokes the function directly reads the invocation's result: nothing can be
+/// held for it, so it gets its answer at once, with `ReadyAfter` to wait on itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_invocation_gets_its_answer_at_once_with_ready_after() {
+    let (world, service) = holding_world(600).await;
+    let (ws, props) = held_props(&world);
+    let event = crate::support::events::cfn_event(
+        RequestType::Create,
+        &crate::support::events::stack_id("direct-held"),
+        "PrivateLink",
+        None,
+        props,
+        None,
+        None,
+    );
+    let started = Instant::now();
+    let result = world.lambda.invoke(event, FIRST_TIMEOUT).await;
+    let InvocationResult::Response(doc) = result else {
+        panic!("{result:?}\n{}", world.lambda.logs());
+    };
+    assert_eq!(doc["Status"], "SUCCESS", "{doc:#}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        crate::scenario::seconds_apart(
+            doc["Data"]["ReadyAfter"].as_str().unwrap_or_default(),
+            &backend_privatelink::resource::workspaces::iso8601(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64
+                    + 600_000
+            )
+        ) <= 10,
+        "ReadyAfter is the propagation after the switch: {doc:#}"
+    );
+    assert!(world.workspace(ws).private_access_settings_id.is_some());
+    assert!(service.queued_payloads().is_empty(), "nothing handed on");
+    assert!(
+        world
+            .lambda
+            .logs()
+            .contains("WaitUntilReady is set, but the answer is not held"),
+        "the log says why"
+    );
+}
