@@ -8,7 +8,7 @@ use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use tokio::time::Instant;
 
-use super::error::{AwsError, describe_sdk_error};
+use super::error::{AwsError, describe_sdk_error, ec2_call_error, is_access_denied};
 use super::regional::PerRegion;
 use super::services::{EndpointServices, is_valid_region_name, supported_regions};
 use super::{MAX_ATTEMPTS, within_deadline};
@@ -153,13 +153,7 @@ impl Ec2 {
             Some("InvalidVpcEndpointId.Malformed") => AwsError::MalformedEndpointId {
                 id: named_id(err.message(), ids, "vpce-"),
             },
-            code if is_access_denied(code) => AwsError::Ec2AccessDenied {
-                operation: OPERATION,
-            },
-            _ => AwsError::Call {
-                operation: OPERATION,
-                message: describe_sdk_error(&err),
-            },
+            _ => ec2_call_error(OPERATION, &err),
         })?;
 
         let endpoints: Vec<VpcEndpointInfo> = output
@@ -282,13 +276,7 @@ impl Ec2 {
                     id: named_id(err.message(), group_ids, "sg-"),
                 }
             }
-            code if is_access_denied(code) => AwsError::Ec2AccessDenied {
-                operation: OPERATION,
-            },
-            _ => AwsError::Call {
-                operation: OPERATION,
-                message: describe_sdk_error(&err),
-            },
+            _ => ec2_call_error(OPERATION, &err),
         })?;
 
         let mut ranges: Vec<(u16, u16)> = output
@@ -354,13 +342,7 @@ impl Ec2 {
                     id: named_id(err.message(), subnet_ids, "subnet-"),
                 }
             }
-            code if is_access_denied(code) => AwsError::Ec2AccessDenied {
-                operation: OPERATION,
-            },
-            _ => AwsError::Call {
-                operation: OPERATION,
-                message: describe_sdk_error(&err),
-            },
+            _ => ec2_call_error(OPERATION, &err),
         })?;
         Ok(output
             .subnets()
@@ -415,13 +397,7 @@ impl Ec2 {
                     id: named_id(err.message(), group_ids, "sg-"),
                 }
             }
-            code if is_access_denied(code) => AwsError::Ec2AccessDenied {
-                operation: OPERATION,
-            },
-            _ => AwsError::Call {
-                operation: OPERATION,
-                message: describe_sdk_error(&err),
-            },
+            _ => ec2_call_error(OPERATION, &err),
         })?;
         Ok(output
             .security_groups()
@@ -472,13 +448,6 @@ pub(super) fn tcp_range(protocol: &str, from: Option<i32>, to: Option<i32>) -> O
         }
         _ => None,
     }
-}
-
-pub(super) fn is_access_denied(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some("UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException")
-    )
 }
 
 // EC2 names the offending id in its message ("The vpcEndpoint ID 'vpce-123' does not exist");

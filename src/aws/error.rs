@@ -144,6 +144,30 @@ fn describe_invalid_arn(arn: &str) -> String {
     }
 }
 
+/// Whether an AWS error code says the role lacks the permission.
+pub(super) fn is_access_denied(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException")
+    )
+}
+
+/// An EC2 error with no meaning of its own to the caller: the role's missing permission, or the
+/// call's failure as the SDK describes it.
+pub(super) fn ec2_call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    operation: &'static str,
+    err: &aws_sdk_ec2::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> AwsError {
+    if is_access_denied(err.code()) {
+        AwsError::Ec2AccessDenied { operation }
+    } else {
+        AwsError::Call {
+            operation,
+            message: describe_sdk_error(err),
+        }
+    }
+}
+
 /// "Code: message" of an SDK error from its error metadata, shortened. Never a Debug dump.
 pub(crate) fn describe_sdk_error<E, R>(err: &aws_sdk_ec2::error::SdkError<E, R>) -> String
 where

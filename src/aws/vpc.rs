@@ -3,12 +3,11 @@
 //! ranges they hold, the inbound rules of security groups, and the endpoints' names, addresses
 //! and services' private DNS names the verifier is given. Reads only; judges nothing.
 
-use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, VpcAttributeName};
 use tokio::time::Instant;
 
-use super::endpoints::{Ec2, is_access_denied, tcp_range};
-use super::error::{AwsError, describe_sdk_error};
+use super::endpoints::{Ec2, tcp_range};
+use super::error::{AwsError, ec2_call_error};
 use super::within_deadline;
 
 /// The DHCP option the VPC resolver (Route 53 Resolver) is named by.
@@ -53,20 +52,6 @@ pub struct IngressRule {
     pub source: RuleSource,
 }
 
-fn call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    operation: &'static str,
-    err: &aws_sdk_ec2::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> AwsError {
-    if is_access_denied(err.code()) {
-        AwsError::Ec2AccessDenied { operation }
-    } else {
-        AwsError::Call {
-            operation,
-            message: describe_sdk_error(err),
-        }
-    }
-}
-
 impl Ec2 {
     /// DNS support, DNS hostnames and the DHCP option set's name servers of one VPC.
     pub async fn vpc_dns(
@@ -103,9 +88,9 @@ impl Ec2 {
                 client.describe_vpcs().vpc_ids(vpc_id).send()
             ),
         );
-        let support = support?.map_err(|e| call_error(ATTRIBUTE, &e))?;
-        let hostnames = hostnames?.map_err(|e| call_error(ATTRIBUTE, &e))?;
-        let vpcs = vpcs?.map_err(|e| call_error(VPCS, &e))?;
+        let support = support?.map_err(|e| ec2_call_error(ATTRIBUTE, &e))?;
+        let hostnames = hostnames?.map_err(|e| ec2_call_error(ATTRIBUTE, &e))?;
+        let vpcs = vpcs?.map_err(|e| ec2_call_error(VPCS, &e))?;
         let dhcp_options_id = vpcs
             .vpcs()
             .iter()
@@ -121,7 +106,7 @@ impl Ec2 {
                 client.describe_dhcp_options().dhcp_options_ids(id).send(),
             )
             .await?
-            .map_err(|e| call_error(DHCP, &e))?;
+            .map_err(|e| ec2_call_error(DHCP, &e))?;
             name_servers = options
                 .dhcp_options()
                 .iter()
@@ -170,7 +155,7 @@ impl Ec2 {
             client.describe_subnets().filters(filter).send(),
         )
         .await?
-        .map_err(|e| call_error(OPERATION, &e))?;
+        .map_err(|e| ec2_call_error(OPERATION, &e))?;
         Ok(output
             .subnets()
             .iter()
@@ -208,7 +193,7 @@ impl Ec2 {
             client.describe_security_groups().filters(filter).send(),
         )
         .await?
-        .map_err(|e| call_error(OPERATION, &e))?;
+        .map_err(|e| ec2_call_error(OPERATION, &e))?;
         let mut found = Vec::new();
         let mut rules = Vec::new();
         for group in output.security_groups() {
@@ -299,7 +284,7 @@ impl Ec2 {
                 .send(),
         )
         .await?
-        .map_err(|e| call_error(ENDPOINTS, &e))?;
+        .map_err(|e| ec2_call_error(ENDPOINTS, &e))?;
         let mut found: Vec<(EndpointNetwork, Vec<String>)> = endpoints
             .vpc_endpoints()
             .iter()
@@ -330,7 +315,7 @@ impl Ec2 {
                     .send(),
             )
             .await?
-            .map_err(|e| call_error(INTERFACES, &e))?;
+            .map_err(|e| ec2_call_error(INTERFACES, &e))?;
             for interface in interfaces.network_interfaces() {
                 let (Some(id), Some(ip)) = (
                     interface.network_interface_id(),
@@ -375,7 +360,7 @@ impl Ec2 {
                 .send(),
         )
         .await?
-        .map_err(|e| call_error(OPERATION, &e))?;
+        .map_err(|e| ec2_call_error(OPERATION, &e))?;
         Ok(output
             .service_details()
             .iter()
