@@ -20,21 +20,28 @@ use backend_privatelink::resource::Handler;
 use backend_privatelink::resource::properties::Defaults;
 use backend_privatelink::trust::TrustRoots;
 
-/// Caps the runtime module that logs each raw event (at TRACE) whatever RUST_LOG asks for; the
-/// module logs nothing else but errors, so the cap adds no output at the usual levels.
-const LAMBDA_RUNTIME_CEILING: &str = "lambda_runtime::layers::api_response=debug";
+/// Caps, whatever RUST_LOG asks for, the modules that log whole requests and bodies at TRACE:
+/// the runtime logs each raw event (with the ResponseURL's presigned query string), and the AWS
+/// SDK's orchestrator logs each request it transmits and each response (a hand-over's payload
+/// carries the ResponseURL; Secrets Manager's answer carries the secret). Below TRACE these
+/// modules log nothing of the kind, so the caps add no output at the usual levels.
+const LOG_CEILINGS: [&str; 3] = [
+    "lambda_runtime::layers::api_response=debug",
+    "aws_smithy_runtime=debug",
+    "aws_smithy_runtime_api=debug",
+];
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // RUST_LOG=trace for troubleshooting must not leak the presigned URL or the secret.
+    for ceiling in LOG_CEILINGS {
+        filter = filter.add_directive(ceiling.parse()?);
+    }
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-                // At TRACE the runtime logs every raw event, and with it the ResponseURL's
-                // presigned query string; RUST_LOG=trace for troubleshooting must not leak it.
-                .add_directive(LAMBDA_RUNTIME_CEILING.parse()?),
-        )
+        .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)

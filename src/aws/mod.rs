@@ -29,7 +29,7 @@ pub use services::{
     EndpointServices, Partition, default_accounts_host, endpoint_services, is_valid_region_name,
     partition_of, relay_hostname, supported_regions,
 };
-pub use stacks::{Stacks, stack_region};
+pub use stacks::{ResourceStatus, Stacks, stack_region};
 pub use vpc::{
     EndpointNetwork, IngressRule, RuleSource, ServicePrivateDns, SubnetPlacement, VpcDns,
 };

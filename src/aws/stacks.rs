@@ -13,6 +13,16 @@ use super::regional::PerRegion;
 use super::services::is_valid_region_name;
 use super::{MAX_ATTEMPTS, within_deadline};
 
+/// A stack resource as CloudFormation reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceStatus {
+    /// `CREATE_IN_PROGRESS`, `DELETE_COMPLETE`, ...
+    pub status: String,
+    /// When the status last changed (epoch ms): for a request in progress, when CloudFormation
+    /// started it.
+    pub last_updated_ms: Option<i64>,
+}
+
 /// CloudFormation access, one client per region (a stack's resources are served by a function
 /// in the stack's region, but the region is taken from the stack id rather than assumed).
 #[derive(Clone)]
@@ -37,8 +47,8 @@ impl Stacks {
         }
     }
 
-    /// The resource's status as CloudFormation reports it (`CREATE_IN_PROGRESS`,
-    /// `DELETE_COMPLETE`, ...), or `None` when CloudFormation knows no such stack or resource,
+    /// The resource's status as CloudFormation reports it, or `None` when CloudFormation knows no
+    /// such stack or resource,
     /// which is the case for events written by hand: then nothing is asked when `stack_id` is
     /// not a stack ARN.
     pub async fn resource_status(
@@ -46,7 +56,7 @@ impl Stacks {
         stack_id: &str,
         logical_resource_id: &str,
         deadline: Instant,
-    ) -> Result<Option<String>, AwsError> {
+    ) -> Result<Option<ResourceStatus>, AwsError> {
         const OPERATION: &str = "DescribeStackResource";
         let Some(region) = stack_region(stack_id) else {
             return Ok(None);
@@ -63,10 +73,12 @@ impl Stacks {
         )
         .await?;
         match output {
-            Ok(out) => Ok(out
-                .stack_resource_detail()
-                .and_then(|d| d.resource_status())
-                .map(|s| s.as_str().to_owned())),
+            Ok(out) => Ok(out.stack_resource_detail().and_then(|d| {
+                Some(ResourceStatus {
+                    status: d.resource_status()?.as_str().to_owned(),
+                    last_updated_ms: d.last_updated_timestamp().and_then(|t| t.to_millis().ok()),
+                })
+            })),
             // "Stack with id ... does not exist" / "Resource ... does not exist for stack ...".
             Err(err)
                 if err.code() == Some("ValidationError")
@@ -146,7 +158,7 @@ mod tests {
         let recorder = Recorder::default();
         let stacks = Stacks::from_conf(cfn_conf(&[&rule], &recorder));
         let status = stacks.resource_status(STACK, "PrivateLink", later()).await;
-        (status, recorder)
+        (status.map(|s| s.map(|s| s.status)), recorder)
     }
 
     #[test]
@@ -173,8 +185,17 @@ mod tests {
             .sequence()
             .http_status(200, Some(described("DELETE_COMPLETE")))
             .build();
-        let (status, recorder) = ask(rule).await;
-        assert_eq!(status.unwrap().as_deref(), Some("DELETE_COMPLETE"));
+        let recorder = Recorder::default();
+        let stacks = Stacks::from_conf(cfn_conf(&[&rule], &recorder));
+        let status = stacks.resource_status(STACK, "PrivateLink", later()).await;
+        assert_eq!(
+            status.unwrap(),
+            Some(ResourceStatus {
+                status: "DELETE_COMPLETE".into(),
+                // 2026-11-26T10:00:00Z
+                last_updated_ms: Some(1_795_687_200_000),
+            })
+        );
         let sent = recorder.requests();
         assert_eq!(sent.len(), 1);
         assert!(sent[0].uri.contains("eu-west-1"), "{}", sent[0].uri);

@@ -34,38 +34,52 @@ use super::watch::{Waiting, held_answer_awaited};
 pub const PROPAGATION: Duration = Duration::from_secs(20 * 60);
 /// How much longer than the propagation `ServiceTimeout` must be for `WaitUntilReady`: the
 /// Create's own work, the final verification and its retries.
-pub const SLACK: Duration = Duration::from_secs(5 * 60);
+pub const SLACK: Duration = Duration::from_secs(10 * 60);
 /// The held answer goes out this long before CloudFormation's `ServiceTimeout` would end the wait.
 const ANSWER_BEFORE_TIMEOUT: Duration = Duration::from_secs(60);
-/// An invocation hands over this long before its guard deadline; queuing takes milliseconds.
-/// A final verification ends as long before it (`verification::run`).
-const HAND_OVER_MARGIN: Duration = Duration::from_secs(5);
+/// An invocation hands over this long before its guard deadline. Queuing takes milliseconds,
+/// but the Invoke call may be retried under throttling; whatever happens, it ends
+/// [`HAND_OVER_ENDS_BEFORE_GUARD`] before the guard, which leaves time to answer instead.
+const HAND_OVER_MARGIN: Duration = Duration::from_secs(10);
+const HAND_OVER_ENDS_BEFORE_GUARD: Duration = Duration::from_secs(2);
+/// The oldest an event reaches the function: the template's `MaximumEventAgeInSeconds`.
+const MAX_EVENT_AGE: Duration = Duration::from_secs(900);
 /// How often a sleeping hop asks CloudFormation whether the request is still in progress.
 const CHECK_EVERY: Duration = Duration::from_secs(60);
-/// A final verification is only started with this much time left before the hand-over.
-const MIN_VERIFY_TIME: Duration = Duration::from_secs(2);
+/// A final verification is only started with this much time left before the hand-over;
+/// otherwise the next hop, which starts with its whole budget, runs it.
+const MIN_VERIFY_TIME: Duration = Duration::from_secs(10);
+/// Before answering, a hop waits up to this long, at random, and asks CloudFormation again: two
+/// copies of one hand-over (Lambda delivers an asynchronous invocation at least once) wake at
+/// the same moment, and this spreads them so that the second sees the first one's answer.
+const JITTER: Duration = Duration::from_secs(5);
 /// How long after a failing final verification it is run again, while `ServiceTimeout` allows.
 const VERIFY_AGAIN_AFTER: Duration = Duration::from_secs(30);
 
 /// Test-only: the propagation in seconds, so that tests can hold an answer across hand-overs in
-/// seconds instead of 20 minutes. Never set it in a deployment.
+/// seconds instead of 20 minutes. Honoured only by builds with debug assertions (the tests' and
+/// `make demo`'s); a release build, the one deployed, ignores it.
 pub const TEST_PROPAGATION_VAR: &str = "TEST_ONLY_PROPAGATION_SECONDS";
 
 /// The wait after a switch before clusters can start: [`PROPAGATION`], unless the test-only
-/// [`TEST_PROPAGATION_VAR`] says otherwise.
+/// [`TEST_PROPAGATION_VAR`] says otherwise in a debug build.
 pub fn propagation() -> Duration {
     static CHOSEN: OnceLock<Duration> = OnceLock::new();
     *CHOSEN.get_or_init(|| {
-        match std::env::var(TEST_PROPAGATION_VAR)
+        let secs = std::env::var(TEST_PROPAGATION_VAR)
             .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            Some(secs) => {
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        match secs {
+            Some(secs) if cfg!(debug_assertions) => {
                 tracing::warn!(
                     secs,
                     "{TEST_PROPAGATION_VAR} is set: ReadyAfter comes {secs} s after a switch instead of 20 min; this setting is for tests only"
                 );
                 Duration::from_secs(secs)
+            }
+            Some(_) => {
+                tracing::warn!("{TEST_PROPAGATION_VAR} is set but ignored: it is for tests only");
+                PROPAGATION
             }
             None => PROPAGATION,
         }
@@ -81,8 +95,11 @@ pub struct Held {
     pub data: BTreeMap<String, String>,
     /// Epoch milliseconds: `ReadyAfter`.
     pub ready_after_ms: i64,
+    /// Epoch milliseconds: when the request started (CloudFormation's time once it said, else
+    /// when the function received it).
+    pub requested_ms: i64,
     /// Epoch milliseconds: the latest the answer may go out (`ServiceTimeout` after the request
-    /// arrived, less a minute).
+    /// started, less a minute).
     pub answer_by_ms: i64,
     /// The workspaces' own hosts, for the final verification.
     pub hosts: Vec<String>,
@@ -102,18 +119,24 @@ impl Held {
         received_ms: i64,
         hosts: Vec<String>,
     ) -> Self {
-        let answer_by = props.service_timeout.saturating_sub(ANSWER_BEFORE_TIMEOUT);
         Self {
             physical_resource_id,
             data,
             ready_after_ms,
-            answer_by_ms: received_ms.saturating_add(answer_by.as_millis() as i64),
+            requested_ms: received_ms,
+            answer_by_ms: answer_by(received_ms, props),
             hosts,
             verify_attempts: 0,
             last_verified_ms: None,
             last_problems: None,
         }
     }
+}
+
+/// The latest a held answer to a request that started at `requested_ms` may go out.
+fn answer_by(requested_ms: i64, props: &Properties) -> i64 {
+    let room = props.service_timeout.saturating_sub(ANSWER_BEFORE_TIMEOUT);
+    requested_ms.saturating_add(room.as_millis() as i64)
 }
 
 /// What a hold needs besides the request.
@@ -133,11 +156,16 @@ enum Step {
     Ready,
     /// `ServiceTimeout` is about to end the wait.
     OutOfTime,
+    /// `ServiceTimeout` ends before `ReadyAfter`: waiting cannot reach it.
+    Unreachable,
     /// Sleep until this epoch millisecond, then look again.
     SleepUntil(i64),
 }
 
 fn next_step(held: &Held, now_ms: i64) -> Step {
+    if held.ready_after_ms > held.answer_by_ms {
+        return Step::Unreachable;
+    }
     if now_ms >= held.answer_by_ms {
         return Step::OutOfTime;
     }
@@ -166,56 +194,131 @@ pub async fn hold(
     progress: &Progress,
     deadline: Instant,
 ) -> Outcome {
-    let physical_id = held.physical_resource_id.clone();
     let hand_over_at = deadline
         .checked_sub(HAND_OVER_MARGIN)
         .unwrap_or_else(Instant::now);
+    let mut first_look = true;
     loop {
+        if Instant::now() >= hand_over_at {
+            // A hop that starts with no time to hold would hand over at once, a hundred times.
+            if first_look && hop > 0 {
+                return answer_now(
+                    &held,
+                    "the function's timeout leaves a hand-over no time to hold the answer; give the function at least a minute",
+                );
+            }
+            return hand_over(parts, req, held, hop, deadline).await;
+        }
+        first_look = false;
         progress.step("holding the answer until the workspaces are ready");
-        match held_answer_awaited(parts.stacks, req, hand_over_at).await {
-            Waiting::Yes | Waiting::Unknown => {}
-            Waiting::Answered { status } => {
-                return Outcome::deferred(
-                    physical_id,
-                    format!(
-                        "another delivery of this request was answered (its resource is {status}); this one stays silent"
-                    ),
-                );
-            }
-            Waiting::Abandoned { status, .. } => {
-                tracing::warn!(%status, "CloudFormation no longer waits for this request; the held answer is dropped");
-                return Outcome::failed(
-                    physical_id,
-                    format!(
-                        "CloudFormation no longer waits for this request (its resource is {status}: the stack rolled back or is being deleted), so the held answer was dropped; the switched workspaces keep what they use, and the Delete removes the rest"
-                    ),
-                );
-            }
+        if let Some(outcome) = still_awaited(parts, req, &mut held, hand_over_at).await {
+            return outcome;
         }
         let now = epoch_ms() as i64;
         let until = match next_step(&held, now) {
+            Step::Unreachable => {
+                return answer_now(
+                    &held,
+                    "ServiceTimeout ends before ReadyAfter, so the answer cannot be held until then",
+                );
+            }
             Step::OutOfTime => return out_of_time(held),
-            // A verification ends a few seconds before `deadline` (`verification::run`), by the
-            // hand-over: then it counts as one that failed, and the guard never answers FAILED
-            // for a request that is only waiting.
+            // Too little time before the hand-over for a verification: the next hop starts with
+            // its whole budget.
             Step::Ready
                 if hand_over_at.saturating_duration_since(Instant::now()) < MIN_VERIFY_TIME =>
             {
                 return hand_over(parts, req, held, hop, deadline).await;
             }
-            Step::Ready => match verify(parts, &mut held, deadline).await {
-                Some(outcome) => return outcome,
-                None => continue,
-            },
+            // A verification ends by the hand-over (`verification::run` keeps its own margin
+            // back from the instant it is given): one cut short counts as one that failed, and
+            // the guard never answers FAILED for a request that is only waiting.
+            Step::Ready => {
+                let verify_until = hand_over_at + verification::KEPT_AFTER_VERIFYING;
+                match verify(parts, &mut held, verify_until).await {
+                    Some(outcome) => {
+                        return answer_once(parts, req, &mut held, outcome, hand_over_at).await;
+                    }
+                    None => continue,
+                }
+            }
             Step::SleepUntil(until) => until,
         };
         let wake = Instant::now() + Duration::from_millis(until.saturating_sub(now).max(0) as u64);
-        if wake > hand_over_at {
-            tokio::time::sleep_until(hand_over_at).await;
-            return hand_over(parts, req, held, hop, deadline).await;
-        }
-        tokio::time::sleep_until(wake).await;
+        tokio::time::sleep_until(wake.min(hand_over_at)).await;
     }
+}
+
+/// Asks CloudFormation whether the request is still in progress; `Some` answer (or silence) when
+/// it is not. Counts `ServiceTimeout` from when CloudFormation says the request started, which
+/// can be earlier than this function received it (an event that waited in Lambda's queue).
+async fn still_awaited(
+    parts: &HoldParts<'_>,
+    req: &CfnRequest,
+    held: &mut Held,
+    until: Instant,
+) -> Option<Outcome> {
+    let physical_id = held.physical_resource_id.clone();
+    let (waiting, started) = held_answer_awaited(parts.stacks, req, held.requested_ms, until).await;
+    // Only a start shortly before this function received the request is believable: an event
+    // older than the template's MaximumEventAgeInSeconds is never delivered (and moto reports a
+    // fixed time in 2010).
+    let plausible = held.requested_ms - MAX_EVENT_AGE.as_millis() as i64..held.requested_ms;
+    if let Some(started) = started.filter(|s| plausible.contains(s)) {
+        held.requested_ms = started;
+        held.answer_by_ms = answer_by(started, parts.props);
+    }
+    match waiting {
+        Waiting::Yes | Waiting::Unknown => None,
+        Waiting::Answered { status } => Some(Outcome::deferred(
+            physical_id,
+            format!(
+                "another delivery of this request was answered (its resource is {status}); this one stays silent"
+            ),
+        )),
+        Waiting::Abandoned { status, .. } => {
+            tracing::warn!(%status, "CloudFormation no longer waits for this request; the held answer is dropped");
+            Some(Outcome::failed(
+                physical_id,
+                format!(
+                    "CloudFormation no longer waits for this request (its resource is {status}: the stack rolled back or is being deleted), so the held answer was dropped; the switched workspaces keep what they use, and the Delete removes the rest"
+                ),
+            ))
+        }
+    }
+}
+
+/// Sends `outcome` unless a copy of this hop answered first: waits a random moment (up to
+/// [`JITTER`], and never past the hand-over) and asks CloudFormation once more.
+async fn answer_once(
+    parts: &HoldParts<'_>,
+    req: &CfnRequest,
+    held: &mut Held,
+    outcome: Outcome,
+    hand_over_at: Instant,
+) -> Outcome {
+    let pause = jitter().min(hand_over_at.saturating_duration_since(Instant::now()));
+    tokio::time::sleep(pause).await;
+    still_awaited(parts, req, held, hand_over_at)
+        .await
+        .unwrap_or(outcome)
+}
+
+/// A random pause up to [`JITTER`]: the standard library's per-process random hash keys are
+/// enough to tell two copies apart.
+fn jitter() -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_millis(random % (JITTER.as_millis() as u64 + 1))
+}
+
+/// SUCCESS with the held answer now, before it is ready, and why at error level: a stack whose
+/// workspaces are switched is better answered early than rolled back or never answered.
+fn answer_now(held: &Held, why: &str) -> Outcome {
+    tracing::error!(%why, "answering before the workspaces are ready");
+    Outcome::success(held.physical_resource_id.clone(), held.data.clone())
 }
 
 /// Runs the final verification; `Some` answer once it passes (or without a verifier), `None`
@@ -241,12 +344,18 @@ async fn verify(parts: &HoldParts<'_>, held: &mut Held, deadline: Instant) -> Op
     .await;
     let problems = match result {
         Ok(report) if report.passed => {
+            // Without times or attempt counts: two copies of one hop must answer the same.
             let text = format!(
-                "{} (after ReadyAfter, attempt {})",
-                verification::passed_text(&report),
-                held.verify_attempts
+                "passed after ReadyAfter: {} names and {} endpoint addresses checked from inside the VPC",
+                report.names.len(),
+                report.endpoint_addresses.len()
             );
-            tracing::info!(report = %text, "the final verification passed; answering");
+            tracing::info!(
+                report = %text,
+                attempt = held.verify_attempts,
+                elapsed_ms = report.elapsed_ms,
+                "the final verification passed; answering"
+            );
             let mut data = held.data.clone();
             data.insert("VerificationReport".into(), text);
             return Some(Outcome::success(held.physical_resource_id.clone(), data));
@@ -259,16 +368,19 @@ async fn verify(parts: &HoldParts<'_>, held: &mut Held, deadline: Instant) -> Op
     None
 }
 
-/// `ServiceTimeout` is about to end CloudFormation's wait: the answer goes out now, FAILED.
+/// `ServiceTimeout` is about to end CloudFormation's wait: the answer goes out now. FAILED when
+/// the verification kept failing; otherwise the held answer, early.
 fn out_of_time(held: Held) -> Outcome {
-    let reason = match &held.last_problems {
-        Some(problems) => format!(
-            "the workspaces are switched, but the verification from inside the VPC still failed after ReadyAfter ({} attempts), and ServiceTimeout ends the wait: {problems}",
-            held.verify_attempts
+    match &held.last_problems {
+        Some(problems) => Outcome::failed(
+            held.physical_resource_id,
+            format!(
+                "the workspaces are switched, but the verification from inside the VPC still failed after ReadyAfter ({} attempts), and ServiceTimeout ends the wait: {problems}",
+                held.verify_attempts
+            ),
         ),
-        None => "ServiceTimeout ends the wait before ReadyAfter: raise ServiceTimeout (up to 3600) so that WaitUntilReady can hold the answer".to_owned(),
-    };
-    Outcome::failed(held.physical_resource_id, reason)
+        None => answer_now(&held, "ServiceTimeout ends the wait before ReadyAfter"),
+    }
 }
 
 /// Queues the next hop and answers nothing; when that fails, answers now rather than not at all.
@@ -279,29 +391,29 @@ async fn hand_over(
     hop: u32,
     deadline: Instant,
 ) -> Outcome {
-    let physical_id = held.physical_resource_id.clone();
-    let answer_now = |why: String| {
-        tracing::error!(%why, "answering before the workspaces are ready");
-        Outcome::success(physical_id.clone(), held.data.clone())
-    };
     if hop >= MAX_HOPS {
-        return answer_now(format!("the answer was handed on {MAX_HOPS} times"));
+        return answer_now(&held, &format!("the answer was handed on {MAX_HOPS} times"));
     }
     let continuation = Continuation {
         hop: hop + 1,
         state: match serde_json::to_value(&held) {
             Ok(state) => state,
-            Err(e) => return answer_now(format!("the held answer could not be written: {e}")),
+            Err(e) => {
+                return answer_now(&held, &format!("the held answer could not be written: {e}"));
+            }
         },
     };
     let event = req.continuation_event(&continuation);
     let payload = match serde_json::to_vec(&event) {
         Ok(payload) => payload,
-        Err(e) => return answer_now(format!("the held answer could not be written: {e}")),
+        Err(e) => return answer_now(&held, &format!("the held answer could not be written: {e}")),
     };
+    let invoke_until = deadline
+        .checked_sub(HAND_OVER_ENDS_BEFORE_GUARD)
+        .unwrap_or_else(Instant::now);
     match parts
         .functions
-        .invoke_async(parts.self_function, payload, deadline)
+        .invoke_async(parts.self_function, payload, invoke_until)
         .await
     {
         Ok(()) => {
@@ -310,9 +422,12 @@ async fn hand_over(
                 ready_after = %super::workspaces::iso8601(held.ready_after_ms),
                 "the held answer was handed on to a fresh invocation"
             );
-            Outcome::deferred(physical_id, "the held answer was handed on")
+            Outcome::deferred(held.physical_resource_id, "the held answer was handed on")
         }
-        Err(e) => answer_now(format!("the held answer could not be handed on: {e}")),
+        Err(e) => answer_now(
+            &held,
+            &format!("the held answer could not be handed on: {e}"),
+        ),
     }
 }
 
@@ -330,6 +445,7 @@ mod tests {
             physical_resource_id: "id".into(),
             data: BTreeMap::new(),
             ready_after_ms,
+            requested_ms: 0,
             answer_by_ms,
             hosts: Vec::new(),
             verify_attempts: 0,
@@ -346,7 +462,7 @@ mod tests {
         assert_eq!(next_step(&h, 1_000_000), Step::Ready);
         assert_eq!(next_step(&h, 5_000_000), Step::OutOfTime);
         let late = held(9_000_000, 5_000_000);
-        assert_eq!(next_step(&late, 4_990_000), Step::SleepUntil(5_000_000));
+        assert_eq!(next_step(&late, 0), Step::Unreachable);
     }
 
     #[test]
@@ -362,11 +478,9 @@ mod tests {
             reason.contains("2 attempts") && reason.contains("public address"),
             "{reason}"
         );
-        let reason = out_of_time(held(1_000_000, 500_000)).reason.unwrap();
-        assert!(
-            reason.starts_with("ServiceTimeout ends the wait before ReadyAfter"),
-            "{reason}"
-        );
+        // Not verified yet: the held answer goes out early rather than FAILED.
+        let early = out_of_time(held(1_000_000, 500_000));
+        assert_eq!(early.status, crate::cfn::Status::Success);
     }
 
     #[test]

@@ -635,7 +635,7 @@ mod tests {
             (SERVICE_TIMEOUT, json!("900")),
         ]));
         assert!(
-            short.contains("WaitUntilReady holds the answer for 20 min after the switch, but ServiceTimeout is 900 s: set ServiceTimeout to at least 1500"),
+            short.contains("WaitUntilReady holds the answer for 20 min after the switch, but ServiceTimeout is 900 s: set ServiceTimeout to at least 1800"),
             "{short}"
         );
         // Without WaitUntilReady a short ServiceTimeout is CloudFormation's business.

@@ -25,7 +25,7 @@ const MAX_SUMMARY_CHARS: usize = 1500;
 /// Kept back from the verification at the end of the time it is given: when EC2 or the verifier
 /// does not answer, a Create still has time to remove what it made and to answer with this
 /// module's reason, before the deadline guard answers with a bare time-out.
-const KEPT_AFTER_VERIFYING: Duration = Duration::from_secs(5);
+pub const KEPT_AFTER_VERIFYING: Duration = Duration::from_secs(5);
 
 /// The one error of this module.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::aws::Stacks;
+use crate::aws::{ResourceStatus, Stacks};
 use crate::cfn::{CfnRequest, RequestType};
 
 /// Longest the question may take.
@@ -50,36 +50,59 @@ pub async fn still_waited_for(
     if req.request_type != RequestType::Create {
         return Waiting::Unknown;
     }
-    ask(stacks, req, deadline).await
+    match ask(stacks, req, deadline).await {
+        Some(status) => classify(status.status),
+        None => Waiting::Unknown,
+    }
 }
 
+/// How far CloudFormation's clock and this function's may disagree when telling this request
+/// from a later one on the same resource.
+const CLOCK_SKEW_MS: i64 = 30_000;
+
 /// Asks CloudFormation about the stack resource of a request whose answer is held (a Create or
-/// an Update): `Yes` while it is in progress, `Answered` once another delivery answered.
+/// an Update) and that this function received at `received_ms`: `Yes` while it is in progress,
+/// `Answered` once another delivery answered, or when what is in progress is a later request on
+/// the same resource (a late copy of a hand-over). Also returns when CloudFormation started the
+/// request in progress, to count `ServiceTimeout` from.
 pub async fn held_answer_awaited(
     stacks: Option<&Stacks>,
     req: &CfnRequest,
+    received_ms: i64,
     deadline: Instant,
-) -> Waiting {
-    ask(stacks, req, deadline).await
+) -> (Waiting, Option<i64>) {
+    let Some(status) = ask(stacks, req, deadline).await else {
+        return (Waiting::Unknown, None);
+    };
+    let started = status.last_updated_ms;
+    let waiting = classify(status.status);
+    match (waiting, started) {
+        (Waiting::Yes, Some(started)) if started > received_ms + CLOCK_SKEW_MS => (
+            Waiting::Answered {
+                status: "in progress for a later request".to_owned(),
+            },
+            None,
+        ),
+        (waiting, started) => (waiting, started),
+    }
 }
 
-async fn ask(stacks: Option<&Stacks>, req: &CfnRequest, deadline: Instant) -> Waiting {
-    let Some(stacks) = stacks else {
-        return Waiting::Unknown;
-    };
-    if req.response_url.is_none() {
-        return Waiting::Unknown;
-    }
+async fn ask(
+    stacks: Option<&Stacks>,
+    req: &CfnRequest,
+    deadline: Instant,
+) -> Option<ResourceStatus> {
+    let stacks = stacks?;
+    req.response_url.as_ref()?;
     let budget = deadline.min(Instant::now() + BUDGET);
     match stacks
         .resource_status(&req.stack_id, &req.logical_resource_id, budget)
         .await
     {
-        Ok(Some(status)) => classify(status),
-        Ok(None) => Waiting::Unknown,
+        Ok(status) => status,
         Err(e) => {
             tracing::warn!(error = %e, "could not ask CloudFormation whether it still waits for this request; going on as if it does");
-            Waiting::Unknown
+            None
         }
     }
 }

@@ -17,9 +17,10 @@ use crate::support::runtime::{InvocationResult, REGION};
 use crate::support::sink::RecordingSink;
 
 const VERIFIER: &str = "arn:aws:lambda:us-east-1:123456789012:function:verifier";
-/// What a hop's invocation may last: it holds for this less 8 s (3 s guard, 5 s hand-over).
-const HOP_TIMEOUT: Duration = Duration::from_secs(12);
-const FIRST_TIMEOUT: Duration = Duration::from_secs(12);
+/// What a hop's invocation may last: it holds for this less 13 s (3 s guard, 10 s hand-over),
+/// and verifies only with 10 s left before the hand-over.
+const HOP_TIMEOUT: Duration = Duration::from_secs(25);
+const FIRST_TIMEOUT: Duration = Duration::from_secs(25);
 
 fn passing_report() -> String {
     json!({"passed": true, "elapsedMs": 40, "deadlineReached": false, "names": [],
@@ -29,15 +30,21 @@ fn passing_report() -> String {
 
 /// A world whose function may hand a held answer on, with `propagation_secs` for the 20 minutes.
 async fn holding_world(propagation_secs: u64) -> (World, LambdaService) {
+    holding_world_with(propagation_secs, &[]).await
+}
+
+async fn holding_world_with(propagation_secs: u64, env: &[(&str, &str)]) -> (World, LambdaService) {
     let service = LambdaService::start(HOP_TIMEOUT);
+    let mut lambda_env = vec![
+        ("AWS_ENDPOINT_URL_LAMBDA".into(), service.url()),
+        (
+            "TEST_ONLY_PROPAGATION_SECONDS".into(),
+            propagation_secs.to_string(),
+        ),
+    ];
+    lambda_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let world = World::with(WorldOptions {
-        lambda_env: vec![
-            ("AWS_ENDPOINT_URL_LAMBDA".into(), service.url()),
-            (
-                "TEST_ONLY_PROPAGATION_SECONDS".into(),
-                propagation_secs.to_string(),
-            ),
-        ],
+        lambda_env,
         ..Default::default()
     })
     .await;
@@ -85,7 +92,8 @@ fn put_documents(sink: &RecordingSink) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_held_answer_arrives_once_after_ready_after_across_hand_overs() {
-    let (world, service) = holding_world(14).await;
+    // At TRACE too, nothing logs the presigned ResponseURL the hand-overs carry.
+    let (world, service) = holding_world_with(14, &[("RUST_LOG", "trace")]).await;
     let (ws, props) = held_props(&world);
     let stack = waiting_stack().await;
     let sink = RecordingSink::start().await;
@@ -105,10 +113,21 @@ async fn the_held_answer_arrives_once_after_ready_after_across_hand_overs() {
         waited >= Duration::from_secs(14),
         "answered {waited:?} after the Create arrived, before ReadyAfter"
     );
+    let arrived = puts[0]
+        .received_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let ready_after = doc["Data"]["ReadyAfter"].as_str().unwrap_or_default();
+    assert!(
+        backend_privatelink::resource::workspaces::iso8601(arrived).as_str() >= ready_after,
+        "answered at {} (epoch ms {arrived}), before ReadyAfter {ready_after}",
+        backend_privatelink::resource::workspaces::iso8601(arrived)
+    );
     let report = doc["Data"]["VerificationReport"]
         .as_str()
         .unwrap_or_default();
-    assert!(report.contains("after ReadyAfter"), "{doc:#}");
+    assert!(report.starts_with("passed after ReadyAfter"), "{doc:#}");
     assert_eq!(
         world.workspace(ws).private_access_settings_id.as_deref(),
         doc["Data"]["PrivateAccessSettingsId"].as_str()
@@ -151,6 +170,15 @@ async fn the_held_answer_arrives_once_after_ready_after_across_hand_overs() {
         world.lambda.logs()
     );
     assert_eq!(put_documents(&sink).len(), 1, "still exactly one answer");
+    let signature = sink
+        .path_and_query()
+        .split("X-Amz-Signature=")
+        .nth(1)
+        .unwrap();
+    assert!(
+        !world.lambda.logs().contains(signature),
+        "the ResponseURL's signature is in the logs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +221,7 @@ async fn a_delete_during_the_wait_is_answered_and_ends_the_wait() {
             .any(|p| Some(&p.private_access_settings_id) == pas.as_ref())
     );
 
-    let puts = sink.wait_for(1, Duration::from_secs(40)).await;
+    let puts = sink.wait_for(1, Duration::from_secs(60)).await;
     assert_eq!(puts.len(), 1, "{}", world.lambda.logs());
     let doc = puts[0].json();
     assert_eq!(doc["Status"], "FAILED", "{doc:#}");
@@ -258,5 +286,33 @@ async fn a_direct_invocation_gets_its_answer_at_once_with_ready_after() {
             .logs()
             .contains("WaitUntilReady is set, but the answer is not held"),
         "the log says why"
+    );
+}
+
+/// A role that may not invoke the function: the first hand-over fails, and the held answer goes
+/// out at once rather than never, with the reason in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_that_is_refused_answers_at_once() {
+    let (world, service) = holding_world(600).await;
+    service.refuse_hand_overs();
+    let (ws, props) = held_props(&world);
+    let stack = waiting_stack().await;
+    let sink = RecordingSink::start().await;
+    let event = world.event(RequestType::Create, &stack, props, None, &sink);
+    let result = world.lambda.invoke(event, FIRST_TIMEOUT).await;
+    assert!(
+        matches!(&result, InvocationResult::Response(doc) if doc["Status"] == "SUCCESS"),
+        "{result:?}\n{}",
+        world.lambda.logs()
+    );
+    assert_eq!(put_documents(&sink).len(), 1);
+    assert!(world.workspace(ws).private_access_settings_id.is_some());
+    assert!(
+        world
+            .lambda
+            .logs()
+            .contains("allow lambda:InvokeFunction on itself"),
+        "{}",
+        world.lambda.logs()
     );
 }

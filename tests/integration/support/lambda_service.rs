@@ -31,6 +31,8 @@ struct Shared {
     runtime: OnceLock<RuntimeQueue>,
     /// Where synchronous invocations go, when a real verifier runs behind the stand-in.
     verifier: OnceLock<RuntimeQueue>,
+    /// Asynchronous invocations of the function are refused as the role's missing permission.
+    refuse_async: std::sync::atomic::AtomicBool,
     /// The deadline each queued asynchronous invocation gets.
     async_timeout: Mutex<Duration>,
     /// Queued asynchronous invocations, kept so that they stay queued and can be inspected.
@@ -72,6 +74,14 @@ impl LambdaService {
     /// Asynchronous invocations of the function under test go to `queue` from now on.
     pub fn deliver_to(&self, queue: RuntimeQueue) {
         let _ = self.shared.runtime.set(queue);
+    }
+
+    /// From now on, asynchronous invocations of the function are refused with 403, as Lambda
+    /// refuses a role without `lambda:InvokeFunction` on it.
+    pub fn refuse_hand_overs(&self) {
+        self.shared
+            .refuse_async
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Synchronous invocations run through `queue`, the Runtime API of a verifier process.
@@ -128,6 +138,19 @@ async fn invoke(
         .get("x-amz-invocation-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("RequestResponse");
+    if kind == "Event"
+        && is_function_under_test(&name)
+        && shared
+            .refuse_async
+            .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return (
+            StatusCode::FORBIDDEN,
+            [("x-amzn-errortype", "AccessDeniedException")],
+            r#"{"Message":"not authorized to perform: lambda:InvokeFunction"}"#,
+        )
+            .into_response();
+    }
     if kind == "Event" && is_function_under_test(&name) {
         let Some(queue) = shared.runtime.get() else {
             return (

@@ -37,6 +37,8 @@ pub struct RecordedRequest {
     pub body: Vec<u8>,
     /// The status the sink answered with.
     pub status: u16,
+    /// When it arrived.
+    pub received_at: std::time::SystemTime,
 }
 
 impl RecordedRequest {
@@ -159,6 +161,7 @@ async fn record(State(shared): State<Arc<Shared>>, request: Request) -> Response
         headers: parts.headers,
         body,
         status: status.as_u16(),
+        received_at: std::time::SystemTime::now(),
     });
     shared.recorded.send_modify(|seen| *seen += 1);
     (status, Body::empty()).into_response()
