@@ -78,8 +78,9 @@ impl CfnRequest {
         stack_name_of(&self.stack_id)
     }
 
-    /// The event that continues this request in another invocation: the request as
-    /// CloudFormation sent it, with `continuation` added.
+    /// The event that continues this request in another invocation: the fields of the request
+    /// this module reads (top-level fields it does not read are left out), with `continuation`
+    /// added.
     pub fn continuation_event(&self, continuation: &Continuation) -> Value {
         let mut event = Map::new();
         let mut put = |key: &str, value: Value| {
