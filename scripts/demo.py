@@ -59,9 +59,9 @@ RESOURCE_TYPE = "Custom::DatabricksBackendPrivateLink"
 FUNCTION_TIMEOUT_S = 60
 # The Create that holds its answer runs with a short timeout, so that the waiting is handed on
 # to a fresh invocation at least once; each hand-over gets the same.
-HELD_TIMEOUT_S = 12
+HELD_TIMEOUT_S = 25
 # The test-only stand-in for the 20 minutes between a switch and ReadyAfter.
-PROPAGATION_S = 15
+PROPAGATION_S = 20
 VERIFIER_NAME = "databricks-backend-privatelink-demo-verifier"
 VERIFIER_ARN = f"arn:aws:lambda:us-east-1:123456789012:function:{VERIFIER_NAME}"
 VERIFIER_TIMEOUT_S = 30
