@@ -299,7 +299,9 @@ async fn answer_once(
 ) -> Outcome {
     let pause = jitter().min(hand_over_at.saturating_duration_since(Instant::now()));
     tokio::time::sleep(pause).await;
-    still_awaited(parts, req, held, hand_over_at)
+    // The question may take the hand-over's time: no hand-over follows an answer.
+    let ask_until = hand_over_at + (HAND_OVER_MARGIN - HAND_OVER_ENDS_BEFORE_GUARD);
+    still_awaited(parts, req, held, ask_until)
         .await
         .unwrap_or(outcome)
 }
