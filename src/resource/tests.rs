@@ -83,28 +83,7 @@ impl Account {
     }
 
     fn props(&self) -> Properties {
-        Properties {
-            target: Target {
-                account_id: ACCOUNT.into(),
-                account_host: self.emulator.base_url(),
-                credentials_secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:sp".into(),
-            },
-            endpoints: EndpointPair {
-                rest_api: REST.into(),
-                relay: RELAY.into(),
-            },
-            region: REGION.into(),
-            name_prefix: "unit".into(),
-            public_access_enabled: true,
-            private_access_level: AccessLevel::Account,
-            allowed_vpc_endpoint_ids: Vec::new(),
-            enable_private_dns: false,
-            network: None,
-            workspace_ids: Vec::new(),
-            verify_function_arn: None,
-            wait_until_ready: false,
-            service_timeout: crate::resource::properties::MAX_SERVICE_TIMEOUT,
-        }
+        properties(ACCOUNT, &self.emulator.base_url(), [REST, RELAY], REGION)
     }
 
     async fn converge(&self, props: &Properties) -> Result<Converged, String> {
@@ -438,4 +417,35 @@ pub(super) fn network(id: &str, value: serde_json::Value) -> crate::databricks::
     let mut v = value;
     v["network_id"] = serde_json::json!(id);
     serde_json::from_value(v).unwrap()
+}
+
+/// Properties as `parse` returns them for a resource with nothing optional set.
+pub(super) fn properties(
+    account_id: &str,
+    account_host: &str,
+    [rest_api, relay]: [&str; 2],
+    region: &str,
+) -> Properties {
+    Properties {
+        target: Target {
+            account_id: account_id.into(),
+            account_host: account_host.into(),
+            credentials_secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:sp".into(),
+        },
+        endpoints: EndpointPair {
+            rest_api: rest_api.into(),
+            relay: relay.into(),
+        },
+        region: region.into(),
+        name_prefix: "unit".into(),
+        public_access_enabled: true,
+        private_access_level: AccessLevel::Account,
+        allowed_vpc_endpoint_ids: Vec::new(),
+        enable_private_dns: false,
+        network: None,
+        workspace_ids: Vec::new(),
+        verify_function_arn: None,
+        wait_until_ready: false,
+        service_timeout: crate::resource::properties::MAX_SERVICE_TIMEOUT,
+    }
 }

@@ -231,8 +231,6 @@ pub fn judge(report: &VerifyReport) -> Result<Option<String>, VerifyError> {
 mod tests {
     use super::*;
     use crate::aws::test_support::{Recorder, ec2_conf, ec2_error, lambda_conf, later};
-    use crate::resource::pair::EndpointPair;
-    use crate::resource::properties::{AccessLevel, MAX_SERVICE_TIMEOUT, Target};
     use crate::verify::EndpointRole;
     use aws_smithy_mocks::{Rule, mock};
 
@@ -244,26 +242,14 @@ mod tests {
 
     fn props() -> Properties {
         Properties {
-            target: Target {
-                account_id: "0d3f7c1e-2b4a-4c5d-9e8f-1a2b3c4d5e6f".into(),
-                account_host: "https://accounts.cloud.databricks.com".into(),
-                credentials_secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:sp".into(),
-            },
-            endpoints: EndpointPair {
-                rest_api: "vpce-rest".into(),
-                relay: "vpce-relay".into(),
-            },
-            region: "us-east-1".into(),
-            name_prefix: "unit".into(),
-            public_access_enabled: true,
-            private_access_level: AccessLevel::Account,
-            allowed_vpc_endpoint_ids: Vec::new(),
-            enable_private_dns: false,
-            network: None,
             workspace_ids: vec![1],
             verify_function_arn: Some(ARN.into()),
-            wait_until_ready: false,
-            service_timeout: MAX_SERVICE_TIMEOUT,
+            ..crate::resource::tests::properties(
+                "0d3f7c1e-2b4a-4c5d-9e8f-1a2b3c4d5e6f",
+                "https://accounts.cloud.databricks.com",
+                ["vpce-rest", "vpce-relay"],
+                "us-east-1",
+            )
         }
     }
 
