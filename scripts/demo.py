@@ -881,13 +881,20 @@ def run(stack, args, log_dir, failures):
             failures.append(f"{request_type}: the invocation failed: {body[:300].decode(errors='replace')}")
             print(f"  the invocation failed: {body[:300].decode(errors='replace')}")
             return None
-        if json.loads(body or b"{}") == {"Deferred": True}:
+        held = json.loads(body or b"{}") == {"Deferred": True}
+        if held:
             print(f"  the first invocation answered nothing after {time.monotonic() - began:.1f} s: the answer is held")
-        stored = None
-        while stored is None and time.monotonic() - began < 90:
+        # An answer that is not held is in S3 before the invocation returns; a held one comes
+        # from a later invocation.
+        give_up = began + (90 if held else 0)
+        stored, missing = None, None
+        while stored is None:
             try:
                 stored = fixtures.s3.get_object(Bucket=aws_fixture.RESPONSE_BUCKET, Key=key)["Body"].read()
-            except Exception:  # noqa: BLE001 (not there yet; a held answer comes later)
+            except fixtures.s3.exceptions.NoSuchKey as error:
+                missing = error
+                if time.monotonic() > give_up:
+                    break
                 time.sleep(0.5)
         elapsed = time.monotonic() - began
         for record in binary.take_records():
@@ -897,8 +904,8 @@ def run(stack, args, log_dir, failures):
         if hops:
             print(f"  the waiting was handed on {hops} time(s) to a fresh invocation of the function")
         if stored is None:
-            failures.append(f"{request_type}: no response reached the ResponseURL")
-            print("  no response reached the ResponseURL")
+            failures.append(f"{request_type}: no response reached the ResponseURL ({missing})")
+            print(f"  no response reached the ResponseURL: {missing}")
             return None
         response = json.loads(stored)
         show_response(response, elapsed)

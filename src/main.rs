@@ -11,6 +11,10 @@ use aws_config::BehaviorVersion;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use backend_privatelink::aws::{Ec2, Functions, Secrets, Stacks};
 use backend_privatelink::cfn::{Responder, handle_raw_invocation};
@@ -20,33 +24,39 @@ use backend_privatelink::resource::Handler;
 use backend_privatelink::resource::properties::Defaults;
 use backend_privatelink::trust::TrustRoots;
 
-/// Caps, whatever RUST_LOG asks for, the modules that log whole requests and bodies at TRACE:
-/// the runtime logs each raw event (with the ResponseURL's presigned query string), and the AWS
-/// SDK's orchestrator logs each request it transmits and each response (a hand-over's payload
-/// carries the ResponseURL; Secrets Manager's answer carries the secret). Below TRACE these
-/// modules log nothing of the kind, so the caps add no output at the usual levels.
-const LOG_CEILINGS: [&str; 3] = [
-    "lambda_runtime::layers::api_response=debug",
-    "aws_smithy_runtime=debug",
-    "aws_smithy_runtime_api=debug",
+/// Modules that log whole requests and bodies at TRACE: the runtime logs each raw event (with
+/// the ResponseURL's presigned query string), and the AWS SDK's orchestrator each request it
+/// transmits and each response (a hand-over's payload carries the ResponseURL; Secrets Manager's
+/// answer carries the secret). Their TRACE events are dropped whatever RUST_LOG asks for (a
+/// longer target or a span directive included); everything else RUST_LOG enables passes.
+const TRACE_NEVER_LOGGED: [&str; 3] = [
+    "lambda_runtime::layers::api_response",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
 ];
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let requested = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // RUST_LOG=trace for troubleshooting must not leak the presigned URL or the secret.
-    for ceiling in LOG_CEILINGS {
-        filter = filter.add_directive(ceiling.parse()?);
-    }
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(false)
-        .without_time()
-        .with_writer(BoundedStdout)
+    let never_at_trace = filter_fn(|meta| {
+        *meta.level() != tracing::Level::TRACE
+            || !TRACE_NEVER_LOGGED
+                .iter()
+                .any(|target| meta.target().starts_with(target))
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_target(false)
+                .without_time()
+                .with_writer(BoundedStdout)
+                .with_filter(requested.and(never_at_trace)),
+        )
         .init();
 
     // One read of the CA bundle for both HTTP stacks (see `trust`), or each loads the platform's.

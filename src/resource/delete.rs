@@ -72,9 +72,9 @@ pub async fn delete_owned(
     delete_owned_after(client, kind, id, false).await
 }
 
-/// As [`delete_owned`]; `networks_going` says that networks referencing the object were deleted
-/// by this request, so an "in use" refusal may only mean they are still going away: it is asked
-/// again for a while before the object is kept.
+/// As [`delete_owned`]; `networks_going` says that an "in use" refusal may only mean that
+/// networks this request deleted are still going away (and none that stays uses the object; see
+/// [`worth_asking_again`]): it is asked again for a while before the object is kept.
 pub async fn delete_owned_after(
     client: &AccountClient,
     kind: Kind,

@@ -27,6 +27,9 @@ const MAX_SUMMARY_CHARS: usize = 1500;
 /// module's reason, before the deadline guard answers with a bare time-out.
 pub const KEPT_AFTER_VERIFYING: Duration = Duration::from_secs(5);
 
+/// Longest the optional lookup of the services' private DNS names may take.
+const SERVICE_LOOKUP_BUDGET: Duration = Duration::from_secs(5);
+
 /// The one error of this module.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -167,8 +170,11 @@ async fn service_private_dns(
             service_names.push(name.clone());
         }
     }
+    // A budget of its own: the lookup is optional, and one that hangs must not use up the time
+    // the verifier is given.
+    let budget = deadline.min(Instant::now() + SERVICE_LOOKUP_BUDGET);
     match ec2
-        .service_private_dns_names(region, &service_names, deadline)
+        .service_private_dns_names(region, &service_names, budget)
         .await
     {
         Ok(services) => services,

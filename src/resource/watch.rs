@@ -8,9 +8,13 @@
 //! removes what it made). A late duplicate of a Create that was answered long ago changes
 //! nothing.
 //!
+//! A request whose answer is held (`WaitUntilReady`, a Create or an Update) asks the same
+//! question at every hand-over, and also learns when CloudFormation started the request
+//! ([`held_answer_awaited`]).
+//!
 //! The question guards against a rare race, so it never stands in the way of the answer: when
 //! CloudFormation cannot say (hand-written events, `sam local invoke`, a role without the
-//! permission, a slow or throttled API) the Create goes on as if it were waited for.
+//! permission, a slow or throttled API) the request goes on as if it were waited for.
 
 use std::time::Duration;
 
@@ -22,6 +26,8 @@ use crate::cfn::{CfnRequest, RequestType};
 /// Longest the question may take.
 const BUDGET: Duration = Duration::from_secs(5);
 
+/// What CloudFormation's status of the resource means for a Create, or for a held request (a
+/// Create or an Update: then `Yes` is any request in progress).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Waiting {
     /// CloudFormation waits for this Create (`CREATE_IN_PROGRESS`, or `UPDATE_IN_PROGRESS` when
@@ -46,7 +52,6 @@ pub async fn still_waited_for(
     req: &CfnRequest,
     deadline: Instant,
 ) -> Waiting {
-    // A direct invocation's caller reads the Lambda result itself: it always waits.
     if req.request_type != RequestType::Create {
         return Waiting::Unknown;
     }
@@ -93,6 +98,7 @@ async fn ask(
     deadline: Instant,
 ) -> Option<ResourceStatus> {
     let stacks = stacks?;
+    // A direct invocation's caller reads the Lambda result itself: it always waits.
     req.response_url.as_ref()?;
     let budget = deadline.min(Instant::now() + BUDGET);
     match stacks

@@ -197,9 +197,6 @@ impl RuntimeApi {
     }
 }
 
-/// One queued invocation, waiting for its answer. Dropping it withdraws the event if the
-/// Lambda has not taken it yet, as Lambda drops an event whose invocation timed out.
-#[must_use = "dropping an Invocation withdraws its event"]
 /// Queues invocations into a [`RuntimeApi`]; see [`RuntimeApi::queue`].
 #[derive(Clone)]
 pub struct RuntimeQueue {
@@ -243,6 +240,9 @@ impl RuntimeQueue {
     }
 }
 
+/// One queued invocation, waiting for its answer. Dropping it withdraws the event if the
+/// Lambda has not taken it yet, as Lambda drops an event whose invocation timed out.
+#[must_use = "dropping an Invocation withdraws its event"]
 pub struct Invocation {
     shared: Arc<Shared>,
     request_id: String,
