@@ -108,6 +108,7 @@ CRITICAL_PATH = {
         ("acceptance reads: pending, then available (parallel)", 2, 2),
         ("create PAS and the workspace's network copy with both registrations (parallel)", 1, 1),
         ("list PAS and networks again (parallel)", 1, 1),
+        ("read the network copy: BROKEN refuses the switch, WARNED is passed on", 1, 1),
         ("PATCH the workspace (network + PAS)", 1, 1),
         ("read the workspace back (RUNNING, both ids took)", 1, 1),
         ("read back what it made (parallel): did a Delete run meanwhile?", 1, 1),
@@ -237,7 +238,9 @@ class World:
         return pairs
 
     def workspace_network(self):
-        """Two fresh subnets in the VPC: the emulator lets one workspace's network use a subnet."""
+        """Two fresh subnets and a fresh cluster security group in the VPC, which the endpoints'
+        group admits: Databricks (and the emulator) let a subnet or a security group serve one
+        workspace's network only."""
         ids = []
         for _ in range(2):
             index = self.subnet_count
@@ -247,10 +250,18 @@ class World:
                     VpcId=self.network["vpc_id"], CidrBlock=f"10.0.{index}.0/24"
                 )["Subnet"]["SubnetId"]
             )
+        group = self.fixtures.ec2.create_security_group(
+            GroupName=f"bench-cluster-{uuid.uuid4().hex[:8]}",
+            Description="Databricks compute plane",
+            VpcId=self.network["vpc_id"],
+        )["GroupId"]
+        self.fixtures.op_endpoint_ingress(
+            self.network["endpoint_sg_id"], group, aws_fixture.ENDPOINT_INGRESS_PORTS
+        )
         return {
             "vpc_id": self.network["vpc_id"],
             "subnet_ids": ids,
-            "security_group_ids": [self.network["cluster_sg_id"]],
+            "security_group_ids": [group],
         }
 
     def emulator(self, *flags):

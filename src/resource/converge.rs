@@ -91,6 +91,9 @@ impl Converged {
 /// reason, before the deadline guard answers with a bare time-out.
 const KEPT_AFTER_CHECKS: Duration = Duration::from_secs(5);
 
+/// The VPC is checked again right before the switch when the first check is older than this.
+const CHECK_AGAIN_AFTER: Duration = Duration::from_secs(10);
+
 fn checks_end(deadline: Instant) -> Instant {
     deadline
         .checked_sub(KEPT_AFTER_CHECKS)
@@ -135,7 +138,7 @@ pub async fn converge(
     let vpc_id = endpoints.rest_api.vpc_id.clone();
     workspaces::check(props, &vpc_id, &workspaces, &networks, parts.as_ref())?;
     let clusters = readiness::clusters(props, &workspaces, &networks);
-    readiness::check(
+    let first_warnings = readiness::check(
         ec2,
         props,
         endpoints,
@@ -143,6 +146,7 @@ pub async fn converge(
         checks_end(deadline),
     )
     .await?;
+    let first_checked = Instant::now();
     networks::warn_left_switched(key, props, &networks);
 
     // Foreign endpoints allowed with ENDPOINT access must already be registered: this resource
@@ -247,9 +251,15 @@ pub async fn converge(
     let mut verification_report = None;
     let attached = match targets {
         Some(targets) => {
-            progress.step("checking the VPC again and switching the workspaces");
-            let warned =
-                readiness::check(ec2, props, endpoints, clusters, checks_end(deadline)).await?;
+            // Again right before the switch, for what changed while Databricks accepted the
+            // endpoints; a check seconds old already says what a new one would.
+            let warned = if first_checked.elapsed() < CHECK_AGAIN_AFTER {
+                progress.step("switching the workspaces");
+                first_warnings
+            } else {
+                progress.step("checking the VPC again and switching the workspaces");
+                readiness::check(ec2, props, endpoints, clusters, checks_end(deadline)).await?
+            };
             verification_report =
                 verification::before_switch(ec2, functions, props, &workspaces, deadline).await?;
             workspaces::switch_and_clean(client, key, &pas_id, &workspaces, &networks, targets)
