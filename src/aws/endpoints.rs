@@ -72,6 +72,9 @@ pub struct VpcEndpointInfo {
     pub private_dns_enabled: bool,
     pub subnet_ids: Vec<String>,
     pub security_group_ids: Vec<String>,
+    /// The endpoint's own DNS names (`DnsEntries`).
+    pub dns_names: Vec<String>,
+    pub network_interface_ids: Vec<String>,
 }
 
 /// What EC2 says about one subnet a network configuration would use.
@@ -131,6 +134,29 @@ impl Ec2 {
         ids: &[String],
         deadline: Instant,
     ) -> Result<Vec<VpcEndpointInfo>, AwsError> {
+        let endpoints = self
+            .describe_vpc_endpoints_listed(region, ids, deadline)
+            .await?;
+        // EC2 answers an unknown id with an error, but emulators (and eventual consistency right
+        // after creation) may simply leave it out.
+        if let Some(missing) = ids
+            .iter()
+            .find(|id| !endpoints.iter().any(|e| &e.id == *id))
+        {
+            return Err(AwsError::EndpointNotFound {
+                id: missing.clone(),
+            });
+        }
+        Ok(endpoints)
+    }
+
+    /// Describes these endpoints in one call: those EC2 lists.
+    pub(super) async fn describe_vpc_endpoints_listed(
+        &self,
+        region: &str,
+        ids: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<VpcEndpointInfo>, AwsError> {
         const OPERATION: &str = "DescribeVpcEndpoints";
         let client = self.client(region)?;
         // Without ids EC2 would list every endpoint in the region.
@@ -156,7 +182,7 @@ impl Ec2 {
             _ => ec2_call_error(OPERATION, &err),
         })?;
 
-        let endpoints: Vec<VpcEndpointInfo> = output
+        Ok(output
             .vpc_endpoints()
             .iter()
             .filter_map(|endpoint| {
@@ -181,21 +207,15 @@ impl Ec2 {
                         .iter()
                         .filter_map(|g| g.group_id().map(str::to_owned))
                         .collect(),
+                    dns_names: endpoint
+                        .dns_entries()
+                        .iter()
+                        .filter_map(|d| d.dns_name().map(str::to_owned))
+                        .collect(),
+                    network_interface_ids: endpoint.network_interface_ids().to_vec(),
                 })
             })
-            .collect();
-
-        // EC2 answers an unknown id with an error, but emulators (and eventual consistency right
-        // after creation) may simply leave it out.
-        if let Some(missing) = ids
-            .iter()
-            .find(|id| !endpoints.iter().any(|e| &e.id == *id))
-        {
-            return Err(AwsError::EndpointNotFound {
-                id: missing.clone(),
-            });
-        }
-        Ok(endpoints)
+            .collect())
     }
 
     /// Turns on private DNS for one endpoint (ModifyVpcEndpoint PrivateDnsEnabled=true).
@@ -788,6 +808,8 @@ mod tests {
             private_dns_enabled: true,
             subnet_ids: vec!["subnet-1".into(), "subnet-2".into()],
             security_group_ids: vec!["sg-1".into()],
+            dns_names: Vec::new(),
+            network_interface_ids: Vec::new(),
         }
     }
 

@@ -262,46 +262,30 @@ pub struct EndpointNetwork {
 }
 
 impl Ec2 {
-    /// Service, DNS names and interface addresses of these endpoints, for the verifier.
+    /// Service, DNS names and interface addresses of these endpoints, for the verifier; an
+    /// endpoint EC2 does not list is left out.
     pub async fn endpoint_networks(
         &self,
         region: &str,
         ids: &[String],
         deadline: Instant,
     ) -> Result<Vec<EndpointNetwork>, AwsError> {
-        const ENDPOINTS: &str = "DescribeVpcEndpoints";
         const INTERFACES: &str = "DescribeNetworkInterfaces";
         let client = self.client(region)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let endpoints = within_deadline(
-            ENDPOINTS,
-            deadline,
-            client
-                .describe_vpc_endpoints()
-                .set_vpc_endpoint_ids(Some(ids.to_vec()))
-                .send(),
-        )
-        .await?
-        .map_err(|e| ec2_call_error(ENDPOINTS, &e))?;
-        let mut found: Vec<(EndpointNetwork, Vec<String>)> = endpoints
-            .vpc_endpoints()
-            .iter()
-            .filter_map(|e| {
-                Some((
+        let mut found: Vec<(EndpointNetwork, Vec<String>)> = self
+            .describe_vpc_endpoints_listed(region, ids, deadline)
+            .await?
+            .into_iter()
+            .map(|e| {
+                (
                     EndpointNetwork {
-                        id: e.vpc_endpoint_id()?.to_owned(),
-                        service_name: e.service_name().unwrap_or_default().to_owned(),
-                        dns_names: e
-                            .dns_entries()
-                            .iter()
-                            .filter_map(|d| d.dns_name().map(str::to_owned))
-                            .collect(),
+                        id: e.id,
+                        service_name: e.service_name,
+                        dns_names: e.dns_names,
                         private_ips: Vec::new(),
                     },
-                    e.network_interface_ids().to_vec(),
-                ))
+                    e.network_interface_ids,
+                )
             })
             .collect();
         let interface_ids: Vec<String> = found.iter().flat_map(|(_, i)| i.clone()).collect();

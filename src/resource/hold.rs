@@ -96,11 +96,8 @@ pub struct Held {
     /// Epoch milliseconds: `ReadyAfter`.
     pub ready_after_ms: i64,
     /// Epoch milliseconds: when the request started (CloudFormation's time once it said, else
-    /// when the function received it).
+    /// when the function received it); `ServiceTimeout` counts from here ([`answer_by`]).
     pub requested_ms: i64,
-    /// Epoch milliseconds: the latest the answer may go out (`ServiceTimeout` after the request
-    /// started, less a minute).
-    pub answer_by_ms: i64,
     /// The workspaces' own hosts, for the final verification.
     pub hosts: Vec<String>,
     /// Final verifications run so far, when the last one ran (epoch ms) and its problems.
@@ -115,7 +112,6 @@ impl Held {
         physical_resource_id: String,
         data: BTreeMap<String, String>,
         ready_after_ms: i64,
-        props: &Properties,
         received_ms: i64,
         hosts: Vec<String>,
     ) -> Self {
@@ -124,7 +120,6 @@ impl Held {
             data,
             ready_after_ms,
             requested_ms: received_ms,
-            answer_by_ms: answer_by(received_ms, props),
             hosts,
             verify_attempts: 0,
             last_verified_ms: None,
@@ -162,11 +157,12 @@ enum Step {
     SleepUntil(i64),
 }
 
-fn next_step(held: &Held, now_ms: i64) -> Step {
-    if held.ready_after_ms > held.answer_by_ms {
+/// What to do at `now_ms`, when the answer must go out by `answer_by_ms`.
+fn next_step(held: &Held, answer_by_ms: i64, now_ms: i64) -> Step {
+    if held.ready_after_ms > answer_by_ms {
         return Step::Unreachable;
     }
-    if now_ms >= held.answer_by_ms {
+    if now_ms >= answer_by_ms {
         return Step::OutOfTime;
     }
     // A failed verification is run again a little later.
@@ -179,7 +175,7 @@ fn next_step(held: &Held, now_ms: i64) -> Step {
     }
     Step::SleepUntil(
         verify_again_at
-            .min(held.answer_by_ms)
+            .min(answer_by_ms)
             .min(now_ms + CHECK_EVERY.as_millis() as i64),
     )
 }
@@ -215,7 +211,7 @@ pub async fn hold(
             return outcome;
         }
         let now = epoch_ms() as i64;
-        let until = match next_step(&held, now) {
+        let until = match next_step(&held, answer_by(held.requested_ms, parts.props), now) {
             Step::Unreachable => {
                 return answer_now(
                     &held,
@@ -266,7 +262,6 @@ async fn still_awaited(
     let plausible = held.requested_ms - MAX_EVENT_AGE.as_millis() as i64..held.requested_ms;
     if let Some(started) = started.filter(|s| plausible.contains(s)) {
         held.requested_ms = started;
-        held.answer_by_ms = answer_by(started, parts.props);
     }
     match waiting {
         Waiting::Yes | Waiting::Unknown => None,
@@ -442,13 +437,12 @@ pub fn held_of(continuation: &Continuation) -> Option<Held> {
 mod tests {
     use super::*;
 
-    fn held(ready_after_ms: i64, answer_by_ms: i64) -> Held {
+    fn held(ready_after_ms: i64) -> Held {
         Held {
             physical_resource_id: "id".into(),
             data: BTreeMap::new(),
             ready_after_ms,
             requested_ms: 0,
-            answer_by_ms,
             hosts: Vec::new(),
             verify_attempts: 0,
             last_verified_ms: None,
@@ -458,36 +452,36 @@ mod tests {
 
     #[test]
     fn a_hold_sleeps_until_ready_after_a_minute_at_a_time_and_stops_at_service_timeout() {
-        let h = held(1_000_000, 5_000_000);
-        assert_eq!(next_step(&h, 990_000), Step::SleepUntil(1_000_000));
-        assert_eq!(next_step(&h, 0), Step::SleepUntil(60_000));
-        assert_eq!(next_step(&h, 1_000_000), Step::Ready);
-        assert_eq!(next_step(&h, 5_000_000), Step::OutOfTime);
-        let late = held(9_000_000, 5_000_000);
-        assert_eq!(next_step(&late, 0), Step::Unreachable);
+        let (h, by) = (held(1_000_000), 5_000_000);
+        assert_eq!(next_step(&h, by, 990_000), Step::SleepUntil(1_000_000));
+        assert_eq!(next_step(&h, by, 0), Step::SleepUntil(60_000));
+        assert_eq!(next_step(&h, by, 1_000_000), Step::Ready);
+        assert_eq!(next_step(&h, by, 5_000_000), Step::OutOfTime);
+        let late = held(9_000_000);
+        assert_eq!(next_step(&late, by, 0), Step::Unreachable);
     }
 
     #[test]
     fn a_failed_verification_is_run_again_later_and_named_when_time_runs_out() {
-        let mut h = held(1_000, 500_000);
+        let mut h = held(1_000);
         h.verify_attempts = 2;
         h.last_verified_ms = Some(100_000);
         h.last_problems =
             Some("tunnel.us-east-1.cloud.databricks.com resolves to a public address".into());
-        assert_eq!(next_step(&h, 100_000), Step::SleepUntil(130_000));
+        assert_eq!(next_step(&h, 500_000, 100_000), Step::SleepUntil(130_000));
         let reason = out_of_time(h).reason.unwrap();
         assert!(
             reason.contains("2 attempts") && reason.contains("public address"),
             "{reason}"
         );
         // Not verified yet: the held answer goes out early rather than FAILED.
-        let early = out_of_time(held(1_000_000, 500_000));
+        let early = out_of_time(held(1_000_000));
         assert_eq!(early.status, crate::cfn::Status::Success);
     }
 
     #[test]
     fn the_held_answer_travels_as_json_and_anything_else_is_not_ours() {
-        let mut h = held(1, 2);
+        let mut h = held(1);
         h.data
             .insert("ReadyAfter".into(), "2026-12-03T10:00:00Z".into());
         h.hosts.push("dbc-1.cloud.databricks.com".into());

@@ -186,7 +186,6 @@ impl Handler {
                     physical_id.clone(),
                     data.clone(),
                     ready_after_ms,
-                    &props,
                     received_ms,
                     result.workspace_hosts,
                 );

@@ -96,6 +96,8 @@ impl Account {
             private_dns_enabled: true,
             subnet_ids: Vec::new(),
             security_group_ids: Vec::new(),
+            dns_names: Vec::new(),
+            network_interface_ids: Vec::new(),
         });
         converge(
             &healthy_vpc_ec2(VPC),

@@ -56,6 +56,19 @@ RESPONSE_URL_EXPIRY_SECONDS = 7200
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 2})
 
 
+def tcp_from_group(source_group_id, ports):
+    """Inbound TCP permissions from a source group for these (low, high) port ranges."""
+    return [
+        {
+            "IpProtocol": "tcp",
+            "FromPort": low,
+            "ToPort": high,
+            "UserIdGroupPairs": [{"GroupId": source_group_id}],
+        }
+        for low, high in ports
+    ]
+
+
 class Fixtures:
     def __init__(self, endpoint, region):
         self.region = region
@@ -117,18 +130,7 @@ class Fixtures:
         endpoint_sg_id = ec2.create_security_group(
             GroupName=f"{name}-endpoints", Description="Databricks back-end endpoints", VpcId=vpc_id
         )["GroupId"]
-        ec2.authorize_security_group_ingress(
-            GroupId=endpoint_sg_id,
-            IpPermissions=[
-                {
-                    "IpProtocol": "tcp",
-                    "FromPort": low,
-                    "ToPort": high,
-                    "UserIdGroupPairs": [{"GroupId": cluster_sg_id}],
-                }
-                for low, high in ENDPOINT_INGRESS_PORTS
-            ],
-        )
+        self.op_endpoint_ingress(endpoint_sg_id, cluster_sg_id, ENDPOINT_INGRESS_PORTS)
 
         endpoints = {}
         for role in ("rest", "relay"):
@@ -155,15 +157,7 @@ class Fixtures:
         """Removes the inbound TCP rules from a source group for these (low, high) port ranges."""
         self.ec2.revoke_security_group_ingress(
             GroupId=group_id,
-            IpPermissions=[
-                {
-                    "IpProtocol": "tcp",
-                    "FromPort": low,
-                    "ToPort": high,
-                    "UserIdGroupPairs": [{"GroupId": source_group_id}],
-                }
-                for low, high in ports
-            ],
+            IpPermissions=tcp_from_group(source_group_id, ports),
         )
         return {}
 
@@ -171,15 +165,7 @@ class Fixtures:
         """Adds inbound TCP rules from a source group for these (low, high) port ranges."""
         self.ec2.authorize_security_group_ingress(
             GroupId=group_id,
-            IpPermissions=[
-                {
-                    "IpProtocol": "tcp",
-                    "FromPort": low,
-                    "ToPort": high,
-                    "UserIdGroupPairs": [{"GroupId": source_group_id}],
-                }
-                for low, high in ports
-            ],
+            IpPermissions=tcp_from_group(source_group_id, ports),
         )
         return {}
 
