@@ -2,8 +2,10 @@
 
 Owns: wiring the real Lambda binary and the real verifier binary to stand-ins on 127.0.0.1 (moto
 for AWS, the Databricks account API emulator, a minimal Lambda Runtime API per binary, Lambda's
-Invoke API, a DNS server for the verifier), playing a Create the verifier refuses, a Create that
-holds its answer until ReadyAfter, an in-place Update and Delete as CloudFormation would, and
+Invoke API, the DNS world of the VPC for the verifier), playing a Create the verifier refuses
+because the VPC's DNS servers do not see the endpoints' private zone, a Create the verifier lets
+through that holds its answer until ReadyAfter and a final verification, an in-place Update and
+Delete as CloudFormation would, and
 printing what each side holds after every step.
 Must not know: how the resource converges or deletes; it only reads what the binary answered
 (the response document in S3) and what exists afterwards (EC2 and the emulator's state dump).
@@ -38,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
 import aws_fixture  # noqa: E402  (lives with the integration tests; shared, not copied)
+import dns_world  # noqa: E402  (the same DNS world the integration tests use)
 
 LAMBDA_BIN = REPO / "target" / "debug" / "databricks-backend-privatelink"
 VERIFIER_BIN = REPO / "target" / "debug" / "verifier"
@@ -65,9 +68,10 @@ PROPAGATION_S = 20
 VERIFIER_NAME = "databricks-backend-privatelink-demo-verifier"
 VERIFIER_ARN = f"arn:aws:lambda:us-east-1:123456789012:function:{VERIFIER_NAME}"
 VERIFIER_TIMEOUT_S = 30
-# What the demo's DNS server answers for every name: a public address (TEST-NET-3), as a VPC
-# whose custom DNS servers do not resolve the endpoints' private zone would.
-PUBLIC_ADDRESS = "203.0.113.10"
+# DNS servers a DHCP option set hands out in step 0: servers that do not forward to the VPC
+# resolver, so the endpoints' private zone is out of their sight.
+CUSTOM_DNS_SERVERS = ["10.0.0.53"]
+RELAY_PRIVATELINK = "tunnel.privatelink.us-east-1.cloud.databricks.com"
 # How long past the deadline to wait for an answer before calling the step lost.
 ANSWER_GRACE_S = 5
 STARTUP_TIMEOUT_S = 30
@@ -419,48 +423,6 @@ class RuntimeApi:
 # DNS for the verifier, and the Lambda service's Invoke API
 
 
-class DnsStandIn:
-    """A UDP DNS server on 127.0.0.1 that answers every A question with one address (and every
-    other question with no answer), for the verifier's test-only DNS setting."""
-
-    def __init__(self, address):
-        import socket
-
-        self.rdata = socket.inet_aton(address)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self.stopping = threading.Event()
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def answer(self, query):
-        # Header (12 bytes), then one question: labels up to a zero byte, type and class.
-        end = 12
-        while end < len(query) and query[end] != 0:
-            end += query[end] + 1
-        question = query[12 : end + 5]
-        qtype = int.from_bytes(query[end + 1 : end + 3], "big")
-        answers = 1 if qtype == 1 else 0
-        header = query[:2] + b"\x81\x80" + b"\x00\x01" + answers.to_bytes(2, "big") + b"\x00\x00\x00\x00"
-        record = b"\xc0\x0c\x00\x01\x00\x01" + (60).to_bytes(4, "big") + b"\x00\x04" + self.rdata
-        return header + question + (record if answers else b"")
-
-    def serve(self):
-        while not self.stopping.is_set():
-            try:
-                query, client = self.sock.recvfrom(512)
-            except OSError:
-                continue
-            if len(query) > 12:
-                with contextlib.suppress(OSError, IndexError):
-                    self.sock.sendto(self.answer(query), client)
-
-    def stop(self):
-        self.stopping.set()
-        self.sock.close()
-
-
 class LambdaService:
     """The Invoke API (`AWS_ENDPOINT_URL_LAMBDA`): an asynchronous invocation of the function is
     queued into its Runtime API as a fresh invocation (how it hands a held answer on); an
@@ -791,8 +753,8 @@ def run(stack, args, log_dir, failures):
         f"{workspace['workspace_id']} [{time.monotonic() - began:.1f} s]"
     )
 
-    # --- The verifier, in a VPC whose DNS does not answer with the endpoints ------------------
-    dns = DnsStandIn(PUBLIC_ADDRESS)
+    # --- The verifier, asking the DNS world of the VPC ----------------------------------------
+    dns = dns_world.DnsWorld(moto, emulator, REGION, network["vpc_id"])
     stack.callback(dns.stop)
     verifier_runtime = RuntimeApi()
     stack.callback(verifier_runtime.stop)
@@ -819,8 +781,9 @@ def run(stack, args, log_dir, failures):
     service = LambdaService(runtime, verifier_runtime, verifier.exit_code)
     stack.callback(service.stop)
     status(
-        f"verifier polling its own runtime API, asking DNS at {dns.address} (which answers "
-        f"{PUBLIC_ADDRESS} for every name); Lambda Invoke API on {service.url}"
+        f"verifier polling its own runtime API, asking the DNS world at {dns.address} (its answers "
+        f"follow from moto's VPC and the emulator's workspaces, docs/verification.md); "
+        f"Lambda Invoke API on {service.url}"
     )
     binary = LambdaProcess(log_dir / "lambda.log")
     env = {
@@ -845,6 +808,9 @@ def run(stack, args, log_dir, failures):
         "AWS_ENDPOINT_URL_LAMBDA": service.url,
         # Test-only: ReadyAfter comes PROPAGATION_S after a switch instead of 20 minutes.
         "TEST_ONLY_PROPAGATION_SECONDS": str(PROPAGATION_S),
+        # Test-only: the verifier is given the endpoints' loopback stand-ins, the addresses the
+        # DNS world answers with and listens on, so nothing connects outside 127.0.0.0/8.
+        "TEST_ONLY_LOOPBACK_ENDPOINTS": "1",
     }
     binary.start(stack, env)
     status(f"Lambda runtime API on {runtime.address}; {LAMBDA_BIN.relative_to(REPO)} polling it")
@@ -922,9 +888,12 @@ def run(stack, args, log_dir, failures):
     # --- Verification from inside the VPC refuses the switch --------------------------------
     verify_stack = f"arn:aws:cloudformation:{REGION}:{AWS_ACCOUNT}:stack/{STACK_NAME}-verified/{uuid.uuid4()}"
     verify_props = {**create_props, "VerifyFunctionArn": VERIFIER_ARN}
+    custom = fixtures.op_dhcp_dns_servers(network["vpc_id"], CUSTOM_DNS_SERVERS)
+    status(f"VPC {network['vpc_id']} now hands out DNS servers {', '.join(CUSTOM_DNS_SERVERS)} ({custom})")
     refused = play(
-        "0. Create with VerifyFunctionArn: the verifier, inside the VPC, finds that DNS still\n"
-        "   answers public addresses for the Databricks names, so no workspace is switched",
+        "0. Create with VerifyFunctionArn, in a VPC whose DHCP options hand out custom DNS servers\n"
+        "   that do not forward to the VPC resolver: the verifier finds the endpoints' private names\n"
+        "   public, so no workspace is switched",
         "Create",
         verify_props,
         expected="FAILED",
@@ -942,9 +911,9 @@ def run(stack, args, log_dir, failures):
     print()
     expect(
         "Create with the verifier",
-        refused is not None and "private DNS is not in effect" in (refused.get("Reason") or "")
+        refused is not None and f"{RELAY_PRIVATELINK} resolves to public" in (refused.get("Reason") or "")
         and unswitched.get("private_access_settings_id") is None,
-        "FAILED with the verifier's report, and the workspace not switched",
+        "FAILED naming the relay's PrivateLink name, and the workspace not switched",
     )
     if refused is not None:
         play(
@@ -956,11 +925,15 @@ def run(stack, args, log_dir, failures):
         )
 
     # --- Create -----------------------------------------------------------------
-    held_props = {**create_props, "WaitUntilReady": "true"}
+    restored = fixtures.op_dhcp_dns_servers(network["vpc_id"], ["AmazonProvidedDNS"])
+    status(f"VPC {network['vpc_id']} back on AmazonProvidedDNS ({restored})")
+    held_props = {**verify_props, "WaitUntilReady": "true"}
     created = play(
-        "1. Create with WaitUntilReady: register both endpoints, create private access settings\n"
-        "   (level ACCOUNT), switch the workspace to a copy of its network that carries both\n"
-        f"   endpoints, and hold the answer until ReadyAfter ({PROPAGATION_S} s here, 20 min for real)",
+        "1. Create with VerifyFunctionArn and WaitUntilReady: the verifier passes (the workspace\n"
+        "   host is still public, as Databricks documents before the switch); register both\n"
+        "   endpoints, create private access settings (level ACCOUNT), switch the workspace to a\n"
+        "   copy of its network that carries both endpoints, and hold the answer until ReadyAfter\n"
+        f"   ({PROPAGATION_S} s here, 20 min for real) and a final verification that finds the host private",
         "Create",
         held_props,
         timeout_s=HELD_TIMEOUT_S,
@@ -983,6 +956,12 @@ def run(stack, args, log_dir, failures):
     expect("Create", set(endpoint_ids) <= registered, "both vpce ids registered with Databricks")
     expect("Create", len(state["private_access_settings"]) == 1, "one private access settings object")
     switched = next((w for w in state["workspaces"] if w["workspace_id"] == workspace["workspace_id"]), {})
+    expect(
+        "Create",
+        created.get("Data", {}).get("VerificationReport", "").startswith("passed after ReadyAfter")
+        and "workspace hosts resolve to the REST API endpoint" in created["Data"]["VerificationReport"],
+        "the final verification passed with the workspace host on the REST API endpoint",
+    )
     expect(
         "Create",
         switched.get("private_access_settings_id") == created.get("Data", {}).get("PrivateAccessSettingsId")

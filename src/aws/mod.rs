@@ -27,7 +27,7 @@ pub use lambda::Functions;
 pub use secrets::{Secrets, ServicePrincipalSecret, parse_service_principal, secret_region};
 pub use services::{
     EndpointServices, Partition, default_accounts_host, endpoint_services, is_valid_region_name,
-    partition_of, relay_hostname, supported_regions,
+    partition_of, privatelink_relay_hostname, relay_hostname, supported_regions, workspace_host,
 };
 pub use stacks::{ResourceStatus, Stacks, stack_region};
 pub use vpc::{

@@ -200,17 +200,54 @@ pub fn default_accounts_host(region: &str) -> &'static str {
     }
 }
 
-/// Public hostname of the SCC relay for `region`.
-///
-/// Commercial regions: `tunnel.<region>.cloud.databricks.com`. GovCloud uses the
-/// `cloud.databricks.us` zone for workspaces, so the relay is assumed to live there too; that
-/// GovCloud name is unconfirmed (`docs/account-api.md#endpoint-services-ports-and-hostnames`).
-pub fn relay_hostname(region: &str) -> String {
-    let zone = match partition_of(region) {
+/// The DNS zone of Databricks' hosts in `region`'s partition: `cloud.databricks.com`, and
+/// `cloud.databricks.us` in GovCloud (the workspace URLs' zone there; for the relay an
+/// assumption, `docs/verification.md#names-per-region`).
+fn zone(region: &str) -> &'static str {
+    match partition_of(region) {
         Partition::AwsUsGov => "cloud.databricks.us",
         Partition::Aws | Partition::AwsCn => "cloud.databricks.com",
-    };
-    format!("tunnel.{region}.{zone}")
+    }
+}
+
+/// Regions whose SCC relay has no region label in its names: Databricks' own examples list
+/// `tunnel.cloud.databricks.com` for us-west-1 and us-west-2, the regions served from the
+/// `oregon` control plane (`docs/verification.md#names-per-region`).
+const RELAY_WITHOUT_REGION_LABEL: &[&str] = &["us-west-1", "us-west-2"];
+
+/// The public host name of the SCC relay in `region`, the one Databricks lists as "SCC relay":
+/// `tunnel.<region>.cloud.databricks.com`, but `tunnel.cloud.databricks.com` in us-west-1 and
+/// us-west-2 (`docs/verification.md#names-per-region`).
+pub fn relay_hostname(region: &str) -> String {
+    if RELAY_WITHOUT_REGION_LABEL.contains(&region) {
+        format!("tunnel.{}", zone(region))
+    } else {
+        format!("tunnel.{region}.{}", zone(region))
+    }
+}
+
+/// The relay's host name for PrivateLink, "SCC relay for PrivateLink" on Databricks' list:
+/// `tunnel.privatelink.<region>.cloud.databricks.com`, following [`relay_hostname`]'s shape
+/// where the region label is left out. Documented for some regions and a pattern elsewhere
+/// (`docs/verification.md#names-per-region`), so the verification requires it only where EC2
+/// reports it as the relay service's private DNS name.
+pub fn privatelink_relay_hostname(region: &str) -> String {
+    if RELAY_WITHOUT_REGION_LABEL.contains(&region) {
+        format!("tunnel.privatelink.{}", zone(region))
+    } else {
+        format!("tunnel.privatelink.{region}.{}", zone(region))
+    }
+}
+
+/// The host of a workspace's URL, `<deployment name>.cloud.databricks.com`
+/// (<https://docs.databricks.com/aws/en/workspace/workspace-details>), in GovCloud
+/// `<deployment name>.cloud.databricks.us`.
+pub fn workspace_host(deployment_name: &str, region: &str) -> String {
+    format!(
+        "{}.{}",
+        deployment_name.trim().to_ascii_lowercase(),
+        zone(region)
+    )
 }
 
 /// Regions with Databricks back-end PrivateLink, each once, in table order.
@@ -384,6 +421,36 @@ us-gov-west-1,dod,com.amazonaws.vpce.us-gov-west-1.vpce-svc-08fddf710780b2a54,co
         assert_eq!(
             relay_hostname("us-gov-west-1"),
             "tunnel.us-gov-west-1.cloud.databricks.us"
+        );
+    }
+
+    #[test]
+    fn the_oregon_regions_name_their_relay_without_a_region_label() {
+        for region in ["us-west-1", "us-west-2"] {
+            assert_eq!(relay_hostname(region), "tunnel.cloud.databricks.com");
+            assert_eq!(
+                privatelink_relay_hostname(region),
+                "tunnel.privatelink.cloud.databricks.com"
+            );
+        }
+        assert_eq!(
+            privatelink_relay_hostname("eu-west-1"),
+            "tunnel.privatelink.eu-west-1.cloud.databricks.com"
+        );
+        // Every region of the table has both names, each a DNS name of the partition's zone.
+        for region in supported_regions() {
+            for name in [relay_hostname(region), privatelink_relay_hostname(region)] {
+                assert!(name.starts_with("tunnel."), "{name}");
+                assert!(name.ends_with(zone(region)), "{name}");
+            }
+        }
+        assert_eq!(
+            workspace_host(" DBC-1 ", "eu-west-1"),
+            "dbc-1.cloud.databricks.com"
+        );
+        assert_eq!(
+            workspace_host("dbc-9", "us-gov-west-1"),
+            "dbc-9.cloud.databricks.us"
         );
     }
 }

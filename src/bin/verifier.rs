@@ -13,8 +13,8 @@ use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use backend_privatelink::cfn::shorten;
 use backend_privatelink::logging::BoundedStdout;
+use backend_privatelink::text::shorten;
 use backend_privatelink::verify::{DnsSettings, VerifyReport, VerifyRequest, verify};
 
 /// Time kept back from the Lambda deadline to hand the report to the runtime.

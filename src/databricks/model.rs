@@ -232,7 +232,7 @@ pub struct CreateNetwork {
 }
 
 /// The workspace fields this program reads (`/workspaces`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workspace {
     pub workspace_id: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]

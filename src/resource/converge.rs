@@ -36,6 +36,8 @@ pub struct Converged {
     pub registrations: EndpointPair<String>,
     pub private_access_settings_id: String,
     pub relay_hostname: String,
+    /// The relay's "SCC relay for PrivateLink" name, the one its endpoint's private DNS serves.
+    pub relay_privatelink_hostname: String,
     pub attached: workspaces::Attached,
     /// The verifier's report, shortened, when `VerifyFunctionArn` ran it.
     pub verification_report: Option<String>,
@@ -59,6 +61,10 @@ impl Converged {
                 self.private_access_settings_id.clone(),
             ),
             ("RelayHostname".to_string(), self.relay_hostname.clone()),
+            (
+                "RelayPrivateLinkHostname".to_string(),
+                self.relay_privatelink_hostname.clone(),
+            ),
             (
                 "AttachedWorkspaceIds".to_string(),
                 self.attached
@@ -294,6 +300,7 @@ pub async fn converge(
         registrations: registered,
         private_access_settings_id: pas_id,
         relay_hostname: services::relay_hostname(&props.region),
+        relay_privatelink_hostname: services::privatelink_relay_hostname(&props.region),
         attached,
         verification_report,
         workspace_hosts: verification::hosts(props, &workspaces),

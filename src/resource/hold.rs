@@ -335,18 +335,23 @@ async fn verify(parts: &HoldParts<'_>, held: &mut Held, deadline: Instant) -> Op
         parts.functions,
         arn,
         parts.props,
-        &held.hosts,
+        &verification::hosts_after_ready(&held.hosts),
         deadline,
     )
     .await;
     let problems = match result {
         Ok(report) if report.passed => {
             // Without times or attempt counts: two copies of one hop must answer the same.
-            let text = format!(
+            let mut text = format!(
                 "passed after ReadyAfter: {} names and {} endpoint addresses checked from inside the VPC",
                 report.names.len(),
                 report.endpoint_addresses.len()
             );
+            if !held.hosts.is_empty() {
+                text.push_str("; the workspace hosts resolve to the REST API endpoint: ");
+                text.push_str(&held.hosts.join(", "));
+            }
+            verification::append_notes(&mut text, &report);
             tracing::info!(
                 report = %text,
                 attempt = held.verify_attempts,

@@ -1,15 +1,14 @@
-//! Which names to check: the names cluster nodes use for the REST API and the relay, derived from
-//! what EC2 and the account API say (the endpoints' DNS entries, their services' private DNS
-//! names, the workspaces' deployment names) and the region. Pure functions, no I/O.
+//! Which names to check: what EC2 says of the endpoints (their DNS entries, their services'
+//! private DNS names) and the names the caller adds (the relay's public and PrivateLink names,
+//! the workspaces' hosts), each with the endpoint it should lead to and what it must show. Pure
+//! functions, no I/O; the caller derives every name, so this module knows no region or partition.
 
 use std::collections::HashSet;
-
-use crate::aws::services::{Partition, partition_of, relay_hostname};
 
 #[cfg(test)]
 use super::RELAY_PORT;
 use super::REST_API_PORT;
-use super::model::{EndpointRole, MAX_NAMES, NameCheck, check_host};
+use super::model::{EndpointRole, Expect, MAX_NAMES, NameCheck, check_host};
 
 /// The DNS names EC2 reports for one endpoint, as given: `DnsEntries[].DnsName` of
 /// `DescribeVpcEndpoints` (the `vpce-…` names and, with private DNS on, the service's names) and
@@ -20,53 +19,58 @@ pub struct EndpointDnsNames<'a> {
     pub service_private_dns_names: &'a [String],
 }
 
-/// The host of a workspace's URL, `<deployment name>.cloud.databricks.com`
-/// (<https://docs.databricks.com/aws/en/workspace/workspace-details>); in GovCloud the zone is
-/// `cloud.databricks.us`, as for the relay ([`relay_hostname`]).
-pub fn workspace_host(deployment_name: &str, region: &str) -> String {
-    let zone = match partition_of(region) {
-        Partition::AwsUsGov => "cloud.databricks.us",
-        Partition::Aws | Partition::AwsCn => "cloud.databricks.com",
-    };
-    format!("{}.{zone}", deployment_name.trim().to_ascii_lowercase())
+/// A name the caller adds to what EC2 reports: a host name or a URL (its host is taken).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtraName {
+    pub host: String,
+    pub endpoint: EndpointRole,
+    pub expect: Expect,
 }
 
 /// The names to verify, most telling first, at most [`MAX_NAMES`]:
-/// 1. `tunnel.<region>.cloud.databricks.com`, the relay name cluster nodes use
-///    (<https://docs.databricks.com/aws/en/resources/ip-domain-region>), on `relay_port` (6666,
-///    or 2443 for workspaces with the compliance security profile);
-/// 2. each endpoint's private DNS names (the service's, and those among its DNS entries), on
-///    6666/`relay_port` or 443;
-/// 3. each endpoint's regional `vpce-…` name, which resolves to the endpoint's addresses whether
-///    private DNS works or not: when it fails too, the VPC's DNS itself is broken;
-/// 4. the workspaces' own hosts (from [`workspace_host`] or their URLs), on 443.
+/// 1. each endpoint's private DNS names (its service's, and those among its DNS entries), the
+///    names its private DNS serves: required, on `relay_port` (6666, or 2443 under the
+///    compliance security profile) or 443;
+/// 2. each endpoint's regional `vpce-…` name, which resolves to the endpoint's addresses whether
+///    private DNS works or not: when it fails too, the VPC's DNS itself is broken; required;
+/// 3. `extra`, in order, as the caller says (on 443 or `relay_port` by their endpoint).
 ///
 /// Wildcards (`*.…`), zonal `vpce-…` names, duplicates and anything that is not a DNS name are
-/// left out. A name given in both roles is checked in the first.
+/// left out. A name given twice is checked as it came first.
 pub fn name_checks(
-    region: &str,
-    workspace_hosts: &[String],
     rest_api: EndpointDnsNames<'_>,
     relay: EndpointDnsNames<'_>,
     relay_port: u16,
+    extra: &[ExtraName],
 ) -> Vec<NameCheck> {
-    let relay_ports = [relay_port];
+    let port = |role: EndpointRole| match role {
+        EndpointRole::RestApi => REST_API_PORT,
+        EndpointRole::Relay => relay_port,
+    };
     let mut checks = Checks::default();
-    checks.add(&relay_hostname(region), EndpointRole::Relay, &relay_ports);
-    for name in private_names(relay) {
-        checks.add(name, EndpointRole::Relay, &relay_ports);
+    for (names, role) in [
+        (relay, EndpointRole::Relay),
+        (rest_api, EndpointRole::RestApi),
+    ] {
+        for name in private_names(names) {
+            checks.add(name, role, port(role), Expect::Endpoint);
+        }
     }
-    for name in private_names(rest_api) {
-        checks.add(name, EndpointRole::RestApi, &[REST_API_PORT]);
+    for (names, role) in [
+        (relay, EndpointRole::Relay),
+        (rest_api, EndpointRole::RestApi),
+    ] {
+        if let Some(name) = regional_vpce_name(names.dns_entries) {
+            checks.add(name, role, port(role), Expect::Endpoint);
+        }
     }
-    if let Some(name) = regional_vpce_name(relay.dns_entries) {
-        checks.add(name, EndpointRole::Relay, &relay_ports);
-    }
-    if let Some(name) = regional_vpce_name(rest_api.dns_entries) {
-        checks.add(name, EndpointRole::RestApi, &[REST_API_PORT]);
-    }
-    for host in workspace_hosts {
-        checks.add(host_of_url(host), EndpointRole::RestApi, &[REST_API_PORT]);
+    for name in extra {
+        checks.add(
+            host_of_url(&name.host),
+            name.endpoint,
+            port(name.endpoint),
+            name.expect,
+        );
     }
     checks.list.truncate(MAX_NAMES);
     checks.list
@@ -79,7 +83,7 @@ struct Checks {
 }
 
 impl Checks {
-    fn add(&mut self, name: &str, endpoint: EndpointRole, ports: &[u16]) {
+    fn add(&mut self, name: &str, endpoint: EndpointRole, port: u16, expect: Expect) {
         let host = name.trim().trim_end_matches('.').to_ascii_lowercase();
         if host.starts_with("*.") || check_host(&host).is_err() || !self.seen.insert(host.clone()) {
             return;
@@ -87,7 +91,8 @@ impl Checks {
         self.list.push(NameCheck {
             host,
             endpoint,
-            ports: ports.to_vec(),
+            ports: vec![port],
+            expect,
         });
     }
 }
@@ -141,15 +146,23 @@ mod tests {
         values.iter().map(|v| (*v).to_owned()).collect()
     }
 
-    fn hosts(checks: &[NameCheck]) -> Vec<(&str, EndpointRole, Vec<u16>)> {
+    fn hosts(checks: &[NameCheck]) -> Vec<(&str, EndpointRole, Vec<u16>, Expect)> {
         checks
             .iter()
-            .map(|c| (c.host.as_str(), c.endpoint, c.ports.clone()))
+            .map(|c| (c.host.as_str(), c.endpoint, c.ports.clone(), c.expect))
             .collect()
     }
 
+    fn extra(host: &str, endpoint: EndpointRole, expect: Expect) -> ExtraName {
+        ExtraName {
+            host: host.to_owned(),
+            endpoint,
+            expect,
+        }
+    }
+
     #[test]
-    fn names_come_from_the_region_the_endpoints_and_the_workspaces() {
+    fn ec2s_names_are_required_and_the_callers_come_as_asked() {
         let rest_entries = strings(&[
             "vpce-0a1b2c3d4e5f60718-abcdefgh.vpce-svc-09143d1e626de2f04.us-east-1.vpce.amazonaws.com",
             "vpce-0a1b2c3d4e5f60718-abcdefgh-us-east-1a.vpce-svc-09143d1e626de2f04.us-east-1.vpce.amazonaws.com",
@@ -161,13 +174,9 @@ mod tests {
             "vpce-0f0e0d0c0b0a09080-zyxwvuts.vpce-svc-00018a8c3ff62ffdf.us-east-1.vpce.amazonaws.com",
         ]);
         let relay_service = strings(&["Tunnel.PrivateLink.us-east-1.cloud.databricks.com."]);
-        let workspaces = strings(&[
-            "https://dbc-1234abcd-5678.cloud.databricks.com/",
-            "*.cloud.databricks.com",
-        ]);
+        use EndpointRole::{Relay, RestApi};
+        use Expect::{Endpoint, ReportOnly};
         let checks = name_checks(
-            "us-east-1",
-            &workspaces,
             EndpointDnsNames {
                 dns_entries: &rest_entries,
                 service_private_dns_names: &rest_service,
@@ -177,85 +186,113 @@ mod tests {
                 service_private_dns_names: &relay_service,
             },
             RELAY_PORT,
+            &[
+                // Already reported by EC2: stays required.
+                extra(
+                    "tunnel.privatelink.us-east-1.cloud.databricks.com",
+                    Relay,
+                    ReportOnly,
+                ),
+                extra("tunnel.us-east-1.cloud.databricks.com", Relay, ReportOnly),
+                extra(
+                    "https://dbc-1234abcd-5678.cloud.databricks.com/",
+                    RestApi,
+                    ReportOnly,
+                ),
+                extra("*.cloud.databricks.com", RestApi, Endpoint),
+            ],
         );
-        use EndpointRole::{Relay, RestApi};
         assert_eq!(
             hosts(&checks),
             vec![
-                ("tunnel.us-east-1.cloud.databricks.com", Relay, vec![6666]),
                 (
                     "tunnel.privatelink.us-east-1.cloud.databricks.com",
                     Relay,
-                    vec![6666]
+                    vec![6666],
+                    Endpoint
                 ),
                 (
                     "nvirginia.privatelink.cloud.databricks.com",
                     RestApi,
-                    vec![443]
+                    vec![443],
+                    Endpoint
                 ),
                 (
                     "vpce-0f0e0d0c0b0a09080-zyxwvuts.vpce-svc-00018a8c3ff62ffdf.us-east-1.vpce.amazonaws.com",
                     Relay,
-                    vec![6666]
+                    vec![6666],
+                    Endpoint
                 ),
                 (
                     "vpce-0a1b2c3d4e5f60718-abcdefgh.vpce-svc-09143d1e626de2f04.us-east-1.vpce.amazonaws.com",
                     RestApi,
-                    vec![443]
+                    vec![443],
+                    Endpoint
                 ),
-                ("dbc-1234abcd-5678.cloud.databricks.com", RestApi, vec![443]),
+                (
+                    "tunnel.us-east-1.cloud.databricks.com",
+                    Relay,
+                    vec![6666],
+                    ReportOnly
+                ),
+                (
+                    "dbc-1234abcd-5678.cloud.databricks.com",
+                    RestApi,
+                    vec![443],
+                    ReportOnly
+                ),
             ]
         );
     }
 
     #[test]
-    fn the_fips_relay_port_and_govcloud_zone_are_followed() {
+    fn the_relay_port_follows_the_compliance_profile() {
         let checks = name_checks(
-            "us-gov-west-1",
-            &[workspace_host("dbc-9", "us-gov-west-1")],
             EndpointDnsNames::default(),
             EndpointDnsNames::default(),
             2443,
-        );
-        assert_eq!(
-            hosts(&checks),
-            vec![
-                (
+            &[
+                extra(
                     "tunnel.us-gov-west-1.cloud.databricks.us",
                     EndpointRole::Relay,
-                    vec![2443]
+                    Expect::ReportOnly,
                 ),
-                (
+                extra(
                     "dbc-9.cloud.databricks.us",
                     EndpointRole::RestApi,
-                    vec![443]
+                    Expect::Endpoint,
                 ),
-            ]
+            ],
         );
-        assert_eq!(
-            workspace_host(" DBC-1 ", "eu-west-1"),
-            "dbc-1.cloud.databricks.com"
-        );
+        assert_eq!(checks[0].ports, [2443]);
+        assert_eq!(checks[1].ports, [443]);
     }
 
     #[test]
     fn many_workspaces_are_cut_to_the_limit_after_the_endpoint_names() {
-        let workspaces: Vec<String> = (0..100)
+        let relay_service = strings(&["tunnel.privatelink.eu-west-1.cloud.databricks.com"]);
+        let workspaces: Vec<ExtraName> = (0..100)
             .map(|i| format!("dbc-{i}.cloud.databricks.com:443"))
             .chain([
                 "not a host".to_owned(),
                 "dbc-0.cloud.databricks.com".to_owned(),
             ])
+            .map(|host| extra(&host, EndpointRole::RestApi, Expect::Endpoint))
             .collect();
         let checks = name_checks(
-            "eu-west-1",
-            &workspaces,
             EndpointDnsNames::default(),
-            EndpointDnsNames::default(),
+            EndpointDnsNames {
+                dns_entries: &[],
+                service_private_dns_names: &relay_service,
+            },
             RELAY_PORT,
+            &workspaces,
         );
         assert_eq!(checks.len(), MAX_NAMES);
-        assert_eq!(checks[0].host, "tunnel.eu-west-1.cloud.databricks.com");
+        assert_eq!(
+            checks[0].host,
+            "tunnel.privatelink.eu-west-1.cloud.databricks.com"
+        );
         assert_eq!(checks[1].host, "dbc-0.cloud.databricks.com");
         assert_eq!(
             checks[MAX_NAMES - 1].host,

@@ -12,13 +12,13 @@ pub mod probe;
 #[cfg(test)]
 mod test_network;
 
-pub use hosts::{EndpointDnsNames, name_checks, workspace_host};
+pub use hosts::{EndpointDnsNames, ExtraName, name_checks};
 pub use model::{
-    AddressKind, AddressReport, ConnectResult, Connection, EndpointAddresses, EndpointRole,
+    AddressKind, AddressReport, ConnectResult, Connection, EndpointAddresses, EndpointRole, Expect,
     NameCheck, NameReport, PrivateDns, RequestError, Resolution, ResolutionResult, ResolvedAddress,
     VerifyReport, VerifyRequest,
 };
-pub use probe::{DNS_SERVER_VAR, DnsSettings, DnsSettingsError, verify};
+pub use probe::{DNS_SERVER_VAR, DnsSettings, DnsSettingsError, LOOPBACK_GUARD_MARK, verify};
 
 /// The port the cluster nodes use for the REST API endpoint.
 pub const REST_API_PORT: u16 = 443;

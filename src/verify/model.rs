@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cfn::shorten;
+use crate::text::shorten;
 
 /// At most this many names per request: each is one lookup and a few connections.
 pub const MAX_NAMES: usize = 24;
@@ -54,6 +54,24 @@ impl EndpointRole {
     }
 }
 
+/// What a name must show for the verification to pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Expect {
+    /// Resolve to its endpoint's addresses only, every connection taken.
+    #[default]
+    Endpoint,
+    /// Looked up, connected to where private, and reported; never fails the verification (a
+    /// name whose answer is known to change later, or that no source says must be private).
+    ReportOnly,
+}
+
+impl Expect {
+    fn is_endpoint(&self) -> bool {
+        *self == Expect::Endpoint
+    }
+}
+
 /// What the function asks the verifier to check.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -74,6 +92,9 @@ pub struct NameCheck {
     pub host: String,
     pub endpoint: EndpointRole,
     pub ports: Vec<u16>,
+    /// [`Expect::Endpoint`] when absent.
+    #[serde(default, skip_serializing_if = "Expect::is_endpoint")]
+    pub expect: Expect,
 }
 
 /// The private addresses of each endpoint's network interfaces.
@@ -219,6 +240,9 @@ pub struct VerifyReport {
 pub struct NameReport {
     pub host: String,
     pub endpoint: EndpointRole,
+    /// As the request asked; a report-only name never fails the verification.
+    #[serde(default, skip_serializing_if = "Expect::is_endpoint")]
+    pub expect: Expect,
     pub resolution: Resolution,
     pub addresses: Vec<ResolvedAddress>,
     /// Addresses beyond [`MAX_RESOLVED_ADDRESSES`], neither listed nor connected to.
@@ -382,7 +406,14 @@ pub struct AddressReport {
 }
 
 impl NameReport {
+    /// A report-only name always passes; any other must resolve to its endpoint only, every
+    /// connection taken.
     pub fn passed(&self) -> bool {
+        self.expect == Expect::ReportOnly || self.found_private()
+    }
+
+    /// Resolved to the endpoint's addresses only, and every connection was taken.
+    pub fn found_private(&self) -> bool {
         self.resolution.result == ResolutionResult::Resolved
             && self.private_dns == PrivateDns::InEffect
             && self
@@ -402,6 +433,7 @@ impl VerifyReport {
         let connections = || {
             names
                 .iter()
+                .filter(|name| name.expect == Expect::Endpoint)
                 .flat_map(|name| &name.connections)
                 .chain(endpoint_addresses.iter().flat_map(|a| &a.connections))
         };
@@ -427,7 +459,7 @@ impl VerifyReport {
     pub fn summary(&self) -> Vec<String> {
         let mut lines = Vec::new();
         let mut told: HashSet<(IpAddr, u16)> = HashSet::new();
-        for name in &self.names {
+        for name in self.names.iter().filter(|n| n.expect == Expect::Endpoint) {
             if let Some(line) = dns_problem(name) {
                 lines.push(line);
             }
@@ -463,14 +495,49 @@ impl VerifyReport {
         if self.names.is_empty() {
             lines.push("no names were checked".to_owned());
         }
-        if lines.len() > MAX_SUMMARY_LINES {
-            let more = lines.len() - (MAX_SUMMARY_LINES - 1);
-            lines.truncate(MAX_SUMMARY_LINES - 1);
-            lines.push(format!(
-                "... and {more} more problems (see the full report)"
-            ));
-        }
+        cut_to_limit(&mut lines);
         lines
+    }
+
+    /// One line per report-only name: what it resolved to, for a passing report's text.
+    pub fn notes(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .names
+            .iter()
+            .filter(|n| n.expect == Expect::ReportOnly)
+            .map(|name| {
+                let found = match name.resolution.result {
+                    ResolutionResult::Resolved => {
+                        let all: Vec<&ResolvedAddress> = name.addresses.iter().collect();
+                        let what = match name.private_dns {
+                            PrivateDns::InEffect => {
+                                format!("the {} endpoint", name.endpoint.label())
+                            }
+                            PrivateDns::NotInEffect => "public".to_owned(),
+                            PrivateDns::OtherAddresses | PrivateDns::Unknown => "other".to_owned(),
+                        };
+                        format!("resolves to {what} {}", list(&all))
+                    }
+                    ResolutionResult::NxDomain => "does not exist".to_owned(),
+                    ResolutionResult::NoAddresses => "has no IPv4 address".to_owned(),
+                    ResolutionResult::TimedOut
+                    | ResolutionResult::DeadlineReached
+                    | ResolutionResult::Failed => "had no answer".to_owned(),
+                };
+                format!("{} {found}", name.host)
+            })
+            .collect();
+        cut_to_limit(&mut lines);
+        lines
+    }
+}
+
+/// At most [`MAX_SUMMARY_LINES`], the last one counting the rest.
+fn cut_to_limit(lines: &mut Vec<String>) {
+    if lines.len() > MAX_SUMMARY_LINES {
+        let more = lines.len() - (MAX_SUMMARY_LINES - 1);
+        lines.truncate(MAX_SUMMARY_LINES - 1);
+        lines.push(format!("... and {more} more (see the full report)"));
     }
 }
 
@@ -732,6 +799,7 @@ mod tests {
         NameReport {
             host: host.to_owned(),
             endpoint: role,
+            expect: Expect::Endpoint,
             resolution: Resolution {
                 result: ResolutionResult::Resolved,
                 ms: 3,
@@ -873,7 +941,7 @@ mod tests {
         assert_eq!(lines.len(), MAX_SUMMARY_LINES);
         assert_eq!(
             lines[MAX_SUMMARY_LINES - 1],
-            "... and 5 more problems (see the full report)"
+            "... and 5 more (see the full report)"
         );
     }
 }

@@ -19,7 +19,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::cfn::shorten;
+use crate::text::shorten;
 
 use super::model::{
     AddressKind, AddressReport, ConnectResult, Connection, EndpointRole,
@@ -27,8 +27,14 @@ use super::model::{
     PrivateDns, Resolution, ResolutionResult, VerifyReport, VerifyRequest, classify,
 };
 
-/// Test-only setting: `IP:PORT` of the DNS server to ask instead of the system's resolvers.
+/// Test-only setting: `IP:PORT` of the DNS server to ask instead of the system's resolvers. In a
+/// build with debug assertions (the tests' and `make demo`'s) it also arms the loopback guard:
+/// a connection to any address outside 127.0.0.0/8 ends the process with
+/// [`LOOPBACK_GUARD_MARK`] on stderr, so a test that would leave the machine fails loudly.
 pub const DNS_SERVER_VAR: &str = "VERIFIER_DNS_SERVER";
+
+/// What the loopback guard prints before it ends the process; the test harness looks for it.
+pub const LOOPBACK_GUARD_MARK: &str = "LOOPBACK GUARD";
 
 /// Longest wait for one DNS answer, and how many tries: a resolver that does not answer within
 /// seconds is as good as absent for a cluster node, and the verifier has a deadline to keep.
@@ -45,6 +51,8 @@ pub struct DnsSettings {
     config: ResolverConfig,
     options: ResolverOpts,
     source: String,
+    /// Connections outside 127.0.0.0/8 end the process (tests only: see [`DNS_SERVER_VAR`]).
+    loopback_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,11 +77,13 @@ impl DnsSettings {
 
     /// The value of [`DNS_SERVER_VAR`]: `IP:PORT`, nothing else (no name to resolve first).
     fn from_setting(value: &str) -> Result<DnsSettings, DnsSettingsError> {
-        value
+        let mut settings = value
             .trim()
             .parse::<SocketAddr>()
             .map(DnsSettings::server)
-            .map_err(|_| DnsSettingsError::BadServer(shorten(value, 60)))
+            .map_err(|_| DnsSettingsError::BadServer(shorten(value, 60)))?;
+        settings.loopback_only = cfg!(debug_assertions);
+        Ok(settings)
     }
 
     /// The resolvers of `/etc/resolv.conf`, as a cluster node's own lookups would use them.
@@ -91,6 +101,7 @@ impl DnsSettings {
             source: format!("the system's resolvers ({})", servers.join(", ")),
             config,
             options,
+            loopback_only: false,
         })
     }
 
@@ -108,6 +119,7 @@ impl DnsSettings {
             config: ResolverConfig::from_name_servers(vec![server]),
             options: ResolverOpts::default(),
             source: format!("the DNS server {address} ({DNS_SERVER_VAR})"),
+            loopback_only: false,
         }
     }
 
@@ -177,8 +189,11 @@ pub async fn verify(request: &VerifyRequest, dns: &DnsSettings, deadline: Instan
             .map_err(|error| shorten(&error.to_string(), MAX_ERROR_CHARS));
         resolve(resolver, &check.host, deadline)
     }));
-    let (lookups, mut results) =
-        tokio::join!(lookups, connect_all(direct_probes.list, timeout, deadline));
+    let guard = Guard(dns.loopback_only);
+    let (lookups, mut results) = tokio::join!(
+        lookups,
+        connect_all(direct_probes.list, timeout, deadline, guard)
+    );
 
     let mut names: Vec<NameReport> = checks
         .iter()
@@ -196,6 +211,7 @@ pub async fn verify(request: &VerifyRequest, dns: &DnsSettings, deadline: Instan
             NameReport {
                 host: check.host.clone(),
                 endpoint: check.endpoint,
+                expect: check.expect,
                 private_dns: PrivateDns::of(lookup.resolution.result, &addresses),
                 resolution: lookup.resolution,
                 addresses,
@@ -227,7 +243,7 @@ pub async fn verify(request: &VerifyRequest, dns: &DnsSettings, deadline: Instan
             }
         }
     }
-    results.extend(connect_all(more.list, timeout, deadline).await);
+    results.extend(connect_all(more.list, timeout, deadline, guard).await);
 
     let result_of = |address: IpAddr, port: u16| results.get(&(address, port)).cloned();
     for (name, check) in names.iter_mut().zip(&checks) {
@@ -255,9 +271,11 @@ async fn connect_all(
     probes: Vec<(IpAddr, u16)>,
     timeout: Duration,
     deadline: Instant,
+    guard: Guard,
 ) -> HashMap<(IpAddr, u16), Connection> {
     futures_util::stream::iter(probes)
         .map(|(address, port)| async move {
+            guard.check(address, port);
             (
                 (address, port),
                 connect(address, port, timeout, deadline).await,
@@ -266,6 +284,22 @@ async fn connect_all(
         .buffer_unordered(MAX_CONCURRENT_CONNECTIONS)
         .collect()
         .await
+}
+
+/// The loopback guard of the tests: armed, it ends the process before any connection outside
+/// 127.0.0.0/8, whatever DNS or the request said.
+#[derive(Clone, Copy)]
+struct Guard(bool);
+
+impl Guard {
+    fn check(self, address: IpAddr, port: u16) {
+        if self.0 && !address.is_loopback() {
+            eprintln!(
+                "{LOOPBACK_GUARD_MARK}: the verifier was about to connect to {address}:{port}, outside 127.0.0.0/8; tests must use loopback stand-ins (TEST_ONLY_LOOPBACK_ENDPOINTS)"
+            );
+            std::process::abort();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -380,7 +414,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::verify::model::{EndpointAddresses, NameCheck};
+    use crate::verify::model::{EndpointAddresses, Expect, NameCheck};
     use crate::verify::test_network::{
         Accepting, Answer, BlackHole, SilentDns, TestDns, refused_port,
     };
@@ -399,11 +433,13 @@ mod tests {
                     host: TUNNEL.to_owned(),
                     endpoint: EndpointRole::Relay,
                     ports: vec![relay_port],
+                    expect: Expect::Endpoint,
                 },
                 NameCheck {
                     host: WORKSPACE.to_owned(),
                     endpoint: EndpointRole::RestApi,
                     ports: vec![rest_port],
+                    expect: Expect::Endpoint,
                 },
             ],
             endpoint_addresses: EndpointAddresses {

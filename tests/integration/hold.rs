@@ -19,7 +19,7 @@ use crate::support::sink::RecordingSink;
 const VERIFIER: &str = "arn:aws:lambda:us-east-1:123456789012:function:verifier";
 /// What a hop's invocation may last: it holds for this less 13 s (3 s guard, 10 s hand-over),
 /// and verifies only with 10 s left before the hand-over.
-const HOP_TIMEOUT: Duration = Duration::from_secs(25);
+pub(crate) const HOP_TIMEOUT: Duration = Duration::from_secs(25);
 const FIRST_TIMEOUT: Duration = Duration::from_secs(25);
 
 fn passing_report() -> String {
@@ -65,7 +65,7 @@ fn held_props(world: &World) -> (i64, Value) {
 }
 
 /// A resource of a moto stack that waits for its Create, so that each hop can ask CloudFormation.
-async fn waiting_stack() -> Stack {
+pub(crate) async fn waiting_stack() -> Stack {
     Stack {
         stack_id: fixtures::stack(Moto::shared(), REGION, "PrivateLink").await,
         logical_id: "PrivateLink".into(),
@@ -74,7 +74,12 @@ async fn waiting_stack() -> Stack {
 }
 
 /// Sends the Create to the function, whose invocation ends without answering CloudFormation.
-async fn send_held_create(world: &World, stack: &Stack, props: Value, sink: &RecordingSink) {
+pub(crate) async fn send_held_create(
+    world: &World,
+    stack: &Stack,
+    props: Value,
+    sink: &RecordingSink,
+) {
     let event = world.event(RequestType::Create, stack, props, None, sink);
     let first = world.lambda.invoke(event, FIRST_TIMEOUT).await;
     assert_eq!(

@@ -37,8 +37,13 @@ pub struct Aws {
 
 impl Aws {
     pub async fn create(networks: usize, private_dns: bool) -> Aws {
+        Aws::create_in(REGION, networks, private_dns).await
+    }
+
+    /// VPCs and the secret in `region`.
+    pub async fn create_in(region: &str, networks: usize, private_dns: bool) -> Aws {
         let secret = json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}).to_string();
-        let mut setup = Setup::new(REGION).secret(&crate::support::unique_name("sp"), &secret);
+        let mut setup = Setup::new(region).secret(&crate::support::unique_name("sp"), &secret);
         for _ in 0..networks {
             setup = setup.network(NetworkOptions { private_dns });
         }

@@ -1,7 +1,7 @@
 //! The verifier binary through the Lambda Runtime API stand-in, against a DNS server
 //! and TCP listeners on loopback: the report it answers, its log line, a refused request, and
 //! an answer before the invocation's deadline when a connection hangs; and the function invoking
-//! the real verifier through the Lambda Invoke stand-in.
+//! the real verifier through the Lambda Invoke stand-in, in the DNS world of its VPC.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -10,11 +10,15 @@ use serde_json::{Value, json};
 
 use backend_privatelink::verify::{ConnectResult, DNS_SERVER_VAR, PrivateDns, VerifyReport};
 
-use crate::scenario::{World, WorldOptions};
+use crate::hold::{HOP_TIMEOUT, send_held_create, waiting_stack};
+use crate::scenario::{Aws, World, WorldOptions};
+use crate::support::dns_world::DnsWorld;
+use crate::support::fixtures::batch;
 use crate::support::lambda::{Lambda, LambdaProcess, VERIFIER_BINARY};
 use crate::support::lambda_service::LambdaService;
 use crate::support::network::{Accepting, Answer, BlackHole, TestDns, refused_port};
-use crate::support::runtime::{InvocationResult, RuntimeApi};
+use crate::support::runtime::{InvocationResult, REGION, RuntimeApi};
+use crate::support::sink::RecordingSink;
 
 const REST_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const RELAY_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
@@ -165,44 +169,215 @@ async fn verifier_binary_answers_before_its_deadline_when_a_connection_hangs() {
     assert!(report.summary()[0].contains("had no answer when the verifier's deadline came"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_function_switches_nothing_when_the_real_verifier_sees_public_dns() {
-    let dns = TestDns::start(
-        "cloud.databricks.com.",
-        &[(TUNNEL, Answer::A(Ipv4Addr::new(52, 1, 2, 3)))],
+/// The function, the real verifier behind the Invoke stand-in, and the DNS world of the
+/// fixture's VPC that the verifier asks: every answer follows from moto's VPC and the emulator's
+/// account (`docs/verification.md#the-dns-world`), and every address is a loopback stand-in.
+struct VerifiedWorld {
+    // Dropped in this order: the function, then the verifier, then the world they talk to.
+    world: World,
+    verifier: Lambda,
+    service: LambdaService,
+    dns: DnsWorld,
+}
+
+async fn verified_world(region: &str, lambda_env: Vec<(String, String)>) -> VerifiedWorld {
+    let service = LambdaService::start(HOP_TIMEOUT);
+    let mut env = vec![("AWS_ENDPOINT_URL_LAMBDA".to_owned(), service.url())];
+    env.extend(lambda_env);
+    let aws = Aws::create_in(region, 1, true).await;
+    let world = World::on(
+        aws,
+        WorldOptions {
+            lambda_env: env,
+            ..Default::default()
+        },
     )
     .await;
-    let verifier = verifier(&dns).await;
-    let service = LambdaService::start(Duration::from_secs(10));
+    let dns = DnsWorld::start(
+        world.moto,
+        &world.emulator.base_url(),
+        region,
+        &world.networks[0].vpc_id,
+    );
+    let verifier = verifier_at(dns.address()).await;
     service.verify_with(verifier.runtime.queue());
-    let world = World::with(WorldOptions {
-        lambda_env: vec![("AWS_ENDPOINT_URL_LAMBDA".into(), service.url())],
-        ..Default::default()
-    })
-    .await;
-    let ws = world.seed_workspace_in_fixture(0, "verified-for-real");
-    let mut props = world.props(0);
-    props["WorkspaceIds"] = json!(ws.to_string());
-    props["VerifyFunctionArn"] = json!("arn:aws:lambda:us-east-1:123456789012:function:verifier");
+    VerifiedWorld {
+        world,
+        verifier,
+        service,
+        dns,
+    }
+}
 
-    let mut stack = world.stack("real-verifier");
-    let failed = world.create(&mut stack, props).await;
+async fn verifier_at(dns: std::net::SocketAddr) -> Lambda {
+    let runtime = RuntimeApi::start().await;
+    let process = LambdaProcess::builder(&runtime)
+        .binary(VERIFIER_BINARY)
+        .env(DNS_SERVER_VAR, dns.to_string())
+        .env_remove("AWS_ENDPOINT_URL")
+        .spawn();
+    Lambda { process, runtime }
+}
+
+impl VerifiedWorld {
+    /// A workspace in the fixture's subnets, and the properties that switch it with the verifier.
+    fn switching_props(&self, name: &str) -> (i64, Value) {
+        let ws = self.world.seed_workspace_in_fixture(0, name);
+        let mut props = self.world.props(0);
+        props["WorkspaceIds"] = json!(ws.to_string());
+        props["VerifyFunctionArn"] = json!(VERIFIER_ARN);
+        (ws, props)
+    }
+
+    fn host_of(&self, ws: i64) -> String {
+        let deployment = self.world.workspace(ws).deployment_name;
+        format!("{deployment}.cloud.databricks.com")
+    }
+}
+
+const VERIFIER_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:verifier";
+const RELAY_PRIVATELINK: &str = "tunnel.privatelink.us-east-1.cloud.databricks.com";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_switch_passes_the_real_verifier_while_the_workspace_host_is_still_public() {
+    let v = verified_world(REGION, Vec::new()).await;
+    let (ws, props) = v.switching_props("first-switch");
+    let host = v.host_of(ws);
+
+    let mut stack = v.world.stack("first-switch");
+    let created = v.world.create(&mut stack, props).await;
+    created.assert_success();
+    assert!(
+        v.world.workspace(ws).private_access_settings_id.is_some(),
+        "the workspace is switched"
+    );
+    let report = created.data("VerificationReport");
+    assert!(report.starts_with("passed: "), "{report}");
+    // Before the switch the workspace's host is on Databricks' public chain, as documented:
+    // reported, not refused.
+    assert!(
+        report.contains(&format!("{host} resolves to public 203.0.113.10")),
+        "{report}"
+    );
+    assert!(
+        report.contains("stays public until the switch attaches private access settings"),
+        "{report}"
+    );
+    assert!(
+        report.contains("tunnel.us-east-1.cloud.databricks.com resolves to public"),
+        "{report}"
+    );
+    let sent: Value = serde_json::from_str(&v.service.synchronous_payloads()[0]).unwrap();
+    let names = sent["names"].as_array().unwrap();
+    let relay = names
+        .iter()
+        .find(|n| n["host"] == RELAY_PRIVATELINK)
+        .unwrap();
+    assert!(relay.get("expect").is_none(), "required: {relay}");
+    assert_eq!(relay["ports"], json!([6666]));
+    // Every endpoint address went to the verifier as its loopback stand-in.
+    for role in ["restApi", "relay"] {
+        for address in sent["endpointAddresses"][role].as_array().unwrap() {
+            let ip: std::net::IpAddr = address.as_str().unwrap().parse().unwrap();
+            assert!(ip.is_loopback(), "{ip}");
+        }
+    }
+    assert!(v.dns.problems().is_empty(), "{}", v.dns.problems());
+    drop(v.verifier);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_dns_servers_keep_the_relays_private_name_public_and_nothing_is_switched() {
+    let v = verified_world(REGION, Vec::new()).await;
+    let (ws, props) = v.switching_props("custom-dns");
+    let net = &v.world.networks[0];
+    batch(
+        v.world.moto,
+        REGION,
+        vec![json!({"op": "dhcp_dns_servers", "vpc_id": net.vpc_id, "servers": ["10.0.0.53"]})],
+    )
+    .await;
+
+    let mut stack = v.world.stack("custom-dns");
+    let failed = v.world.create(&mut stack, props).await;
     failed.assert_failed_with(
         "the verification from inside the VPC failed, so no workspace was switched",
     );
-    failed.assert_reason_mentions(&format!("{TUNNEL} resolves to public 52.1.2.3"));
-    assert!(world.workspace(ws).private_access_settings_id.is_none());
+    failed.assert_reason_mentions(&format!(
+        "{RELAY_PRIVATELINK} resolves to public 203.0.113.10, not an endpoint address"
+    ));
+    assert!(v.world.workspace(ws).private_access_settings_id.is_none());
     assert!(
-        world.registrations().is_empty(),
+        v.world.registrations().is_empty(),
         "what the Create made is removed"
     );
-    let sent: Value = serde_json::from_str(&service.synchronous_payloads()[0]).unwrap();
-    let ports: Vec<&Value> = sent["names"]
+    drop(v.verifier);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_first_switch_finds_the_workspace_host_private_after_ready_after() {
+    let v = verified_world(
+        REGION,
+        vec![("TEST_ONLY_PROPAGATION_SECONDS".into(), "5".into())],
+    )
+    .await;
+    v.service.deliver_to(v.world.lambda.runtime.queue());
+    let (ws, mut props) = v.switching_props("held-first-switch");
+    props["WaitUntilReady"] = json!("true");
+    let host = v.host_of(ws);
+    let stack = waiting_stack().await;
+    let sink = RecordingSink::start().await;
+    send_held_create(&v.world, &stack, props, &sink).await;
+    assert!(v.world.workspace(ws).private_access_settings_id.is_some());
+
+    let puts = sink.wait_for(1, Duration::from_secs(60)).await;
+    assert_eq!(puts.len(), 1, "{}", v.world.lambda.logs());
+    let doc = puts[0].json();
+    assert_eq!(doc["Status"], "SUCCESS", "{doc:#}");
+    let report = doc["Data"]["VerificationReport"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(report.starts_with("passed after ReadyAfter"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "workspace hosts resolve to the REST API endpoint: {host}"
+        )),
+        "{report}"
+    );
+    // Before the switch the same host was public, as the first verification reported.
+    assert!(
+        v.world
+            .lambda
+            .logs()
+            .contains(&format!("{host} resolves to public 203.0.113.10")),
+        "{}",
+        v.world.lambda.logs()
+    );
+    // The final verification required the host.
+    let last: Value =
+        serde_json::from_str(v.service.synchronous_payloads().last().unwrap()).unwrap();
+    let required = last["names"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|n| n["host"] == TUNNEL)
-        .map(|n| &n["ports"])
-        .collect();
-    assert_eq!(ports, [&json!([6666])], "{sent:#}");
+        .find(|n| n["host"] == host.as_str())
+        .unwrap();
+    assert!(required.get("expect").is_none(), "{required}");
+    drop(v.verifier);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_us_west_2_stack_names_its_relay_without_a_region_label() {
+    let v = verified_world("us-west-2", Vec::new()).await;
+    let mut props = v.world.props(0);
+    props["Region"] = json!("us-west-2");
+    let mut stack = v.world.stack("oregon");
+    let created = v.world.create(&mut stack, props).await;
+    created.assert_success();
+    assert_eq!(created.data("RelayHostname"), "tunnel.cloud.databricks.com");
+    assert_eq!(
+        created.data("RelayPrivateLinkHostname"),
+        "tunnel.privatelink.cloud.databricks.com"
+    );
+    drop(v.verifier);
 }

@@ -24,19 +24,28 @@ import boto3
 from botocore.config import Config
 
 # The Databricks endpoint services per region, as in src/aws/services.rs (commercial variant;
-# docs/account-api.md#endpoint-services-ports-and-hostnames). Only the regions the tests use.
+# docs/account-api.md#endpoint-services-ports-and-hostnames), with the private DNS name EC2
+# reports for each (docs/verification.md#names-per-region): the REST API service's is
+# `<regional name>.privatelink.cloud.databricks.com`, the relay's the "SCC relay for PrivateLink"
+# name. Only the regions the tests use; moto_runner.py teaches moto these services.
 DATABRICKS_SERVICES = {
     "us-east-1": {
         "rest": "com.amazonaws.vpce.us-east-1.vpce-svc-09143d1e626de2f04",
         "relay": "com.amazonaws.vpce.us-east-1.vpce-svc-00018a8c3ff62ffdf",
+        "rest_private_dns": "nvirginia.privatelink.cloud.databricks.com",
+        "relay_private_dns": "tunnel.privatelink.us-east-1.cloud.databricks.com",
     },
     "eu-west-1": {
         "rest": "com.amazonaws.vpce.eu-west-1.vpce-svc-0da6ebf1461278016",
         "relay": "com.amazonaws.vpce.eu-west-1.vpce-svc-09b4eb2bc775f4e8c",
+        "rest_private_dns": "ireland.privatelink.cloud.databricks.com",
+        "relay_private_dns": "tunnel.privatelink.eu-west-1.cloud.databricks.com",
     },
     "us-west-2": {
         "rest": "com.amazonaws.vpce.us-west-2.vpce-svc-0129f463fcfbc46c5",
         "relay": "com.amazonaws.vpce.us-west-2.vpce-svc-0158114c0c730c3bb",
+        "rest_private_dns": "oregon.privatelink.cloud.databricks.com",
+        "relay_private_dns": "tunnel.privatelink.cloud.databricks.com",
     },
 }
 
@@ -152,6 +161,14 @@ class Fixtures:
         """Turns one VPC attribute (EnableDnsSupport or EnableDnsHostnames) on or off."""
         self.ec2.modify_vpc_attribute(VpcId=vpc_id, **{name: {"Value": value}})
         return {}
+
+    def op_dhcp_dns_servers(self, vpc_id, servers):
+        """Hand out `servers` as the VPC's DNS servers (a new DHCP option set, associated)."""
+        options = self.ec2.create_dhcp_options(
+            DhcpConfigurations=[{"Key": "domain-name-servers", "Values": servers}]
+        )["DhcpOptions"]["DhcpOptionsId"]
+        self.ec2.associate_dhcp_options(DhcpOptionsId=options, VpcId=vpc_id)
+        return options
 
     def op_revoke_ingress(self, group_id, source_group_id, ports):
         """Removes the inbound TCP rules from a source group for these (low, high) port ranges."""

@@ -99,6 +99,9 @@ impl LambdaBuilder<'_> {
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
             ("ALLOW_INSECURE_ENDPOINTS", "true".to_owned()),
             ("RUST_LOG", "info".to_owned()),
+            // The endpoints' addresses go to the verifier as their loopback stand-ins, the
+            // ones the DNS world answers with and listens on: no test leaves 127.0.0.0/8.
+            ("TEST_ONLY_LOOPBACK_ENDPOINTS", "1".to_owned()),
         ]
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value))
@@ -281,6 +284,21 @@ impl Drop for LambdaProcess {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = child.kill();
         let _ = child.wait();
+        // The verifier's loopback guard ended the process rather than let a test leave the
+        // machine: whatever the test asserted, it fails here.
+        let output = self.output.text();
+        if !std::thread::panicking()
+            && output.contains(backend_privatelink::verify::LOOPBACK_GUARD_MARK)
+        {
+            panic!(
+                "a Lambda process tried to connect outside 127.0.0.0/8:\n{}",
+                output
+                    .lines()
+                    .filter(|l| l.contains(backend_privatelink::verify::LOOPBACK_GUARD_MARK))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
         if std::thread::panicking() {
             eprintln!(
                 "----- Lambda output (pid {}) -----\n{}\n----- end of Lambda output -----",

@@ -24,6 +24,7 @@
 // any one build of the test binary.
 #![allow(dead_code)]
 
+pub mod dns_world;
 pub mod events;
 // The loopback DNS server and TCP listeners of the library's verifier tests, the same file.
 pub mod fixtures;
