@@ -46,6 +46,7 @@ import json
 import socket
 import sys
 import threading
+import time
 import urllib.request
 
 import boto3
@@ -55,8 +56,11 @@ TTL = 5
 PUBLIC_ADDRESS = "203.0.113.10"
 REST_PORTS = (443,)
 RELAY_PORTS = (6666, 2443)
-# How often the listeners follow the security groups and endpoints.
-REFRESH_SECONDS = 0.3
+# How often the listeners follow the security groups and endpoints when no question arrives.
+REFRESH_SECONDS = 1.0
+# Questions that arrive together (a verifier asks all its names at once) share one reading of
+# the world no older than this; a reading takes about ten calls to moto.
+SNAPSHOT_SECONDS = 0.25
 AMAZON_PROVIDED_DNS = "AmazonProvidedDNS"
 
 
@@ -77,7 +81,7 @@ def privatelink_to_public(name):
 class State:
     """One snapshot of the VPC and the account, read when a question arrives."""
 
-    def __init__(self, endpoints, private_zone_works, workspaces, services):
+    def __init__(self, endpoints, private_zone_works, workspaces, services, admitted):
         # [{id, service, private_dns, addresses:[stand-ins], dns_names:[...], groups:[...]}]
         self.endpoints = endpoints
         self.private_zone_works = private_zone_works
@@ -85,6 +89,8 @@ class State:
         self.workspaces = workspaces
         # service name -> [private DNS names]
         self.services = services
+        # security group id -> ports of REST_PORTS + RELAY_PORTS it admits
+        self.admitted = admitted
 
 
 class DnsWorld:
@@ -99,6 +105,9 @@ class DnsWorld:
         self.vpc_id = vpc_id
         self.stopping = threading.Event()
         self.lock = threading.Lock()
+        self.reading = threading.Lock()
+        self.snapshot_at = 0.0
+        self.last_state = None
         self.listeners = {}  # (ip, port) -> socket
         self.problems = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -114,6 +123,14 @@ class DnsWorld:
             thread.start()
 
     # --- reading the world ------------------------------------------------------------------
+
+    def snapshot(self):
+        """The world as read at most SNAPSHOT_SECONDS ago; one reading at a time."""
+        with self.reading:
+            if self.last_state is None or time.monotonic() - self.snapshot_at > SNAPSHOT_SECONDS:
+                self.last_state = self.read_state()
+                self.snapshot_at = time.monotonic()
+            return self.last_state
 
     def read_state(self):
         ec2 = self.ec2
@@ -152,7 +169,8 @@ class DnsWorld:
             }
             for e in endpoints
         ]
-        return State(shaped, self.private_zone_works(), self.read_workspaces(), services)
+        groups = {g for e in shaped for g in e["groups"]}
+        return State(shaped, self.private_zone_works(), self.read_workspaces(), services, self.admitted_ports(groups))
 
     def private_zone_works(self):
         """The VPC resolver answers from the endpoints' private zones: DNS support and DNS
@@ -255,7 +273,7 @@ class DnsWorld:
         question = request.q
         qname = str(question.qname)
         try:
-            chain = self.resolve(qname, self.read_state())
+            chain = self.resolve(qname, self.snapshot())
         except Exception as error:  # noqa: BLE001 - a broken read is a server failure, said once
             self.note(f"could not read the world for {qname}: {error}")
             reply.header.rcode = RCODE.SERVFAIL
@@ -278,17 +296,20 @@ class DnsWorld:
                 data, client = self.sock.recvfrom(4096)
             except OSError:
                 continue
-            try:
-                self.sock.sendto(self.answer(data), client)
-            except Exception as error:  # noqa: BLE001 - one bad packet must not stop the server
-                self.note(f"could not answer a question: {error}")
+            # Each question on its own thread: a verifier asks all its names at once.
+            threading.Thread(target=self.reply, args=(data, client), daemon=True).start()
+
+    def reply(self, data, client):
+        try:
+            self.sock.sendto(self.answer(data), client)
+        except Exception as error:  # noqa: BLE001 - one bad packet must not stop the server
+            self.note(f"could not answer a question: {error}")
 
     # --- the endpoints' listeners ---------------------------------------------------------------
 
     def wanted_listeners(self, state):
         wanted = set()
-        groups = {g for e in state.endpoints for g in e["groups"]}
-        admitted = self.admitted_ports(groups)
+        admitted = state.admitted
         for endpoint in state.endpoints:
             names = state.services.get(endpoint["service"], [])
             ports = RELAY_PORTS if any(n.startswith("tunnel.") for n in names) else REST_PORTS
@@ -315,7 +336,7 @@ class DnsWorld:
 
     def refresh_listeners(self):
         try:
-            wanted = self.wanted_listeners(self.read_state())
+            wanted = self.wanted_listeners(self.snapshot())
         except Exception as error:  # noqa: BLE001 - moto gone or busy: keep what listens
             self.note(f"could not read the endpoints: {error}")
             return
