@@ -48,13 +48,11 @@ pub fn check(
 ) -> Result<(), ResourceError> {
     let mut problems = Vec::new();
     if let (Some(spec), Some(parts)) = (&props.network, parts) {
-        problems.extend(check_network_parts(
-            spec,
-            vpc_id,
-            parts,
-            networks,
-            &props.workspace_ids,
-        ));
+        let checked = check_network_parts(spec, vpc_id, parts, networks, &props.workspace_ids);
+        for warning in &checked.warnings {
+            tracing::warn!(%warning, "the Network property's subnets or security groups are in use");
+        }
+        problems.extend(checked.problems);
     }
     if let Some(spec) = &props.network
         && let Some(v) = spec.vpc_id.as_deref().filter(|v| *v != vpc_id)

@@ -7,10 +7,121 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::scenario::{TIMEOUT, World};
+use crate::scenario::{TIMEOUT, World, WorldOptions};
 use crate::support::events::{RequestType, cfn_event};
+use crate::support::lambda_service::LambdaService;
 use crate::support::runtime::InvocationResult;
 use crate::support::sink::RecordingSink;
+
+const VERIFIER: &str = "arn:aws:lambda:us-east-1:123456789012:function:verifier";
+/// What one invocation of the function may last in the tests that hold an answer.
+const HOP_TIMEOUT: Duration = Duration::from_secs(25);
+
+fn passing_report() -> String {
+    json!({"passed": true, "elapsedMs": 40, "deadlineReached": false, "names": [],
+           "endpointAddresses": []})
+    .to_string()
+}
+
+/// A world whose function reaches the Lambda Invoke stand-in (the verifier, and itself for
+/// hand-overs), with `propagation_secs` standing in for the 20 minutes after a switch.
+async fn world_with_lambda(propagation_secs: u64) -> (World, LambdaService) {
+    let service = LambdaService::start(HOP_TIMEOUT);
+    let world = World::with(WorldOptions {
+        lambda_env: vec![
+            ("AWS_ENDPOINT_URL_LAMBDA".into(), service.url()),
+            (
+                "TEST_ONLY_PROPAGATION_SECONDS".into(),
+                propagation_secs.to_string(),
+            ),
+        ],
+        ..Default::default()
+    })
+    .await;
+    service.deliver_to(world.lambda.runtime.queue());
+    service.answer(200, passing_report());
+    (world, service)
+}
+
+/// The README's first deploy with `DeployVerifier=true` and `NetworkFromClusterParameters=true`:
+/// `WorkspaceIds` empty, and `Network` naming the cluster subnets and security group of the
+/// workspace a later Update switches. The Create succeeds with every attribute the template's
+/// outputs read (the verifier's "not run" among them) and only warns about the workspace; the
+/// Update that lists the workspace verifies and switches it; a `Network` for another workspace
+/// is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_first_with_network_and_verifier_succeeds_and_the_update_switches() {
+    let (world, service) = world_with_lambda(60).await;
+    let net = world.networks[0].clone();
+    let ws = world.seed_workspace_in_fixture(0, "switched-later");
+    let mut props = world.props(0);
+    props["VerifyFunctionArn"] = json!(VERIFIER);
+    props["Network"] =
+        json!({"SubnetIds": net.subnet_ids, "SecurityGroupIds": [net.cluster_sg_id]});
+    props["WorkspaceIds"] = json!("");
+
+    let mut stack = world.stack("register-first");
+    let created = world.create(&mut stack, props.clone()).await;
+    created.assert_success();
+    let data = &created.response["Data"];
+    for attribute in backend_privatelink::resource::converge::ALWAYS_RETURNED
+        .iter()
+        .chain(&backend_privatelink::resource::converge::RETURNED_WITH_NETWORK)
+    {
+        assert!(data.get(*attribute).is_some(), "{attribute}: {data:#}");
+    }
+    assert_eq!(
+        created.data("VerificationReport"),
+        "not run: no workspace to switch"
+    );
+    assert!(created.data("NetworkId").len() > 3, "{data:#}");
+    assert!(world.workspace(ws).private_access_settings_id.is_none());
+    assert!(
+        service.synchronous_payloads().is_empty(),
+        "nothing to verify before anything is switched"
+    );
+    let logs = world.lambda.logs();
+    assert!(
+        logs.contains(&format!("switch only workspace {ws} to this network")),
+        "the warning names the workspace: {logs}"
+    );
+
+    let mut switching = props.clone();
+    switching["WorkspaceIds"] = json!(ws.to_string());
+    let updated = world
+        .send(RequestType::Update, &stack, switching, Some(props))
+        .await;
+    updated.assert_success();
+    assert_eq!(updated.data("AttachedWorkspaceIds"), ws.to_string());
+    assert_eq!(updated.data("NetworkId"), created.data("NetworkId"));
+    assert!(
+        updated.data("VerificationReport").starts_with("passed: "),
+        "{:#}",
+        updated.response
+    );
+    let switched = world.workspace(ws);
+    assert_eq!(
+        switched.network_id.as_deref(),
+        Some(created.data("NetworkId"))
+    );
+    assert_eq!(
+        switched.private_access_settings_id.as_deref(),
+        Some(updated.data("PrivateAccessSettingsId"))
+    );
+
+    // Naming another workspace with the same subnets stays refused, before any write.
+    let other = world.seed_workspace(0, "another");
+    let mut elsewhere = world.props(0);
+    elsewhere["Network"] =
+        json!({"SubnetIds": net.subnet_ids, "SecurityGroupIds": [net.cluster_sg_id]});
+    elsewhere["WorkspaceIds"] = json!(other.to_string());
+    let writes = world.writes();
+    let mut second = world.stack("network-of-another-workspace");
+    let refused = world.create(&mut second, elsewhere).await;
+    refused.assert_failed_with(&format!("of workspace {ws}"));
+    refused.assert_reason_mentions("already used by network configuration");
+    assert_eq!(world.writes(), writes, "nothing written");
+}
 
 /// The URL standard drops every tab and newline from a URL before parsing it, so a ResponseURL
 /// or an AccountHost holding one would reach the host the rest spells: both are refused from
