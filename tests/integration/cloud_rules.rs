@@ -123,6 +123,41 @@ async fn register_first_with_network_and_verifier_succeeds_and_the_update_switch
     assert_eq!(world.writes(), writes, "nothing written");
 }
 
+/// A VPC function idle for weeks: Lambda fails its first invocation (`Inactive`), then refuses
+/// it while `Pending`. The function waits for the verifier within the same invocation, and the
+/// switch goes ahead once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_not_ready_twice_then_passing_lets_the_switch_go_ahead() {
+    let (world, service) = world_with_lambda(60).await;
+    service.not_ready_for(2);
+    let ws = world.seed_workspace_in_fixture(0, "idle-verifier");
+    let mut props = world.props(0);
+    props["WorkspaceIds"] = json!(ws.to_string());
+    props["VerifyFunctionArn"] = json!(VERIFIER);
+    let mut stack = world.stack("idle-verifier");
+    let created = world.create(&mut stack, props).await;
+    created.assert_success();
+    assert!(
+        created.data("VerificationReport").starts_with("passed: "),
+        "{:#}",
+        created.response
+    );
+    assert_eq!(
+        world.workspace(ws).private_access_settings_id.as_deref(),
+        Some(created.data("PrivateAccessSettingsId"))
+    );
+    assert_eq!(
+        service.synchronous_payloads().len(),
+        3,
+        "refused twice, answered the third time"
+    );
+    let logs = world.lambda.logs();
+    assert!(
+        logs.contains("the verifier function is not ready yet") && logs.contains("Pending"),
+        "{logs}"
+    );
+}
+
 /// The URL standard drops every tab and newline from a URL before parsing it, so a ResponseURL
 /// or an AccountHost holding one would reach the host the rest spells: both are refused from
 /// their text, and nothing reaches either host.
