@@ -20,8 +20,10 @@ pub mod verification;
 pub mod watch;
 pub mod workspaces;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::aws::{Ec2, Functions, Secrets, Stacks};
@@ -71,7 +73,7 @@ impl Handler {
             stack_name: req.stack_name(),
             logical_resource_id: &req.logical_resource_id,
         };
-        let props = match properties::parse(&req.resource_properties, &self.defaults, &identity) {
+        let props = match properties::parse(&properties_of(req), &self.defaults, &identity) {
             Ok(p) => p,
             Err(e) => return Outcome::failed(physical_id, e.to_string()),
         };
@@ -242,7 +244,7 @@ impl Handler {
             logical_resource_id: &req.logical_resource_id,
         };
         let held = hold::held_of(continuation);
-        let props = properties::parse(&req.resource_properties, &self.defaults, &identity);
+        let props = properties::parse(&properties_of(req), &self.defaults, &identity);
         let (Some(held), Ok(props)) = (held, props) else {
             return Outcome::failed(
                 physical_id,
@@ -304,6 +306,38 @@ impl Handler {
             Err(e) => Outcome::failed(physical_id, e.to_string()),
         }
     }
+}
+
+/// The properties to read: `ResourceProperties`, with `ServiceTimeout` taken from the event's
+/// top level when it is there (`docs/cloudformation.md#request`). Logs which one is used.
+fn properties_of(req: &CfnRequest) -> Cow<'_, Map<String, Value>> {
+    let props = &req.resource_properties;
+    let Some(top) = &req.service_timeout else {
+        let source = if props.contains_key(properties::SERVICE_TIMEOUT) {
+            "ResourceProperties"
+        } else {
+            "none sent: CloudFormation's default of 3600 s"
+        };
+        tracing::info!(source, "ServiceTimeout");
+        return Cow::Borrowed(props);
+    };
+    let value = match top {
+        Value::Number(n) => Value::String(n.to_string()),
+        other => other.clone(),
+    };
+    if let Some(inner) = props.get(properties::SERVICE_TIMEOUT)
+        && inner != &value
+    {
+        tracing::warn!(
+            top_level = %crate::text::shorten(&top.to_string(), 20),
+            in_properties = %crate::text::shorten(&inner.to_string(), 20),
+            "the event's top level and ResourceProperties name different ServiceTimeouts; the top level's is used"
+        );
+    }
+    tracing::info!(source = "the event's top level", "ServiceTimeout");
+    let mut merged = props.clone();
+    merged.insert(properties::SERVICE_TIMEOUT.to_owned(), value);
+    Cow::Owned(merged)
 }
 
 impl ResourceHandler for Handler {

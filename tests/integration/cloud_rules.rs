@@ -158,6 +158,30 @@ async fn a_verifier_not_ready_twice_then_passing_lets_the_switch_go_ahead() {
     );
 }
 
+/// `ServiceTimeout` at the event's top level is read, and preferred to the one among the
+/// properties: here it is too short for `WaitUntilReady`, which the properties' alone is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_timeout_at_the_top_level_of_the_event_is_read_and_preferred() {
+    let (world, _service) = world_with_lambda(600).await;
+    let mut props = world.props(0);
+    props["WaitUntilReady"] = json!("true");
+    props["ServiceTimeout"] = json!("3600");
+    let stack = world.stack("top-level-service-timeout");
+    let sink = RecordingSink::start().await;
+    let mut event = world.event(RequestType::Create, &stack, props, None, &sink);
+    event["ServiceTimeout"] = json!("900");
+    let answer = crate::scenario::deliver_event(&world.lambda, &sink, event, TIMEOUT).await;
+    answer.assert_failed_with("but ServiceTimeout is 900 s");
+    assert_eq!(world.writes(), 0);
+    let logs = world.lambda.logs();
+    assert!(
+        logs.contains(
+            "the event's top level and ResourceProperties name different ServiceTimeouts"
+        ),
+        "{logs}"
+    );
+}
+
 /// The URL standard drops every tab and newline from a URL before parsing it, so a ResponseURL
 /// or an AccountHost holding one would reach the host the rest spells: both are refused from
 /// their text, and nothing reaches either host.
