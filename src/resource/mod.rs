@@ -182,7 +182,21 @@ impl Handler {
             }
         }
         let data = result.attributes();
-        match (props.wait_until_ready, result.attached.ready_after_ms) {
+        // Held only when this request switched a workspace, or is another delivery of a Create
+        // that did moments ago (everything switched, ReadyAfter still ahead). An Update that
+        // switched nothing, such as the rollback of a failed held Update, answers at once: its
+        // workspaces were switched by an earlier request, whose answer waited for them.
+        let ready_after = result.attached.ready_after_ms.filter(|ready_after_ms| {
+            let held = result.attached.switched_now
+                || (create && *ready_after_ms > names::epoch_ms() as i64);
+            if props.wait_until_ready && !held {
+                tracing::info!(
+                    "WaitUntilReady is set, but this request switched no workspace, so its answer is not held"
+                );
+            }
+            held
+        });
+        match (props.wait_until_ready, ready_after) {
             (true, Some(ready_after_ms)) => {
                 let held = hold::Held::new(
                     physical_id.clone(),

@@ -3,7 +3,7 @@
 //! Update switches, a verifier that is not ready yet, the held answer's bounds, and event text
 //! that URL parsing would change.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -155,6 +155,50 @@ async fn a_verifier_not_ready_twice_then_passing_lets_the_switch_go_ahead() {
     assert!(
         logs.contains("the verifier function is not ready yet") && logs.contains("Pending"),
         "{logs}"
+    );
+}
+
+/// The rollback of a failed held Update switches nothing (its workspaces are switched already):
+/// it is answered at once instead of being held again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_with_wait_until_ready_that_switches_nothing_is_answered_at_once() {
+    let (world, service) = world_with_lambda(100).await;
+    let ws = world.seed_workspace_in_fixture(0, "already-switched");
+    let mut props = world.props(0);
+    props["WorkspaceIds"] = json!(ws.to_string());
+    let mut stack = world.stack("rollback-update");
+    let created = world.create(&mut stack, props.clone()).await;
+    created.assert_success();
+
+    let mut held = props.clone();
+    held["WaitUntilReady"] = json!("true");
+    held["ServiceTimeout"] = json!("3600");
+    let started = Instant::now();
+    let updated = world
+        .deliver(
+            &world.lambda,
+            RequestType::Update,
+            &stack,
+            held,
+            Some(props),
+            HOP_TIMEOUT,
+        )
+        .await;
+    updated.assert_success();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "held for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(updated.data("AttachedWorkspaceIds"), ws.to_string());
+    assert!(service.queued_payloads().is_empty(), "nothing handed on");
+    assert!(
+        world
+            .lambda
+            .logs()
+            .contains("this request switched no workspace, so its answer is not held"),
+        "{}",
+        world.lambda.logs()
     );
 }
 
