@@ -74,9 +74,12 @@ pub struct Continuation {
     pub state: Value,
 }
 
-/// Most hand-overs one request may take: a bound on a chain that could otherwise run forever
-/// (an hour of holding is six to sixty hops).
-pub const MAX_HOPS: u32 = 100;
+/// Most hand-overs one request may take: a bound on a chain that could otherwise run forever,
+/// well under the roughly 16 invocations after which Lambda's recursive loop detection stops a
+/// chain it sees as a loop ("Use Lambda recursive loop detection", AWS Lambda Developer Guide).
+/// A function whose timeout cannot hold the answer long enough within this many hops is refused
+/// before any write (`resource::hold::fits_in_hops`).
+pub const MAX_HOPS: u32 = 12;
 
 impl CfnRequest {
     /// The stack name taken from the `StackId` ARN

@@ -77,6 +77,19 @@ impl Handler {
             Ok(p) => p,
             Err(e) => return Outcome::failed(physical_id, e.to_string()),
         };
+        // A hold this function's timeout cannot carry to ReadyAfter within the bounded number
+        // of hand-overs is refused now, before anything is written. The deadline is the guard's,
+        // `GUARD_MARGIN` before Lambda's, which is the function's timeout after the invocation
+        // started.
+        if props.wait_until_ready && self.why_not_held(req).is_none() {
+            let timeout = deadline.saturating_duration_since(Instant::now())
+                + crate::cfn::GUARD_MARGIN
+                + Duration::from_millis(500);
+            let timeout = Duration::from_secs(timeout.as_secs());
+            if let Err(reason) = hold::fits_in_hops(timeout) {
+                return Outcome::failed(physical_id, reason);
+            }
+        }
         let create = req.request_type == RequestType::Create;
         let stacks = self.stacks.as_ref();
         // Whether CloudFormation still waits is asked side by side with the AWS checks, so it
@@ -222,26 +235,33 @@ impl Handler {
         req: &CfnRequest,
         props: &'a Properties,
     ) -> Option<hold::HoldParts<'a>> {
-        let why_not = match (&req.response_url, &self.stacks, &self.self_function) {
-            (Some(_), Some(stacks), Some(name)) => {
-                return Some(hold::HoldParts {
-                    ec2: &self.ec2,
-                    functions: &self.functions,
-                    stacks: Some(stacks),
-                    self_function: name,
-                    props,
-                });
-            }
-            (None, _, _) => {
-                "the request has no ResponseURL: the caller reads ReadyAfter and waits itself"
-            }
-            (_, None, _) => "under sam local invoke no stack waits",
-            (_, _, None) => {
-                "AWS_LAMBDA_FUNCTION_NAME is not set, so the waiting cannot be handed on"
-            }
-        };
-        tracing::warn!(why_not, "WaitUntilReady is set, but the answer is not held");
-        None
+        if let Some(why_not) = self.why_not_held(req) {
+            tracing::warn!(why_not, "WaitUntilReady is set, but the answer is not held");
+            return None;
+        }
+        match (&self.stacks, &self.self_function) {
+            (Some(stacks), Some(name)) => Some(hold::HoldParts {
+                ec2: &self.ec2,
+                functions: &self.functions,
+                stacks: Some(stacks),
+                self_function: name,
+                props,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Why an answer to `req` cannot be held, if it cannot.
+    fn why_not_held(&self, req: &CfnRequest) -> Option<&'static str> {
+        if req.response_url.is_none() {
+            Some("the request has no ResponseURL: the caller reads ReadyAfter and waits itself")
+        } else if self.stacks.is_none() {
+            Some("under sam local invoke no stack waits")
+        } else if self.self_function.is_none() {
+            Some("AWS_LAMBDA_FUNCTION_NAME is not set, so the waiting cannot be handed on")
+        } else {
+            None
+        }
     }
 
     /// A later hop of a held answer: holds it further, or answers.

@@ -5,12 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::scenario::{TIMEOUT, World, WorldOptions};
+use crate::scenario::{Stack, TIMEOUT, World, WorldOptions};
 use crate::support::events::{RequestType, cfn_event};
+use crate::support::fixtures;
 use crate::support::lambda_service::LambdaService;
-use crate::support::runtime::InvocationResult;
+use crate::support::moto::Moto;
+use crate::support::runtime::{InvocationResult, REGION};
 use crate::support::sink::RecordingSink;
 
 const VERIFIER: &str = "arn:aws:lambda:us-east-1:123456789012:function:verifier";
@@ -41,6 +43,15 @@ async fn world_with_lambda(propagation_secs: u64) -> (World, LambdaService) {
     service.deliver_to(world.lambda.runtime.queue());
     service.answer(200, passing_report());
     (world, service)
+}
+
+/// A resource of a moto stack that waits for its Create, as CloudFormation would.
+async fn waiting_stack() -> Stack {
+    Stack {
+        stack_id: fixtures::stack(Moto::shared(), REGION, "PrivateLink").await,
+        logical_id: "PrivateLink".into(),
+        physical_id: None,
+    }
 }
 
 /// The README's first deploy with `DeployVerifier=true` and `NetworkFromClusterParameters=true`:
@@ -158,6 +169,36 @@ async fn a_verifier_not_ready_twice_then_passing_lets_the_switch_go_ahead() {
     );
 }
 
+/// Twelve hand-overs at most, each holding the function's timeout less 13 s: a function whose
+/// timeout cannot carry the answer to ReadyAfter is refused before anything is written, with
+/// the numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_until_ready_with_a_timeout_too_short_for_the_hops_is_refused_before_any_write() {
+    let (world, service) = world_with_lambda(600).await;
+    let ws = world.seed_workspace_in_fixture(0, "short-timeout");
+    let mut props = world.props(0);
+    props["WorkspaceIds"] = json!(ws.to_string());
+    props["WaitUntilReady"] = json!("true");
+    props["ServiceTimeout"] = json!("3600");
+    let stack = waiting_stack().await;
+    let refused = world
+        .deliver(
+            &world.lambda,
+            RequestType::Create,
+            &stack,
+            props,
+            None,
+            HOP_TIMEOUT,
+        )
+        .await;
+    refused.assert_failed_with("WaitUntilReady holds the answer for 600 s after the switch");
+    refused.assert_reason_mentions("this function's timeout of 25 s holds 144 s at most");
+    refused.assert_reason_mentions("a timeout of at least 65 s");
+    assert_eq!(world.writes(), 0);
+    assert!(world.workspace(ws).private_access_settings_id.is_none());
+    assert!(service.queued_payloads().is_empty());
+}
+
 /// The rollback of a failed held Update switches nothing (its workspaces are switched already):
 /// it is answered at once instead of being held again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,6 +238,61 @@ async fn an_update_with_wait_until_ready_that_switches_nothing_is_answered_at_on
             .lambda
             .logs()
             .contains("this request switched no workspace, so its answer is not held"),
+        "{}",
+        world.lambda.logs()
+    );
+}
+
+/// A hand-over Lambda delivered two minutes after it was queued: the queue is holding events
+/// back, and the next hand-over might be dropped, so this one answers at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_that_arrives_late_answers_instead_of_holding_on() {
+    let (world, service) = world_with_lambda(600).await;
+    let stack = waiting_stack().await;
+    let sink = RecordingSink::start().await;
+    let mut props = world.props(0);
+    props["WaitUntilReady"] = json!("true");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let physical_id =
+        backend_privatelink::resource::names::OwnershipKey::new(&stack.stack_id, "PrivateLink")
+            .physical_resource_id();
+    let mut event = world.event(RequestType::Create, &stack, props, None, &sink);
+    event["Continuation"] = json!({"Hop": 2, "State": {
+        "physicalResourceId": physical_id,
+        "data": {"ReadyAfter": "2099-01-01T00:00:00Z", "AttachedWorkspaceIds": "1"},
+        "readyAfterMs": now_ms + 600_000,
+        "requestedMs": now_ms - 300_000,
+        "hosts": [],
+        "verifyAttempts": 0,
+        "lastVerifiedMs": null,
+        "lastProblems": null,
+        "handedOverMs": now_ms - 120_000,
+    }});
+    let started = Instant::now();
+    let result = world.lambda.invoke(event, HOP_TIMEOUT).await;
+    assert!(
+        matches!(&result, InvocationResult::Response(doc) if doc["Status"] == "SUCCESS"),
+        "{result:?}\n{}",
+        world.lambda.logs()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    let puts: Vec<Value> = sink.requests().iter().map(|r| r.json()).collect();
+    assert_eq!(puts.len(), 1, "{}", world.lambda.logs());
+    assert_eq!(puts[0]["Status"], "SUCCESS");
+    assert_eq!(puts[0]["Data"]["AttachedWorkspaceIds"], "1");
+    assert!(service.queued_payloads().is_empty(), "nothing handed on");
+    assert!(
+        world
+            .lambda
+            .logs()
+            .contains("this hand-over arrived 120 s after it was queued"),
         "{}",
         world.lambda.logs()
     );

@@ -551,6 +551,15 @@ class TemplateTest(unittest.TestCase):
             parameters = {**{k: v[0] for k, v in PATH_PARAMETERS.items()}, "NetworkFromClusterParameters": shared}
             self.assertEqual("Network" in Conditions(self.t, parameters).resolve(props), present)
 
+    # --- the held answer's hand-overs as Lambda runs them ---------------------------------------------
+    def test_recursive_loop_detection_lets_the_bounded_hand_overs_through(self):
+        """Lambda stops a chain of about 16 invocations it sees as a loop ("Use Lambda recursive
+        loop detection"): the template allows the chain and the code bounds it well below."""
+        self.assertEqual(self.resources["Function"]["Properties"].get("RecursiveLoop"), "Allow")
+        hops = re.search(r"pub const MAX_HOPS: u32 = (\d+);", (ROOT / "src" / "cfn" / "request.rs").read_text())
+        self.assertIsNotNone(hops)
+        self.assertLessEqual(int(hops.group(1)), 12)
+
     # --- point 9: sam local invoke --env-vars sets only declared variables ---------------------------
     def test_env_json_sets_only_variables_the_template_declares(self):
         env = json.loads(ENV_JSON.read_text())
