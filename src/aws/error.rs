@@ -96,7 +96,8 @@ pub enum AwsError {
 
     #[error(
         "the Lambda function's role may not invoke the verifier function {arn}; allow \
-         lambda:InvokeFunction on it"
+         lambda:InvokeFunction on it (the template does for its own verifier, and for another \
+         stack's verifier named in its parameter OtherVerifierFunctionArns)"
     )]
     VerifierAccessDenied { arn: String },
 

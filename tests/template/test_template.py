@@ -552,6 +552,23 @@ class TemplateTest(unittest.TestCase):
             self.assertEqual("Network" in Conditions(self.t, parameters).resolve(props), present)
 
     # --- the held answer's hand-overs as Lambda runs them ---------------------------------------------
+    def test_the_function_may_always_invoke_itself_and_only_itself(self):
+        """Another stack importing FunctionArn may set WaitUntilReady: the self-invoke grant does
+        not depend on this stack's own WaitUntilReady."""
+        policy = self.resources["SelfInvokePolicy"]
+        self.assertNotIn("Condition", policy)
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual(statement["Action"], "lambda:InvokeFunction")
+        self.assertEqual(statement["Resource"], {"Fn::GetAtt": ["Function", "Arn"]})
+
+    def test_other_verifiers_are_invoked_by_their_arns_only_when_named(self):
+        grants = [(s, c) for s, c in statements(self.t) if s.get("Sid") == "InvokeOtherVerifiers"]
+        self.assertEqual(len(grants), 1)
+        statement, condition = grants[0]
+        self.assertEqual(statement["Resource"], {"Ref": "OtherVerifierFunctionArns"})
+        self.assertFalse(Conditions(self.t, {}).holds(condition), "empty by default: no grant")
+        self.assertTrue(Conditions(self.t, {"OtherVerifierFunctionArns": "arn:aws:lambda:us-east-1:123456789012:function:v"}).holds(condition))
+
     def test_recursive_loop_detection_lets_the_bounded_hand_overs_through(self):
         """Lambda stops a chain of about 16 invocations it sees as a loop ("Use Lambda recursive
         loop detection"): the template allows the chain and the code bounds it well below."""
