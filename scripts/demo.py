@@ -889,6 +889,7 @@ def run(stack, args, log_dir, failures):
     verify_stack = f"arn:aws:cloudformation:{REGION}:{AWS_ACCOUNT}:stack/{STACK_NAME}-verified/{uuid.uuid4()}"
     verify_props = {**create_props, "VerifyFunctionArn": VERIFIER_ARN}
     custom = fixtures.op_dhcp_dns_servers(network["vpc_id"], CUSTOM_DNS_SERVERS)
+    dns.settle()
     status(f"VPC {network['vpc_id']} now hands out DNS servers {', '.join(CUSTOM_DNS_SERVERS)} ({custom})")
     refused = play(
         "0. Create with VerifyFunctionArn, in a VPC whose DHCP options hand out custom DNS servers\n"
@@ -926,6 +927,7 @@ def run(stack, args, log_dir, failures):
 
     # --- Create -----------------------------------------------------------------
     restored = fixtures.op_dhcp_dns_servers(network["vpc_id"], ["AmazonProvidedDNS"])
+    dns.settle()
     status(f"VPC {network['vpc_id']} back on AmazonProvidedDNS ({restored})")
     held_props = {**verify_props, "WaitUntilReady": "true"}
     created = play(

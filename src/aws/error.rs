@@ -96,9 +96,23 @@ pub enum AwsError {
 
     #[error(
         "the Lambda function's role may not invoke the verifier function {arn}; allow \
-         lambda:InvokeFunction on it"
+         lambda:InvokeFunction on it (the template does for its own verifier, and for another \
+         stack's verifier named in its parameter OtherVerifierFunctionArns)"
     )]
     VerifierAccessDenied { arn: String },
+
+    #[error(
+        "the verifier function {arn} is not ready: Lambda reports it {state} ({waited_s} s of \
+         tries), which happens while Lambda creates its network interfaces or rebuilds them \
+         after weeks without an invocation, and it did not become Active before this \
+         invocation's deadline; retry the stack operation in a few minutes (Lambda function \
+         states, AWS Lambda Developer Guide)"
+    )]
+    VerifierNotReady {
+        arn: String,
+        state: String,
+        waited_s: u64,
+    },
 
     #[error(
         "the Lambda function's role may not hand a held answer on to a fresh invocation of \

@@ -49,10 +49,18 @@ pub struct CfnRequest {
     pub resource_properties: Map<String, Value>,
     /// Present on Update only.
     pub old_resource_properties: Option<Map<String, Value>>,
+    /// `ServiceTimeout` as the event's top level carries it, when it does: CloudFormation's
+    /// documentation lists it beside `ServiceToken` as a template property, and public sample
+    /// events carry it at the top level as well as among the properties. The handler decides
+    /// which to believe; it is carried through hand-overs like the rest of the event.
+    pub service_timeout: Option<Value>,
     /// Set when this invocation continues a request whose answer an earlier invocation held
     /// (see [`Continuation`]); never part of what CloudFormation sends.
     pub continuation: Option<Continuation>,
 }
+
+/// The top-level field of CloudFormation's own timeout (seconds, 1 to 3600).
+pub const SERVICE_TIMEOUT_FIELD: &str = "ServiceTimeout";
 
 /// The field of a continuation event: the original event with this one object added.
 pub const CONTINUATION_FIELD: &str = "Continuation";
@@ -66,9 +74,12 @@ pub struct Continuation {
     pub state: Value,
 }
 
-/// Most hand-overs one request may take: a bound on a chain that could otherwise run forever
-/// (an hour of holding is six to sixty hops).
-pub const MAX_HOPS: u32 = 100;
+/// Most hand-overs one request may take: a bound on a chain that could otherwise run forever,
+/// well under the roughly 16 invocations after which Lambda's recursive loop detection stops a
+/// chain it sees as a loop ("Use Lambda recursive loop detection", AWS Lambda Developer Guide).
+/// A function whose timeout cannot hold the answer long enough within this many hops is refused
+/// before any write (`resource::hold::fits_in_hops`).
+pub const MAX_HOPS: u32 = 12;
 
 impl CfnRequest {
     /// The stack name taken from the `StackId` ARN
@@ -108,6 +119,9 @@ impl CfnRequest {
         );
         if let Some(old) = &self.old_resource_properties {
             put("OldResourceProperties", Value::Object(old.clone()));
+        }
+        if let Some(timeout) = &self.service_timeout {
+            put(SERVICE_TIMEOUT_FIELD, timeout.clone());
         }
         put(
             CONTINUATION_FIELD,
@@ -374,6 +388,11 @@ pub fn parse_event(event: &Value) -> Result<CfnRequest, RequestError> {
     let resource_properties = optional_object(fields, "ResourceProperties")?.unwrap_or_default();
     let old_resource_properties = optional_object(fields, "OldResourceProperties")?;
     let continuation = parse_continuation(fields)?;
+    // Read as any scalar: what it means, and whether it is valid, is the handler's to say.
+    let service_timeout = fields
+        .get(SERVICE_TIMEOUT_FIELD)
+        .filter(|v| v.is_string() || v.is_number())
+        .cloned();
     Ok(CfnRequest {
         request_type,
         stack_id,
@@ -384,6 +403,7 @@ pub fn parse_event(event: &Value) -> Result<CfnRequest, RequestError> {
         response_url,
         resource_properties,
         old_resource_properties,
+        service_timeout,
         continuation,
     })
 }
@@ -487,10 +507,13 @@ mod tests {
             "PhysicalResourceId": "p",
             "ResponseURL": "https://s3.amazonaws.com/b/k?X-Amz-Signature=s",
             "ResourceProperties": {"ServiceToken": "t", "A": "1"},
-            "OldResourceProperties": {"ServiceToken": "t", "A": "0"}
+            "OldResourceProperties": {"ServiceToken": "t", "A": "0"},
+            // Carried to the next hop, which reads it as the first one did.
+            "ServiceTimeout": "1800"
         });
         let req = parse_event(&original).unwrap();
         assert_eq!(req.continuation, None);
+        assert_eq!(req.service_timeout, Some(Value::from("1800")));
         let continuation = Continuation {
             hop: 2,
             state: serde_json::json!({"x": [1]}),

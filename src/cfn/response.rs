@@ -332,6 +332,12 @@ pub enum ResponseUrlError {
     #[error("the ResponseURL is not a valid URL ({0})")]
     Unparseable(String),
     #[error(
+        "the ResponseURL holds the control character {code} at character {position}: URL parsing \
+         drops tabs and newlines, so the answer would go to a host the URL does not spell; \
+         refusing to send the response there"
+    )]
+    ControlCharacter { code: String, position: usize },
+    #[error(
         "the ResponseURL must use https, not {scheme}; set ALLOW_INSECURE_ENDPOINTS=true only to \
          test against a local S3 stand-in"
     )]
@@ -365,6 +371,14 @@ pub enum ResponseUrlError {
 /// (`ALLOW_INSECURE_ENDPOINTS=true`, for tests against a local S3 stand-in) any http(s) host is
 /// accepted. User info is refused either way: a presigned URL never has any.
 pub fn validate_response_url(url: &str, allow_insecure: bool) -> Result<Url, ResponseUrlError> {
+    // Before parsing: the URL standard removes every tab and newline from its input, anywhere,
+    // so `s3.amazonaws.com.\tevil.example` would parse as another host than the text shows.
+    if let Some((position, ch)) = url.chars().enumerate().find(|(_, c)| c.is_control()) {
+        return Err(ResponseUrlError::ControlCharacter {
+            code: format!("U+{:04X}", u32::from(ch)),
+            position,
+        });
+    }
     let parsed = Url::parse(url).map_err(|e| ResponseUrlError::Unparseable(e.to_string()))?;
     match (parsed.scheme(), allow_insecure) {
         ("https", _) | ("http", true) => {}
@@ -963,6 +977,13 @@ mod tests {
             ("https://[2600:1f18::1]/bucket/key", "is an IP address"),
             ("not a url", "not a valid URL"),
             ("", "not a valid URL"),
+            // Parsing would drop these and answer the host the rest spells.
+            (
+                "https://bucket.s3.amazonaws.com\t.evil.example/key",
+                "control character U+0009",
+            ),
+            ("https://s3.amazon\naws.com/key", "control character U+000A"),
+            ("https://s3.amazonaws.com/key\r", "control character U+000D"),
         ];
         for (url, expected) in refused {
             let err = validate_response_url(url, false)
@@ -984,6 +1005,8 @@ mod tests {
         }
         assert!(validate_response_url("ftp://127.0.0.1/x", true).is_err());
         assert!(validate_response_url("http://u:p@127.0.0.1/x", true).is_err());
+        // Control characters are refused in tests too: the stand-in is no excuse.
+        assert!(validate_response_url("http://127.0.0.\t1:5000/bucket/key", true).is_err());
     }
 
     #[test]

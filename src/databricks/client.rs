@@ -648,6 +648,13 @@ fn api_error(operation: &'static str, response: &RawResponse) -> DatabricksError
 
 /// Only the official hosts, unless `allow_insecure` (then any plain http(s) origin).
 fn account_host(host: &str, allow_insecure: bool) -> Result<String, DatabricksError> {
+    // Refused before parsing: the URL standard drops tabs and newlines anywhere, so the parsed
+    // host would not be the one the text shows.
+    if host.chars().any(char::is_control) {
+        return Err(DatabricksError::HostNotAllowed {
+            host: shorten(host, 200),
+        });
+    }
     if let Some(official) = official_host(host) {
         return Ok(official.to_string());
     }

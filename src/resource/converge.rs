@@ -29,6 +29,22 @@ use super::prepare::{describe_network_parts, enable_private_dns, warn_about_port
 use super::properties::{AccessLevel, Properties};
 use super::{networks, readiness, verification, workspaces};
 
+/// The `Fn::GetAtt` attributes every successful Create and Update answers with, whatever
+/// its properties: a template output may read any of them on any path. `tests/template/` checks
+/// every output of `template.yaml` against this table and [`RETURNED_WITH_NETWORK`].
+pub const ALWAYS_RETURNED: [&str; 8] = [
+    "RestApiVpcEndpointRegistrationId",
+    "RelayVpcEndpointRegistrationId",
+    "PrivateAccessSettingsId",
+    "RelayHostname",
+    "RelayPrivateLinkHostname",
+    "AttachedWorkspaceIds",
+    "ReadyAfter",
+    "VerificationReport",
+];
+/// Answered only when the `Network` property is given.
+pub const RETURNED_WITH_NETWORK: [&str; 1] = ["NetworkId"];
+
 /// What the stack can read with `Fn::GetAtt`.
 #[derive(Clone, Debug)]
 pub struct Converged {
@@ -39,8 +55,9 @@ pub struct Converged {
     /// The relay's "SCC relay for PrivateLink" name, the one its endpoint's private DNS serves.
     pub relay_privatelink_hostname: String,
     pub attached: workspaces::Attached,
-    /// The verifier's report, shortened, when `VerifyFunctionArn` ran it.
-    pub verification_report: Option<String>,
+    /// The verifier's report, shortened, or why it did not run: CloudFormation fails a stack
+    /// whose output reads an attribute the answer lacks, so it is always there.
+    pub verification_report: String,
     /// The switched workspaces' own hosts, for a verification after the switch.
     pub workspace_hosts: Vec<String>,
 }
@@ -85,9 +102,10 @@ impl Converged {
         if let Some(network) = &self.attached.network_id {
             data.insert("NetworkId".to_string(), network.clone());
         }
-        if let Some(report) = &self.verification_report {
-            data.insert("VerificationReport".to_string(), report.clone());
-        }
+        data.insert(
+            "VerificationReport".to_string(),
+            self.verification_report.clone(),
+        );
         data
     }
 }
@@ -302,9 +320,18 @@ pub async fn converge(
         relay_hostname: services::relay_hostname(&props.region),
         relay_privatelink_hostname: services::privatelink_relay_hostname(&props.region),
         attached,
-        verification_report,
+        verification_report: verification_report.unwrap_or_else(|| not_verified(props)),
         workspace_hosts: verification::hosts(props, &workspaces),
     })
+}
+
+/// The `VerificationReport` of a request whose verifier did not run, and why.
+fn not_verified(props: &Properties) -> String {
+    if props.verify_function_arn.is_none() {
+        "not run: no VerifyFunctionArn".to_string()
+    } else {
+        "not run: no workspace to switch".to_string()
+    }
 }
 
 /// The first object `converged` reports that Databricks no longer has (404), if any. Nothing

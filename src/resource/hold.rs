@@ -55,6 +55,38 @@ const MIN_VERIFY_TIME: Duration = Duration::from_secs(10);
 const JITTER: Duration = Duration::from_secs(5);
 /// How long after a failing final verification it is run again, while `ServiceTimeout` allows.
 const VERIFY_AGAIN_AFTER: Duration = Duration::from_secs(30);
+/// A hand-over Lambda delivers this much later than it was queued answers at once instead of
+/// holding on: Lambda's queue held it back (throttling, an outage), and the next hand-over could
+/// wait there past the template's `MaximumEventAgeInSeconds` and be dropped without a trace,
+/// leaving CloudFormation waiting until `ServiceTimeout`. Asynchronous invocations are normally
+/// delivered within seconds.
+const LATE_HAND_OVER: Duration = Duration::from_secs(60);
+
+/// Kept for the last hop's final verification and the pause before it answers, besides the
+/// propagation, when judging whether the hops can hold the answer long enough.
+const LAST_HOP_ALLOWANCE: Duration = Duration::from_secs(15);
+
+/// Whether a function whose invocations last `timeout` can hold an answer from the switch until
+/// `ReadyAfter` within [`MAX_HOPS`] hand-overs: each invocation holds its timeout less the
+/// guard's and the hand-over's margins. The reason names the numbers when it cannot.
+pub fn fits_in_hops(timeout: Duration) -> Result<(), String> {
+    let margins = crate::cfn::GUARD_MARGIN + HAND_OVER_MARGIN;
+    let per_hop = timeout.saturating_sub(margins);
+    let held = per_hop * MAX_HOPS;
+    let needed = propagation() + LAST_HOP_ALLOWANCE;
+    if held >= needed {
+        return Ok(());
+    }
+    let least = needed.as_secs().div_ceil(u64::from(MAX_HOPS)) + margins.as_secs();
+    Err(format!(
+        "WaitUntilReady holds the answer for {} s after the switch (ReadyAfter, and {} s for the final verification), handed on across at most {MAX_HOPS} invocations that each hold their timeout less {} s; this function's timeout of {} s holds {} s at most: give the function a timeout of at least {least} s (the template gives 600), or leave WaitUntilReady off",
+        propagation().as_secs(),
+        LAST_HOP_ALLOWANCE.as_secs(),
+        margins.as_secs(),
+        timeout.as_secs(),
+        held.as_secs(),
+    ))
+}
 
 /// Test-only: the propagation in seconds, so that tests can hold an answer across hand-overs in
 /// seconds instead of 20 minutes. Honoured only by builds with debug assertions (the tests' and
@@ -104,6 +136,9 @@ pub struct Held {
     pub verify_attempts: u32,
     pub last_verified_ms: Option<i64>,
     pub last_problems: Option<String>,
+    /// Epoch milliseconds: when the last hand-over was queued, to tell a late delivery.
+    #[serde(default)]
+    pub handed_over_ms: Option<i64>,
 }
 
 impl Held {
@@ -124,7 +159,15 @@ impl Held {
             verify_attempts: 0,
             last_verified_ms: None,
             last_problems: None,
+            handed_over_ms: None,
         }
+    }
+
+    /// How much later than [`LATE_HAND_OVER`] after it was queued this hand-over arrived at
+    /// `now_ms`, if it did.
+    fn late_by(&self, now_ms: i64) -> Option<Duration> {
+        let waited = now_ms.saturating_sub(self.handed_over_ms?);
+        (waited > LATE_HAND_OVER.as_millis() as i64).then(|| Duration::from_millis(waited as u64))
     }
 }
 
@@ -196,21 +239,31 @@ pub async fn hold(
     let mut first_look = true;
     loop {
         if Instant::now() >= hand_over_at {
-            // A hop that starts with no time to hold would hand over at once, a hundred times.
+            // A hop that starts with no time to hold would hand over at once, hop after hop
+            // (a first invocation whose timeout is too short is refused before any write).
             if first_look && hop > 0 {
                 return answer_now(
                     &held,
-                    "the function's timeout leaves a hand-over no time to hold the answer; give the function at least a minute",
+                    "this hand-over started with no time left to hold the answer; see fits_in_hops for the timeout a hold needs",
                 );
             }
             return hand_over(parts, req, held, hop, deadline).await;
         }
+        let arriving = first_look && hop > 0;
         first_look = false;
         progress.step("holding the answer until the workspaces are ready");
         if let Some(outcome) = still_awaited(parts, req, &mut held, hand_over_at).await {
             return outcome;
         }
         let now = epoch_ms() as i64;
+        if arriving && let Some(waited) = held.late_by(now) {
+            let why = format!(
+                "this hand-over arrived {} s after it was queued: Lambda's queue is holding events back, and the next hand-over could be dropped after the function's MaximumEventAgeInSeconds",
+                waited.as_secs()
+            );
+            let outcome = answer_now(&held, &why);
+            return answer_once(parts, req, &mut held, outcome, hand_over_at).await;
+        }
         let until = match next_step(&held, answer_by(held.requested_ms, parts.props), now) {
             Step::Unreachable => {
                 return answer_now(
@@ -389,13 +442,14 @@ fn out_of_time(held: Held) -> Outcome {
 async fn hand_over(
     parts: &HoldParts<'_>,
     req: &CfnRequest,
-    held: Held,
+    mut held: Held,
     hop: u32,
     deadline: Instant,
 ) -> Outcome {
     if hop >= MAX_HOPS {
         return answer_now(&held, &format!("the answer was handed on {MAX_HOPS} times"));
     }
+    held.handed_over_ms = Some(epoch_ms() as i64);
     let continuation = Continuation {
         hop: hop + 1,
         state: match serde_json::to_value(&held) {
@@ -452,7 +506,35 @@ mod tests {
             verify_attempts: 0,
             last_verified_ms: None,
             last_problems: None,
+            handed_over_ms: None,
         }
+    }
+
+    #[test]
+    fn a_hand_over_delivered_over_a_minute_late_is_late() {
+        let mut h = held(0);
+        assert_eq!(
+            h.late_by(1_000_000),
+            None,
+            "the first invocation is no hand-over"
+        );
+        h.handed_over_ms = Some(1_000_000);
+        assert_eq!(h.late_by(1_060_000), None);
+        assert_eq!(h.late_by(1_090_000), Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn the_hops_must_hold_the_propagation_and_the_reason_names_the_numbers() {
+        // 12 hops of 600 s less 13 s each hold 20 minutes many times over.
+        assert_eq!(fits_in_hops(Duration::from_secs(600)), Ok(()));
+        // (1200 s + 15 s) over 12 hops is 102 s each, plus the 13 s of margins.
+        assert_eq!(fits_in_hops(Duration::from_secs(115)), Ok(()));
+        let reason = fits_in_hops(Duration::from_secs(60)).unwrap_err();
+        assert!(
+            reason.contains("this function's timeout of 60 s holds 564 s at most")
+                && reason.contains("at least 115 s"),
+            "{reason}"
+        );
     }
 
     #[test]

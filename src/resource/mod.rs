@@ -20,8 +20,10 @@ pub mod verification;
 pub mod watch;
 pub mod workspaces;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::aws::{Ec2, Functions, Secrets, Stacks};
@@ -71,10 +73,23 @@ impl Handler {
             stack_name: req.stack_name(),
             logical_resource_id: &req.logical_resource_id,
         };
-        let props = match properties::parse(&req.resource_properties, &self.defaults, &identity) {
+        let props = match properties::parse(&properties_of(req), &self.defaults, &identity) {
             Ok(p) => p,
             Err(e) => return Outcome::failed(physical_id, e.to_string()),
         };
+        // A hold this function's timeout cannot carry to ReadyAfter within the bounded number
+        // of hand-overs is refused now, before anything is written. The deadline is the guard's,
+        // `GUARD_MARGIN` before Lambda's, which is the function's timeout after the invocation
+        // started.
+        if props.wait_until_ready && self.why_not_held(req).is_none() {
+            let timeout = deadline.saturating_duration_since(Instant::now())
+                + crate::cfn::GUARD_MARGIN
+                + Duration::from_millis(500);
+            let timeout = Duration::from_secs(timeout.as_secs());
+            if let Err(reason) = hold::fits_in_hops(timeout) {
+                return Outcome::failed(physical_id, reason);
+            }
+        }
         let create = req.request_type == RequestType::Create;
         let stacks = self.stacks.as_ref();
         // Whether CloudFormation still waits is asked side by side with the AWS checks, so it
@@ -180,7 +195,21 @@ impl Handler {
             }
         }
         let data = result.attributes();
-        match (props.wait_until_ready, result.attached.ready_after_ms) {
+        // Held only when this request switched a workspace, or is another delivery of a Create
+        // that did moments ago (everything switched, ReadyAfter still ahead). An Update that
+        // switched nothing, such as the rollback of a failed held Update, answers at once: its
+        // workspaces were switched by an earlier request, whose answer waited for them.
+        let ready_after = result.attached.ready_after_ms.filter(|ready_after_ms| {
+            let held = result.attached.switched_now
+                || (create && *ready_after_ms > names::epoch_ms() as i64);
+            if props.wait_until_ready && !held {
+                tracing::info!(
+                    "WaitUntilReady is set, but this request switched no workspace, so its answer is not held"
+                );
+            }
+            held
+        });
+        match (props.wait_until_ready, ready_after) {
             (true, Some(ready_after_ms)) => {
                 let held = hold::Held::new(
                     physical_id.clone(),
@@ -206,26 +235,33 @@ impl Handler {
         req: &CfnRequest,
         props: &'a Properties,
     ) -> Option<hold::HoldParts<'a>> {
-        let why_not = match (&req.response_url, &self.stacks, &self.self_function) {
-            (Some(_), Some(stacks), Some(name)) => {
-                return Some(hold::HoldParts {
-                    ec2: &self.ec2,
-                    functions: &self.functions,
-                    stacks: Some(stacks),
-                    self_function: name,
-                    props,
-                });
-            }
-            (None, _, _) => {
-                "the request has no ResponseURL: the caller reads ReadyAfter and waits itself"
-            }
-            (_, None, _) => "under sam local invoke no stack waits",
-            (_, _, None) => {
-                "AWS_LAMBDA_FUNCTION_NAME is not set, so the waiting cannot be handed on"
-            }
-        };
-        tracing::warn!(why_not, "WaitUntilReady is set, but the answer is not held");
-        None
+        if let Some(why_not) = self.why_not_held(req) {
+            tracing::warn!(why_not, "WaitUntilReady is set, but the answer is not held");
+            return None;
+        }
+        match (&self.stacks, &self.self_function) {
+            (Some(stacks), Some(name)) => Some(hold::HoldParts {
+                ec2: &self.ec2,
+                functions: &self.functions,
+                stacks: Some(stacks),
+                self_function: name,
+                props,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Why an answer to `req` cannot be held, if it cannot.
+    fn why_not_held(&self, req: &CfnRequest) -> Option<&'static str> {
+        if req.response_url.is_none() {
+            Some("the request has no ResponseURL: the caller reads ReadyAfter and waits itself")
+        } else if self.stacks.is_none() {
+            Some("under sam local invoke no stack waits")
+        } else if self.self_function.is_none() {
+            Some("AWS_LAMBDA_FUNCTION_NAME is not set, so the waiting cannot be handed on")
+        } else {
+            None
+        }
     }
 
     /// A later hop of a held answer: holds it further, or answers.
@@ -242,7 +278,7 @@ impl Handler {
             logical_resource_id: &req.logical_resource_id,
         };
         let held = hold::held_of(continuation);
-        let props = properties::parse(&req.resource_properties, &self.defaults, &identity);
+        let props = properties::parse(&properties_of(req), &self.defaults, &identity);
         let (Some(held), Ok(props)) = (held, props) else {
             return Outcome::failed(
                 physical_id,
@@ -304,6 +340,38 @@ impl Handler {
             Err(e) => Outcome::failed(physical_id, e.to_string()),
         }
     }
+}
+
+/// The properties to read: `ResourceProperties`, with `ServiceTimeout` taken from the event's
+/// top level when it is there (`docs/cloudformation.md#request`). Logs which one is used.
+fn properties_of(req: &CfnRequest) -> Cow<'_, Map<String, Value>> {
+    let props = &req.resource_properties;
+    let Some(top) = &req.service_timeout else {
+        let source = if props.contains_key(properties::SERVICE_TIMEOUT) {
+            "ResourceProperties"
+        } else {
+            "none sent: CloudFormation's default of 3600 s"
+        };
+        tracing::info!(source, "ServiceTimeout");
+        return Cow::Borrowed(props);
+    };
+    let value = match top {
+        Value::Number(n) => Value::String(n.to_string()),
+        other => other.clone(),
+    };
+    if let Some(inner) = props.get(properties::SERVICE_TIMEOUT)
+        && inner != &value
+    {
+        tracing::warn!(
+            top_level = %crate::text::shorten(&top.to_string(), 20),
+            in_properties = %crate::text::shorten(&inner.to_string(), 20),
+            "the event's top level and ResourceProperties name different ServiceTimeouts; the top level's is used"
+        );
+    }
+    tracing::info!(source = "the event's top level", "ServiceTimeout");
+    let mut merged = props.clone();
+    merged.insert(properties::SERVICE_TIMEOUT.to_owned(), value);
+    Cow::Owned(merged)
 }
 
 impl ResourceHandler for Handler {

@@ -23,18 +23,31 @@ pub struct NetworkParts {
     pub security_groups: Vec<SecurityGroupInfo>,
 }
 
+/// What the check of the `Network` property found: problems refuse the request, warnings are
+/// logged.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NetworkCheck {
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
 /// The `Network` property against EC2 and against the account's other workspaces: subnets and
 /// security groups exist and are in the endpoints' VPC, the subnets span two availability zones
 /// (Terraform's mws_networks docs), and none is used by another workspace's network (the SDKs'
 /// workspace Create docs: subnets and security groups cannot be reused between workspaces).
+///
+/// Reuse is refused only when `WorkspaceIds` names a workspace, which then is not the one
+/// using them. With `WorkspaceIds` empty (register now, switch later) the network may well be
+/// for that very workspace, which a later Update lists: a warning names it instead.
 pub fn check_network_parts(
     spec: &NetworkSpec,
     vpc_id: &str,
     parts: &NetworkParts,
     networks: &[Network],
     workspace_ids: &[i64],
-) -> Vec<String> {
+) -> NetworkCheck {
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     let mut zones = BTreeSet::new();
     for id in &spec.subnet_ids {
         match parts.subnets.iter().find(|s| &s.id == id) {
@@ -82,20 +95,30 @@ pub fn check_network_parts(
                     .filter(|g| other.security_group_ids.contains(g)),
             )
             .collect();
-        if !shared.is_empty() {
+        if shared.is_empty() {
+            continue;
+        }
+        let used = format!(
+            "Network: {} already used by network configuration {} of workspace {user}",
+            shared
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+                + if shared.len() == 1 { " is" } else { " are" },
+            other.network_id
+        );
+        if workspace_ids.is_empty() {
+            warnings.push(format!(
+                "{used}: switch only workspace {user} to this network (a later Update with WorkspaceIds {user}); Databricks does not let subnets or security groups be shared between workspaces"
+            ));
+        } else {
             problems.push(format!(
-                "Network: {} already used by network configuration {} of workspace {user}: Databricks does not let subnets or security groups be shared between workspaces",
-                shared
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-                    + if shared.len() == 1 { " is" } else { " are" },
-                other.network_id
+                "{used}: Databricks does not let subnets or security groups be shared between workspaces"
             ));
         }
     }
-    problems
+    NetworkCheck { problems, warnings }
 }
 
 /// Workspaces on one of this resource's networks that `WorkspaceIds` no longer lists, with that
@@ -395,7 +418,9 @@ mod tests {
             security_groups: vec![group("sg-1", "vpc-1"), group("sg-x", "vpc-2")],
         };
         let problems = |s: &NetworkSpec, networks: &[Network], ids: &[i64]| {
-            check_network_parts(s, "vpc-1", &parts, networks, ids).join(" | ")
+            check_network_parts(s, "vpc-1", &parts, networks, ids)
+                .problems
+                .join(" | ")
         };
         assert_eq!(
             problems(&spec(&["subnet-a", "subnet-b"], &["sg-1"]), &[], &[]),
@@ -437,8 +462,28 @@ mod tests {
             "{shared}"
         );
         assert_eq!(
-            problems(&spec(&["subnet-a", "subnet-b"], &["sg-1"]), &[other], &[9]),
+            problems(
+                &spec(&["subnet-a", "subnet-b"], &["sg-1"]),
+                std::slice::from_ref(&other),
+                &[9]
+            ),
             ""
+        );
+        // With no WorkspaceIds the network may be for workspace 9, which a later Update
+        // switches: a warning names it, nothing is refused.
+        let register_first = check_network_parts(
+            &spec(&["subnet-a", "subnet-b"], &["sg-1"]),
+            "vpc-1",
+            &parts,
+            &[other],
+            &[],
+        );
+        assert_eq!(register_first.problems, Vec::<String>::new());
+        assert_eq!(register_first.warnings.len(), 1);
+        assert!(
+            register_first.warnings[0].contains("switch only workspace 9 to this network"),
+            "{:?}",
+            register_first.warnings
         );
     }
 }

@@ -322,6 +322,15 @@ pub fn parse(
             problems.push(format!("{ACCOUNT_HOST} is empty"));
             None
         }
+        // Before any parsing: URL parsing drops tabs and newlines, so the host the client
+        // secret goes to would not be the one the text shows.
+        Some(h) if h.chars().any(char::is_control) => {
+            problems.push(format!(
+                "{ACCOUNT_HOST} holds a control character (a tab, newline or the like): write the accounts host as one plain URL, such as https://accounts.cloud.databricks.com; got {}",
+                quote(&h)
+            ));
+            None
+        }
         Some(h) => Some(normalised_host(&h)),
         None => region
             .as_deref()
@@ -611,6 +620,22 @@ mod tests {
                 lenient.account_host.as_deref(),
                 Some("https://accounts.cloud.databricks.com")
             );
+        }
+    }
+
+    #[test]
+    fn an_account_host_with_a_control_character_is_refused_before_it_is_parsed() {
+        // URL parsing would drop the tab and accept the official host the rest spells.
+        for host in [
+            "https://accounts.cloud.data\tbricks.com",
+            "https://accounts.cloud.databricks.com\n.evil.example",
+        ] {
+            let text = problems(with(&[(ACCOUNT_HOST, json!(host))]));
+            assert!(
+                text.contains("AccountHost holds a control character"),
+                "{host:?}: {text}"
+            );
+            assert!(!text.contains('\t') && !text.contains('\n'), "{text}");
         }
     }
 

@@ -15,7 +15,7 @@ use crate::databricks::{
     AccountClient, ClientCredentials, DatabricksHttp, HttpSettings, RetryPolicy,
 };
 
-use super::converge::{Converged, converge};
+use super::converge::{ALWAYS_RETURNED, Converged, RETURNED_WITH_NETWORK, converge};
 use super::delete::{Created, remove_owned};
 use super::names::{OwnershipKey, Role};
 use super::networks::ensure_networks;
@@ -167,6 +167,14 @@ async fn registrations_are_adopted_by_endpoint_and_a_foreign_one_is_never_delete
         .expect("relay registered");
     assert_eq!(converged.registrations.relay, relay.1);
     assert!(account.key.owns(Some(&relay.2), Role::Relay), "{relay:?}");
+    // Register only, without a verifier: every attribute an output may read is there.
+    let data = converged.attributes();
+    let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    let mut always = ALWAYS_RETURNED.to_vec();
+    always.sort();
+    assert_eq!(keys, always);
+    assert_eq!(data["VerificationReport"], "not run: no VerifyFunctionArn");
+    assert_eq!(data["ReadyAfter"], "");
 
     // Converging again changes nothing.
     let again = account.converge(&account.props()).await.expect("converges");
@@ -367,6 +375,19 @@ async fn a_changed_network_is_a_new_one_the_old_is_removed_and_delete_leaves_not
         }
     };
     let first = converge_network(&["sg-1"]).await;
+    // With `Network`, its id is answered besides every attribute answered always.
+    let with_network = Converged {
+        attached: first.clone(),
+        ..converged.clone()
+    };
+    let keys: Vec<String> = with_network.attributes().into_keys().collect();
+    let mut expected: Vec<&str> = ALWAYS_RETURNED
+        .iter()
+        .chain(&RETURNED_WITH_NETWORK)
+        .copied()
+        .collect();
+    expected.sort();
+    assert_eq!(keys, expected);
     let first_id = first.network_id.expect("the Network property's network");
     let same = converge_network(&["sg-1"]).await;
     assert_eq!(same.network_id.as_deref(), Some(first_id.as_str()));

@@ -32,6 +32,9 @@ pub struct Attached {
     /// the endpoints, so there is nothing to wait for (and the answer stays the same for
     /// duplicate deliveries instead of carrying the time of each).
     pub ready_after_ms: Option<i64>,
+    /// Whether this request switched a workspace (a switch the next 20 minutes propagate), not
+    /// only found them switched.
+    pub switched_now: bool,
     /// Networks of this resource that this request deleted (not those kept in use): only these
     /// can explain a superseded registration refused as in use.
     pub removed_network_ids: Vec<String>,
@@ -48,13 +51,11 @@ pub fn check(
 ) -> Result<(), ResourceError> {
     let mut problems = Vec::new();
     if let (Some(spec), Some(parts)) = (&props.network, parts) {
-        problems.extend(check_network_parts(
-            spec,
-            vpc_id,
-            parts,
-            networks,
-            &props.workspace_ids,
-        ));
+        let checked = check_network_parts(spec, vpc_id, parts, networks, &props.workspace_ids);
+        for warning in &checked.warnings {
+            tracing::warn!(%warning, "the Network property's subnets or security groups are in use");
+        }
+        problems.extend(checked.problems);
     }
     if let Some(spec) = &props.network
         && let Some(v) = spec.vpc_id.as_deref().filter(|v| *v != vpc_id)
@@ -271,6 +272,7 @@ pub async fn switch_and_clean(
         network_id: shared,
         workspace_ids: targets.iter().map(|(id, _)| *id).collect(),
         ready_after_ms,
+        switched_now: !results.is_empty(),
         removed_network_ids,
     })
 }

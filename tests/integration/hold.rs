@@ -196,8 +196,9 @@ async fn the_held_answer_arrives_once_after_ready_after_across_hand_overs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_during_the_wait_is_answered_and_ends_the_wait() {
-    // ReadyAfter is far beyond the test: only the stack's deletion can end the wait.
-    let (world, service) = holding_world(600).await;
+    // ReadyAfter is beyond the test: only the stack's deletion can end the wait. (Longer would
+    // be refused: the hops of 25 s invocations hold 144 s at most.)
+    let (world, service) = holding_world(100).await;
     let (ws, props) = held_props(&world);
     let mut stack = waiting_stack().await;
     let sink = RecordingSink::start().await;
@@ -307,7 +308,7 @@ async fn a_direct_invocation_gets_its_answer_at_once_with_ready_after() {
 /// out at once rather than never, with the reason in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_over_that_is_refused_answers_at_once() {
-    let (world, service) = holding_world(600).await;
+    let (world, service) = holding_world(100).await;
     service.refuse_hand_overs();
     let (ws, props) = held_props(&world);
     let stack = waiting_stack().await;

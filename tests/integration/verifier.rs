@@ -288,7 +288,7 @@ async fn a_first_switch_passes_the_real_verifier_while_the_workspace_host_is_sti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_dns_servers_keep_the_relays_private_name_public_and_nothing_is_switched() {
-    let v = verified_world(REGION, Vec::new()).await;
+    let mut v = verified_world(REGION, Vec::new()).await;
     let (ws, props) = v.switching_props("custom-dns");
     let net = &v.world.networks[0];
     batch(
@@ -297,6 +297,7 @@ async fn custom_dns_servers_keep_the_relays_private_name_public_and_nothing_is_s
         vec![json!({"op": "dhcp_dns_servers", "vpc_id": net.vpc_id, "servers": ["10.0.0.53"]})],
     )
     .await;
+    v.dns.settle();
 
     let mut stack = v.world.stack("custom-dns");
     let failed = v.world.create(&mut stack, props).await;

@@ -37,7 +37,8 @@ others, so connections there are refused (AWS would drop them: the verifier repo
 there instead of "refused", the same verdict).
 
 Run as a program (tests/integration/support/dns_world.rs) it prints `DNS <ip>:<port>` once it
-answers and serves until its stdin reaches end of file.
+answers, reads the world anew and prints `SETTLED` for each `settle` line on its stdin, and
+serves until its stdin reaches end of file.
 """
 
 import argparse
@@ -57,10 +58,11 @@ PUBLIC_ADDRESS = "203.0.113.10"
 REST_PORTS = (443,)
 RELAY_PORTS = (6666, 2443)
 # How often the listeners follow the security groups and endpoints when no question arrives.
-REFRESH_SECONDS = 1.0
-# Questions that arrive together (a verifier asks all its names at once) share one reading of
-# the world no older than this; a reading takes about ten calls to moto.
-SNAPSHOT_SECONDS = 0.25
+REFRESH_SECONDS = 2.0
+# Questions that arrive together (a verifier asks all its names at once, and asks again after
+# 2 s without an answer) share one reading of the world no older than this; a reading takes
+# about eight calls to moto, tens of milliseconds, seconds when the machine is busy.
+SNAPSHOT_SECONDS = 1.0
 AMAZON_PROVIDED_DNS = "AmazonProvidedDNS"
 
 
@@ -124,13 +126,18 @@ class DnsWorld:
 
     # --- reading the world ------------------------------------------------------------------
 
-    def snapshot(self):
-        """The world as read at most SNAPSHOT_SECONDS ago; one reading at a time."""
+    def snapshot(self, max_age=SNAPSHOT_SECONDS):
+        """The world as read at most `max_age` seconds ago; one reading at a time."""
         with self.reading:
-            if self.last_state is None or time.monotonic() - self.snapshot_at > SNAPSHOT_SECONDS:
+            if self.last_state is None or time.monotonic() - self.snapshot_at > max_age:
                 self.last_state = self.read_state()
                 self.snapshot_at = time.monotonic()
             return self.last_state
+
+    def settle(self):
+        """Reads the world now, so that what changed before this call is what the next
+        question and connection see (a test that changes the VPC calls it before going on)."""
+        self.refresh_listeners(self.snapshot(max_age=0))
 
     def read_state(self):
         ec2 = self.ec2
@@ -148,16 +155,15 @@ class DnsWorld:
                 addresses[interface["NetworkInterfaceId"]] = interface["PrivateIpAddress"]
         service_names = sorted({e["ServiceName"] for e in endpoints})
         services = {}
-        for name in service_names:
-            try:
-                details = ec2.describe_vpc_endpoint_services(ServiceNames=[name])["ServiceDetails"]
-            except Exception:  # noqa: BLE001 - a service EC2 does not know has no private name
-                details = []
-            for detail in details:
-                names = [n["PrivateDnsName"] for n in detail.get("PrivateDnsNames", []) if n.get("PrivateDnsName")]
-                if not names and detail.get("PrivateDnsName"):
-                    names = [detail["PrivateDnsName"]]
-                services[detail["ServiceName"]] = [n.lower().rstrip(".") for n in names]
+        try:
+            details = ec2.describe_vpc_endpoint_services(ServiceNames=service_names)["ServiceDetails"] if service_names else []
+        except Exception:  # noqa: BLE001 - a service EC2 does not know has no private name
+            details = []
+        for detail in details:
+            names = [n["PrivateDnsName"] for n in detail.get("PrivateDnsNames", []) if n.get("PrivateDnsName")]
+            if not names and detail.get("PrivateDnsName"):
+                names = [detail["PrivateDnsName"]]
+            services[detail["ServiceName"]] = [n.lower().rstrip(".") for n in names]
         shaped = [
             {
                 "id": e["VpcEndpointId"],
@@ -334,9 +340,9 @@ class DnsWorld:
             admitted[group["GroupId"]] = ports
         return admitted
 
-    def refresh_listeners(self):
+    def refresh_listeners(self, state=None):
         try:
-            wanted = self.wanted_listeners(self.snapshot())
+            wanted = self.wanted_listeners(state or self.snapshot())
         except Exception as error:  # noqa: BLE001 - moto gone or busy: keep what listens
             self.note(f"could not read the endpoints: {error}")
             return
@@ -401,8 +407,12 @@ def main():
     args = parser.parse_args()
     world = DnsWorld(args.aws_endpoint, args.emulator, args.region, args.vpc_id, args.account_id)
     print(f"DNS {world.address}", flush=True)
-    # read() returns only at end of file, that is when the test process is gone.
-    sys.stdin.buffer.read()
+    # Each line `settle` is answered `SETTLED` once the world is read anew; the loop ends at end
+    # of file, that is when the test process is gone.
+    for line in sys.stdin:
+        if line.strip() == "settle":
+            world.settle()
+            print("SETTLED", flush=True)
     world.stop()
     return 0
 

@@ -7,6 +7,7 @@ code makes. Run with the project's venv: `.venv/bin/python tests/template/test_t
 (`make test` does).
 """
 
+import itertools
 import json
 import re
 import subprocess
@@ -247,6 +248,81 @@ def code_actions(src=AWS_SRC, operations=None):
     return actions
 
 
+# The parameters that choose which attributes the function returns and which outputs exist:
+# register only or switch, Network or not, verifier on or off, held answer or not.
+PATH_PARAMETERS = {
+    "WorkspaceIds": ["", "1234567890123456"],
+    "NetworkFromClusterParameters": ["false", "true"],
+    "DeployVerifier": ["false", "true"],
+    "WaitUntilReady": ["false", "true"],
+}
+
+
+def returned_attributes():
+    """(always, with Network): the attributes the function answers a Create or Update with, from
+    the tables in src/resource/converge.rs that its unit tests hold attributes() to."""
+    text = (ROOT / "src" / "resource" / "converge.rs").read_text()
+
+    def table(name):
+        found = re.search(rf"pub const {name}: \[&str; \d+\] = \[(.*?)\];", text, re.S)
+        if found is None:
+            raise AssertionError(f"converge.rs has no table {name}")
+        return set(re.findall(r'"(\w+)"', found.group(1)))
+
+    return table("ALWAYS_RETURNED"), table("RETURNED_WITH_NETWORK")
+
+
+class Conditions:
+    """The template's conditions and Fn::If for one set of parameter values (others at their
+    defaults), in us-east-1."""
+
+    def __init__(self, template, parameters, region="us-east-1"):
+        self.template = template
+        self.values = {name: p.get("Default", "") for name, p in template.get("Parameters", {}).items()}
+        self.values.update(parameters)
+        self.values["AWS::Region"] = region
+
+    def holds(self, name):
+        return self.evaluate(self.template["Conditions"][name])
+
+    def evaluate(self, node):
+        (fn, arg), = node.items()
+        if fn == "Condition":
+            return self.holds(arg)
+        if fn == "Fn::Equals":
+            left, right = (self.value(a) for a in arg)
+            return left == right
+        if fn == "Fn::Not":
+            return not self.evaluate(arg[0])
+        if fn == "Fn::Or":
+            return any(self.evaluate(a) for a in arg)
+        if fn == "Fn::And":
+            return all(self.evaluate(a) for a in arg)
+        raise AssertionError(f"condition function {fn} is not evaluated here")
+
+    def value(self, node):
+        if isinstance(node, dict) and list(node) == ["Ref"] and node["Ref"] in self.values:
+            return str(self.values[node["Ref"]])
+        if isinstance(node, dict) and list(node) == ["Fn::Join"]:
+            delimiter, items = node["Fn::Join"]
+            items = self.value(items) if isinstance(items, dict) else items
+            items = items.split(",") if isinstance(items, str) else items
+            return delimiter.join(str(self.value(i)) for i in items)
+        return node
+
+    def resolve(self, node):
+        """The node with every Fn::If taken and AWS::NoValue dropped."""
+        if isinstance(node, dict):
+            if list(node) == ["Fn::If"]:
+                condition, yes, no = node["Fn::If"]
+                return self.resolve(yes if self.holds(condition) else no)
+            resolved = {k: self.resolve(v) for k, v in node.items()}
+            return {k: v for k, v in resolved.items() if not is_no_value(v)}
+        if isinstance(node, list):
+            return [self.resolve(v) for v in node if not is_no_value(v)]
+        return node
+
+
 class TemplateTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -425,25 +501,81 @@ class TemplateTest(unittest.TestCase):
         # A lookup of the region in a table fails the template where the region is missing.
         self.assertNotIn("Fn::FindInMap", json.dumps(self.resources))
 
-    def test_custom_resource_uses_only_properties_and_attributes_the_function_knows(self):
+    def test_custom_resource_uses_only_properties_the_function_knows(self):
         props = set(re.findall(r'pub const \w+: &str = "(\w+)";',
                                (ROOT / "src" / "resource" / "properties.rs").read_text()))
         props |= {"ServiceToken", "ServiceTimeout"}
-        converge = (ROOT / "src" / "resource" / "converge.rs").read_text()
-        attributes = set(re.findall(r'"(\w+)"\.to_string\(\)', converge))
-        always = attributes - {"NetworkId"}  # NetworkId only when Network is given
         for logical, res in self.of_type("Custom::DatabricksBackendPrivateLink").items():
             self.assertEqual(set(res["Properties"]) - props, set(), logical)
-        for name, output in self.t["Outputs"].items():
-            value = output["Value"]
-            if isinstance(value, dict) and "Fn::GetAtt" in value:
-                target, attr = value["Fn::GetAtt"]
-                if self.resources[target]["Type"].startswith("Custom::"):
-                    self.assertIn(attr, attributes, name)
-                    if attr not in always:
-                        self.assertIn("Condition", output, f"{name}: {attr} is not always returned")
-        for wanted in ("ReadyAfter", "AttachedWorkspaceIds", "NetworkId"):
+
+    def test_every_output_reads_an_attribute_the_function_returns_on_that_path(self):
+        """CloudFormation fails the stack when an output reads an attribute the answer lacks
+        ("Vendor response doesn't contain ..."). On every path the parameters choose (register
+        only or switch, Network or not, verifier on or off, held or not), each output that exists
+        must read an attribute the function answers with for the properties of that path."""
+        always, with_network = returned_attributes()
+        self.assertIn("VerificationReport", always)
+        self.assertEqual(with_network, {"NetworkId"})
+        custom = self.of_type("Custom::DatabricksBackendPrivateLink")
+        reads = {
+            name: output["Value"]["Fn::GetAtt"]
+            for name, output in self.t["Outputs"].items()
+            if isinstance(output["Value"], dict) and "Fn::GetAtt" in output["Value"]
+            and output["Value"]["Fn::GetAtt"][0] in custom
+        }
+        self.assertTrue(reads, "no output reads the custom resource: the scan is broken")
+        paths = 0
+        problems = []
+        for values in itertools.product(*PATH_PARAMETERS.values()):
+            parameters = dict(zip(PATH_PARAMETERS, values))
+            conditions = Conditions(self.t, parameters)
+            for name, (target, attr) in reads.items():
+                condition = self.t["Outputs"][name].get("Condition")
+                if condition is not None and not conditions.holds(condition):
+                    continue
+                properties = conditions.resolve(custom[target]["Properties"])
+                returned = always | (with_network if "Network" in properties else set())
+                if attr not in returned:
+                    problems.append(f"{parameters}: output {name} reads {target}.{attr}, which the function does not return")
+            paths += 1
+        self.assertEqual(problems, [])
+        self.assertEqual(paths, 2 ** len(PATH_PARAMETERS))
+        for wanted in ("ReadyAfter", "AttachedWorkspaceIds", "NetworkId", "VerificationReport"):
             self.assertIn(wanted, self.t["Outputs"])
+
+    def test_the_condition_evaluator_sees_the_network_path(self):
+        """The check above is only as good as its evaluator: the Network property is there exactly
+        with NetworkFromClusterParameters=true."""
+        (props,) = [r["Properties"] for r in self.of_type("Custom::DatabricksBackendPrivateLink").values()]
+        for shared, present in (("true", True), ("false", False)):
+            parameters = {**{k: v[0] for k, v in PATH_PARAMETERS.items()}, "NetworkFromClusterParameters": shared}
+            self.assertEqual("Network" in Conditions(self.t, parameters).resolve(props), present)
+
+    # --- the held answer's hand-overs as Lambda runs them ---------------------------------------------
+    def test_the_function_may_always_invoke_itself_and_only_itself(self):
+        """Another stack importing FunctionArn may set WaitUntilReady: the self-invoke grant does
+        not depend on this stack's own WaitUntilReady."""
+        policy = self.resources["SelfInvokePolicy"]
+        self.assertNotIn("Condition", policy)
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual(statement["Action"], "lambda:InvokeFunction")
+        self.assertEqual(statement["Resource"], {"Fn::GetAtt": ["Function", "Arn"]})
+
+    def test_other_verifiers_are_invoked_by_their_arns_only_when_named(self):
+        grants = [(s, c) for s, c in statements(self.t) if s.get("Sid") == "InvokeOtherVerifiers"]
+        self.assertEqual(len(grants), 1)
+        statement, condition = grants[0]
+        self.assertEqual(statement["Resource"], {"Ref": "OtherVerifierFunctionArns"})
+        self.assertFalse(Conditions(self.t, {}).holds(condition), "empty by default: no grant")
+        self.assertTrue(Conditions(self.t, {"OtherVerifierFunctionArns": "arn:aws:lambda:us-east-1:123456789012:function:v"}).holds(condition))
+
+    def test_recursive_loop_detection_lets_the_bounded_hand_overs_through(self):
+        """Lambda stops a chain of about 16 invocations it sees as a loop ("Use Lambda recursive
+        loop detection"): the template allows the chain and the code bounds it well below."""
+        self.assertEqual(self.resources["Function"]["Properties"].get("RecursiveLoop"), "Allow")
+        hops = re.search(r"pub const MAX_HOPS: u32 = (\d+);", (ROOT / "src" / "cfn" / "request.rs").read_text())
+        self.assertIsNotNone(hops)
+        self.assertLessEqual(int(hops.group(1)), 12)
 
     # --- point 9: sam local invoke --env-vars sets only declared variables ---------------------------
     def test_env_json_sets_only_variables_the_template_declares(self):

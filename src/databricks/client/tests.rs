@@ -141,6 +141,10 @@ fn allow_insecure_accepts_plain_origins_only() {
         "http://127.0.0.1:8080/api",
         "http://127.0.0.1:8080/?x=1",
         "127.0.0.1:8080",
+        // URL parsing would drop the tab or newline and accept what is left.
+        "http://127.0.0.\t1:8080",
+        "http://127.0.0.1:8080\n",
+        "https://accounts.cloud.databricks.com\t",
     ] {
         assert!(
             matches!(new(host), Err(DatabricksError::HostNotAllowed { .. })),

@@ -6,7 +6,7 @@
 //! Like moto, the process stops when its stdin reaches end of file; it is also killed when the
 //! [`DnsWorld`] is dropped, so a failing test leaves nothing running.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -23,7 +23,8 @@ pub struct DnsWorld {
     address: SocketAddr,
     output: Arc<Mutex<Vec<String>>>,
     child: Child,
-    _lifeline: ChildStdin,
+    lifeline: ChildStdin,
+    settled: mpsc::Receiver<()>,
 }
 
 impl DnsWorld {
@@ -45,8 +46,9 @@ impl DnsWorld {
             .unwrap_or_else(|e| panic!("could not start the DNS world: {e}"));
         let output = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
+        let (settled_tx, settled) = mpsc::channel();
         if let Some(stdout) = child.stdout.take() {
-            drain(stdout, Arc::clone(&output), Some(tx));
+            drain(stdout, Arc::clone(&output), Some((tx, settled_tx)));
         }
         if let Some(stderr) = child.stderr.take() {
             drain(stderr, Arc::clone(&output), None);
@@ -64,8 +66,21 @@ impl DnsWorld {
             address,
             output,
             child,
-            _lifeline: lifeline,
+            lifeline,
+            settled,
         }
+    }
+
+    /// Returns once the world has read moto and the emulator anew: a test that changed the VPC
+    /// calls it before what must see the change.
+    pub fn settle(&mut self) {
+        writeln!(self.lifeline, "settle").expect("the DNS world takes a settle request");
+        self.lifeline
+            .flush()
+            .expect("the DNS world takes a settle request");
+        self.settled
+            .recv_timeout(STARTUP_LIMIT)
+            .unwrap_or_else(|_| panic!("the DNS world did not settle:\n{}", self.problems()));
     }
 
     /// `127.0.0.1:PORT`, the value for the verifier's `VERIFIER_DNS_SERVER`.
@@ -89,19 +104,24 @@ impl Drop for DnsWorld {
     }
 }
 
+/// Reads one of the world's output streams for its whole life; on stdout, the address line
+/// and each `SETTLED` go to their channels.
 fn drain(
     stream: impl std::io::Read + Send + 'static,
     output: Arc<Mutex<Vec<String>>>,
-    address: Option<mpsc::Sender<SocketAddr>>,
+    signals: Option<(mpsc::Sender<SocketAddr>, mpsc::Sender<()>)>,
 ) {
     std::thread::spawn(move || {
-        let mut address = address;
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if let Some(found) = line.strip_prefix("DNS ").and_then(|a| a.parse().ok())
-                && let Some(tx) = address.take()
-            {
-                let _ = tx.send(found);
-                continue;
+            if let Some((address, settled)) = &signals {
+                if let Some(found) = line.strip_prefix("DNS ").and_then(|a| a.parse().ok()) {
+                    let _ = address.send(found);
+                    continue;
+                }
+                if line == "SETTLED" {
+                    let _ = settled.send(());
+                    continue;
+                }
             }
             output.lock().unwrap().push(line);
         }

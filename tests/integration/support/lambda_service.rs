@@ -5,9 +5,10 @@
 //! - `X-Amz-Invocation-Type: Event` for the function under test (its name or an ARN ending in
 //!   it): queued into the function's own Runtime API stand-in as a fresh invocation, as Lambda
 //!   runs an asynchronous invocation, and answered 202.
-//! - Any other invocation (`RequestResponse`, the verifier): run through the real verifier
-//!   binary's Runtime API when [`LambdaService::verify_with`] named it, else answered with the
-//!   status and body set last, like a function that returned them.
+//! - Any other invocation (`RequestResponse`, the verifier): refused as Lambda refuses a function
+//!   that is not ready while [`LambdaService::not_ready_for`] says so, else run through the real
+//!   verifier binary's Runtime API when [`LambdaService::verify_with`] named it, else answered
+//!   with the status and body set last, like a function that returned them.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -39,6 +40,9 @@ struct Shared {
     queued: Mutex<Vec<(String, Invocation)>>,
     /// The answer to synchronous invocations: status and body.
     answer: Mutex<(u16, String)>,
+    /// Synchronous invocations still to be refused as Lambda refuses a function that is not
+    /// ready: the first as `Inactive`, the rest as `Pending`.
+    not_ready: Mutex<(usize, usize)>,
     synchronous: Mutex<Vec<String>>,
 }
 
@@ -92,6 +96,14 @@ impl LambdaService {
     /// The answer to synchronous invocations from now on.
     pub fn answer(&self, status: u16, body: String) {
         *self.shared.answer.lock().unwrap() = (status, body);
+    }
+
+    /// The next `times` synchronous invocations are refused as Lambda refuses a VPC function
+    /// idle for weeks: `ResourceNotReadyException` (502) for the first, as for an `Inactive`
+    /// function, then `ResourceConflictException` (409) naming the `Pending` state while its
+    /// network interfaces are rebuilt.
+    pub fn not_ready_for(&self, times: usize) {
+        *self.shared.not_ready.lock().unwrap() = (times, 0);
     }
 
     /// The payloads of the asynchronous invocations queued so far.
@@ -165,6 +177,36 @@ async fn invoke(
         return StatusCode::ACCEPTED.into_response();
     }
     shared.synchronous.lock().unwrap().push(payload.clone());
+    let refused_before = {
+        let mut not_ready = shared.not_ready.lock().unwrap();
+        let (left, refused) = &mut *not_ready;
+        if *left > 0 {
+            *left -= 1;
+            *refused += 1;
+            Some(*refused - 1)
+        } else {
+            None
+        }
+    };
+    match refused_before {
+        Some(0) => {
+            return (
+                StatusCode::BAD_GATEWAY,
+                [("x-amzn-errortype", "ResourceNotReadyException")],
+                r#"{"Type":"Service","Message":"The function is inactive and its VPC connection is no longer available. Wait for the VPC connection to reestablish and try again."}"#,
+            )
+                .into_response();
+        }
+        Some(_) => {
+            return (
+                StatusCode::CONFLICT,
+                [("x-amzn-errortype", "ResourceConflictException")],
+                r#"{"Type":"User","message":"The operation cannot be performed at this time. The function is currently in the following state: Pending"}"#,
+            )
+                .into_response();
+        }
+        None => {}
+    }
     if let Some(verifier) = shared.verifier.get() {
         return match verifier
             .enqueue_text(payload, VERIFIER_TIMEOUT)
