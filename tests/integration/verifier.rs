@@ -221,8 +221,9 @@ async fn verifier_at(dns: std::net::SocketAddr) -> Lambda {
 
 impl VerifiedWorld {
     /// A workspace in the fixture's subnets, and the properties that switch it with the verifier.
-    fn switching_props(&self, name: &str) -> (i64, Value) {
+    fn switching_props(&mut self, name: &str) -> (i64, Value) {
         let ws = self.world.seed_workspace_in_fixture(0, name);
+        self.dns.settle();
         let mut props = self.world.props(0);
         props["WorkspaceIds"] = json!(ws.to_string());
         props["VerifyFunctionArn"] = json!(VERIFIER_ARN);
@@ -240,7 +241,7 @@ const RELAY_PRIVATELINK: &str = "tunnel.privatelink.us-east-1.cloud.databricks.c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_switch_passes_the_real_verifier_while_the_workspace_host_is_still_public() {
-    let v = verified_world(REGION, Vec::new()).await;
+    let mut v = verified_world(REGION, Vec::new()).await;
     let (ws, props) = v.switching_props("first-switch");
     let host = v.host_of(ws);
 
@@ -317,7 +318,7 @@ async fn custom_dns_servers_keep_the_relays_private_name_public_and_nothing_is_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_first_switch_finds_the_workspace_host_private_after_ready_after() {
-    let v = verified_world(
+    let mut v = verified_world(
         REGION,
         vec![("TEST_ONLY_PROPAGATION_SECONDS".into(), "5".into())],
     )
