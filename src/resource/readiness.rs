@@ -4,7 +4,8 @@
 //! against the cluster subnets', and the endpoints' security groups against the cluster security
 //! groups and subnets. A check that proves the path broken refuses, naming what to change; one
 //! that can be wrong (custom DNS that may forward, a rule by prefix list, a subnet EC2 does not
-//! know) warns: logged, and carried into a failure reason.
+//! know) warns: logged, and carried into a failure reason. What clusters need besides the
+//! endpoints (S3, STS, Kinesis) is judged by `egress` from the same read, and only warns.
 //! Why each matters: `docs/architecture.md` and the AWS guide to private DNS of interface
 //! endpoints, <https://docs.aws.amazon.com/vpc/latest/privatelink/privatelink-access-aws-services.html#private-dns>.
 
@@ -161,7 +162,7 @@ pub async fn check(
     );
     let group_ids: Vec<String> = unique(sides.iter().flat_map(|s| s.security_group_ids.iter()));
     let region = props.region.as_str();
-    let (dns, subnets, rules) = tokio::join!(
+    let (dns, subnets, rules, egress) = tokio::join!(
         ec2.vpc_dns(region, &vpc_id, deadline),
         async {
             if clusters.is_empty() {
@@ -177,6 +178,13 @@ pub async fn check(
                 ec2.ingress_rules(region, &group_ids, deadline).await
             }
         },
+        async {
+            if clusters.is_empty() {
+                Ok(Default::default())
+            } else {
+                ec2.vpc_egress(region, &vpc_id, deadline).await
+            }
+        },
     );
     let (groups_found, rules) = rules?;
     let facts = Facts {
@@ -187,10 +195,15 @@ pub async fn check(
         groups_found,
         rules,
     };
-    let verdict = judge(&facts);
+    let mut verdict = judge(&facts);
     for w in &verdict.warnings {
         tracing::warn!(warning = %w, "the VPC may not let clusters reach the endpoints");
     }
+    let egress = super::egress::warnings(region, &vpc_id, &facts.clusters, egress);
+    for w in &egress {
+        tracing::warn!(warning = %w, "the VPC may leave clusters without S3, STS or Kinesis");
+    }
+    verdict.warnings.extend(egress);
     if verdict.refusals.is_empty() {
         Ok(verdict.warnings)
     } else {

@@ -7,6 +7,7 @@ mod support;
 
 mod abuse;
 mod account_rules;
+mod egress;
 mod hold;
 mod hostile;
 mod invocation_modes;
