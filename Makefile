@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint template-test docs-test package unit integration contract venv clean
+.PHONY: demo test lint template-test docs-test package unit integration contract venv clean local-world
 
 $(STAMP): tests/requirements.txt
 	python3 -m venv $(VENV)
@@ -42,6 +42,14 @@ test: venv lint template-test docs-test
 demo: venv
 	cargo build --workspace --bins
 	$(PY) scripts/demo.py
+
+# moto and the emulator seeded with a VPC, both endpoints, a workspace and a secret, plus an
+# env.json and events with their ids in .local-world/, for `sam local invoke`; up until Ctrl-C.
+# On Linux with `sam local invoke --docker-network host`: make local-world LOCAL_WORLD_HOST=127.0.0.1
+LOCAL_WORLD_HOST ?= host.docker.internal
+local-world: venv
+	cargo build -p emulator --bin databricks-account-emulator
+	$(PY) scripts/local_world.py --host $(LOCAL_WORLD_HOST)
 
 # The README's "Benchmarks" figures: table on stdout, JSON in bench-results/latest.json.
 # Profile bench-fast by default (Cargo.toml says why); `make bench BENCH_PROFILE=release` measures

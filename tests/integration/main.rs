@@ -12,6 +12,7 @@ mod hold;
 mod hostile;
 mod invocation_modes;
 mod lifecycle;
+mod local_world;
 mod readiness;
 mod scenario;
 mod verifier;
