@@ -26,9 +26,12 @@ template-test: venv
 	$(PY) tests/template/test_template.py
 
 # The repository stands alone: no file cites a document outside it or an issue number, and every
-# docs/<page>.md#<anchor> pointer names a heading that exists (about a second).
+# docs/<page>.md#<anchor> pointer names a heading that exists; the README's reference tables
+# list every template parameter and output, resource property and attribute, and none is broken
+# (about a second).
 docs-test: venv
 	$(PY) tests/docs/test_self_contained.py
+	$(PY) tests/docs/test_readme_reference.py
 
 # The template and docs checks, unit tests of every crate, then the integration suite (real
 # binary, moto, emulator), then the emulator checked against Databricks' own Python SDK.
