@@ -566,6 +566,13 @@ class TemplateTest(unittest.TestCase):
             granted.append(deployment.value(props["Principal"]))
         self.assertEqual(granted, principals)
         self.assertEqual(Deployment(self.t, FUNCTION_ONLY).present() & set(permissions), set())
+        # Five slots: a sixth principal is not granted, as the description says.
+        six = [f"21098765432{n}" for n in range(6)]
+        deployment = Deployment(self.t, {**FUNCTION_ONLY, "InvokerPrincipals": ",".join(six)})
+        granted = sorted(deployment.value(permissions[p]["Properties"]["Principal"])
+                         for p in deployment.present() & set(permissions))
+        self.assertEqual(granted, six[:5])
+        self.assertIn("sixth", self.t["Parameters"]["InvokerPrincipals"]["Description"])
 
     def test_additional_secrets_are_readable_only_when_listed(self):
         grants = [
