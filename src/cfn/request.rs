@@ -369,10 +369,10 @@ pub fn parse_event(event: &Value) -> Result<CfnRequest, RequestError> {
     // CloudFormation matches an answer by StackId and RequestId together, so an answer PUT to a
     // ResponseURL needs it; a direct caller reads the invocation's own result and may leave it
     // out (`docs/direct-invocation.md`).
-    let request_id = if response_url.is_some() {
-        required_string(fields, "RequestId", "request")?
-    } else {
-        optional_string(fields, "RequestId")?.unwrap_or_default()
+    let request_id = match optional_string(fields, "RequestId")? {
+        None if response_url.is_none() => String::new(),
+        // Given but empty is a mistake either way.
+        _ => required_string(fields, "RequestId", "request")?,
     };
     let logical_resource_id =
         required_string(fields, "LogicalResourceId", "resource in the template")?;
@@ -646,6 +646,17 @@ mod tests {
             parse_event(&with_url).unwrap_err(),
             RequestError::MissingField { field: "RequestId" }
         );
+
+        // Given, it must say something, with or without a ResponseURL.
+        let mut empty = direct.clone();
+        empty["RequestId"] = json!("");
+        assert!(matches!(
+            parse_event(&empty),
+            Err(RequestError::EmptyField {
+                field: "RequestId",
+                ..
+            })
+        ));
     }
 
     #[test]

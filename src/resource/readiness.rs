@@ -162,7 +162,7 @@ pub async fn check(
     );
     let group_ids: Vec<String> = unique(sides.iter().flat_map(|s| s.security_group_ids.iter()));
     let region = props.region.as_str();
-    let (dns, subnets, rules, egress) = tokio::join!(
+    let (dns, subnets, rules) = tokio::join!(
         ec2.vpc_dns(region, &vpc_id, deadline),
         async {
             if clusters.is_empty() {
@@ -176,13 +176,6 @@ pub async fn check(
                 Ok((Vec::new(), Vec::new()))
             } else {
                 ec2.ingress_rules(region, &group_ids, deadline).await
-            }
-        },
-        async {
-            if clusters.is_empty() {
-                Ok(Default::default())
-            } else {
-                ec2.vpc_egress(region, &vpc_id, deadline).await
             }
         },
     );
@@ -199,7 +192,14 @@ pub async fn check(
     for w in &verdict.warnings {
         tracing::warn!(warning = %w, "the VPC may not let clusters reach the endpoints");
     }
-    let egress = super::egress::warnings(region, &vpc_id, &facts.clusters, egress);
+    // Read after the facts that can refuse, not beside them: these only ever warn, so they must
+    // not slow those reads down near the deadline. A read cut short is a warning of its own.
+    let egress = if facts.clusters.is_empty() {
+        Vec::new()
+    } else {
+        let read = ec2.vpc_egress(region, &vpc_id, deadline).await;
+        super::egress::warnings(region, &vpc_id, &facts.clusters, read)
+    };
     for w in &egress {
         tracing::warn!(warning = %w, "the VPC may leave clusters without S3, STS or Kinesis");
     }
