@@ -27,6 +27,8 @@ const STARTUP: Duration = Duration::from_secs(90);
 struct LocalWorld {
     child: Child,
     out: PathBuf,
+    /// The folder of the script's own log (it prints where), removed with `out`.
+    log_dir: Option<PathBuf>,
 }
 
 impl LocalWorld {
@@ -44,9 +46,10 @@ impl LocalWorld {
             .spawn()
             .unwrap_or_else(|error| panic!("could not run scripts/local_world.py: {error}"));
         let stdout = child.stdout.take().expect("stdout is piped");
-        let world = LocalWorld {
+        let mut world = LocalWorld {
             child,
             out: out.to_owned(),
+            log_dir: None,
         };
         let (lines, received) = mpsc::channel();
         std::thread::spawn(move || {
@@ -62,7 +65,12 @@ impl LocalWorld {
             let left = deadline.saturating_duration_since(Instant::now());
             match received.recv_timeout(left) {
                 Ok(line) if line.starts_with(READY) => break,
-                Ok(line) => seen.push(line),
+                Ok(line) => {
+                    if let Some(log) = line.strip_prefix("moto and emulator log: ") {
+                        world.log_dir = Path::new(log).parent().map(Path::to_owned);
+                    }
+                    seen.push(line);
+                }
                 Err(_) => panic!(
                     "scripts/local_world.py did not get ready within {STARTUP:?}:\n{}",
                     seen.join("\n")
@@ -99,6 +107,12 @@ impl Drop for LocalWorld {
         if matches!(self.child.try_wait(), Ok(None)) && !self.interrupt(Duration::from_secs(10)) {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        for dir in [Some(&self.out), self.log_dir.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -222,5 +236,4 @@ async fn the_local_world_lets_sam_local_invoke_switch_the_workspace() {
         let url = seeded[server].as_str().unwrap_or_default();
         assert!(refused(url), "{server} still answers on {url} after Ctrl-C");
     }
-    let _ = std::fs::remove_dir_all(&out);
 }
