@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint template-test docs-test package unit integration contract venv clean
+.PHONY: demo test lint template-test docs-test package unit integration contract venv clean local-world
 
 $(STAMP): tests/requirements.txt
 	python3 -m venv $(VENV)
@@ -26,9 +26,12 @@ template-test: venv
 	$(PY) tests/template/test_template.py
 
 # The repository stands alone: no file cites a document outside it or an issue number, and every
-# docs/<page>.md#<anchor> pointer names a heading that exists (about a second).
+# docs/<page>.md#<anchor> pointer names a heading that exists; the README's reference tables
+# list every template parameter and output, resource property and attribute, and none is broken
+# (about a second).
 docs-test: venv
 	$(PY) tests/docs/test_self_contained.py
+	$(PY) tests/docs/test_readme_reference.py
 
 # The template and docs checks, unit tests of every crate, then the integration suite (real
 # binary, moto, emulator), then the emulator checked against Databricks' own Python SDK.
@@ -42,6 +45,14 @@ test: venv lint template-test docs-test
 demo: venv
 	cargo build --workspace --bins
 	$(PY) scripts/demo.py
+
+# moto and the emulator seeded with a VPC, both endpoints, a workspace and a secret, plus an
+# env.json and events with their ids in .local-world/, for `sam local invoke`; up until Ctrl-C.
+# On Linux with `sam local invoke --docker-network host`: make local-world LOCAL_WORLD_HOST=127.0.0.1
+LOCAL_WORLD_HOST ?= host.docker.internal
+local-world: venv
+	cargo build -p emulator --bin databricks-account-emulator
+	$(PY) scripts/local_world.py --host $(LOCAL_WORLD_HOST)
 
 # The README's "Benchmarks" figures: table on stdout, JSON in bench-results/latest.json.
 # Profile bench-fast by default (Cargo.toml says why); `make bench BENCH_PROFILE=release` measures

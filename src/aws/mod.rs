@@ -31,7 +31,8 @@ pub use services::{
 };
 pub use stacks::{ResourceStatus, Stacks, stack_region};
 pub use vpc::{
-    EndpointNetwork, IngressRule, RuleSource, ServicePrivateDns, SubnetPlacement, VpcDns,
+    EndpointInVpc, EndpointNetwork, IngressRule, Route, RouteTable, RuleSource, ServicePrivateDns,
+    SubnetPlacement, VpcDns, VpcEgress,
 };
 
 /// Attempts per EC2 / Secrets Manager / CloudFormation call, so that API throttling (RequestLimitExceeded,

@@ -129,7 +129,7 @@ pub fn ec2_error(code: &str, message: &str) -> String {
 }
 
 /// EC2 for a VPC that lets clusters reach the endpoints as far as EC2 can tell (DNS support and
-/// hostnames on, the Amazon-provided resolver) and knows none of the workspaces' subnets or
+/// hostnames on, the Amazon-provided resolver, a route out through an internet gateway) and knows none of the workspaces' subnets or
 /// security groups (the checks only warn about those). Any other EC2 call fails the test.
 pub fn healthy_vpc_ec2(vpc_id: &str) -> Ec2 {
     use aws_sdk_ec2::Client;
@@ -179,8 +179,30 @@ pub fn healthy_vpc_ec2(vpc_id: &str) -> Ec2 {
         .http_status(200, answer("<DescribeSecurityGroupsResponse><securityGroupInfo/></DescribeSecurityGroupsResponse>".into()))
         .repeatedly()
         .build();
+    // A way out through an internet gateway, so the checks for S3, STS and Kinesis pass too.
+    let routes = mock!(Client::describe_route_tables)
+        .sequence()
+        .http_status(200, answer("<DescribeRouteTablesResponse><routeTableSet><item><routeTableId>rtb-1</routeTableId>\
+            <associationSet><item><routeTableAssociationId>rtbassoc-1</routeTableAssociationId><main>true</main></item></associationSet>\
+            <routeSet><item><destinationCidrBlock>0.0.0.0/0</destinationCidrBlock><gatewayId>igw-1</gatewayId><state>active</state></item></routeSet>\
+            </item></routeTableSet></DescribeRouteTablesResponse>".into()))
+        .repeatedly()
+        .build();
+    let endpoints = mock!(Client::describe_vpc_endpoints)
+        .sequence()
+        .http_status(
+            200,
+            answer(
+                "<DescribeVpcEndpointsResponse><vpcEndpointSet/></DescribeVpcEndpointsResponse>"
+                    .into(),
+            ),
+        )
+        .repeatedly()
+        .build();
     Ec2::from_conf(ec2_conf(
-        &[&support, &hostnames, &vpcs, &dhcp, &subnets, &groups],
+        &[
+            &support, &hostnames, &vpcs, &dhcp, &subnets, &groups, &routes, &endpoints,
+        ],
         &Recorder::default(),
         None,
     ))

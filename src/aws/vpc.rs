@@ -378,6 +378,138 @@ pub struct ServicePrivateDns {
     pub private_dns_names: Vec<String>,
 }
 
+/// One route table of a VPC: which subnets it serves and where its routes lead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteTable {
+    pub id: String,
+    /// Subnets associated with it explicitly.
+    pub subnet_ids: Vec<String>,
+    /// The VPC's main route table, which serves every subnet without an explicit association.
+    pub main: bool,
+    /// Its routes that are not blackholes.
+    pub routes: Vec<Route>,
+}
+
+/// One route: where to (an IPv4 or IPv6 range, or a prefix list) and through what (the target's
+/// id: `igw-`, `nat-`, `vpce-`, `tgw-`, `eni-`, `i-`, `pcx-`, ..., or `local`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub destination: String,
+    pub target: String,
+}
+
+/// Any endpoint of a VPC, whatever its service, as far as telling which AWS services the VPC
+/// reaches privately goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointInVpc {
+    pub id: String,
+    pub service_name: String,
+    /// `Interface`, `Gateway`, `GatewayLoadBalancer`, ...
+    pub endpoint_type: String,
+    /// As EC2 spells it (`available`, `pending`, `deleted`, ...).
+    pub state: String,
+    /// A gateway endpoint's route tables.
+    pub route_table_ids: Vec<String>,
+}
+
+/// The ways out of a VPC: its route tables and its endpoints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VpcEgress {
+    pub route_tables: Vec<RouteTable>,
+    pub endpoints: Vec<EndpointInVpc>,
+}
+
+impl Ec2 {
+    /// Every route table and every endpoint of one VPC, read side by side.
+    pub async fn vpc_egress(
+        &self,
+        region: &str,
+        vpc_id: &str,
+        deadline: Instant,
+    ) -> Result<VpcEgress, AwsError> {
+        const ROUTES: &str = "DescribeRouteTables";
+        const ENDPOINTS: &str = "DescribeVpcEndpoints";
+        let client = self.client(region)?;
+        let in_vpc = || Filter::builder().name("vpc-id").values(vpc_id).build();
+        let (tables, endpoints) = tokio::join!(
+            within_deadline(
+                ROUTES,
+                deadline,
+                client.describe_route_tables().filters(in_vpc()).send()
+            ),
+            within_deadline(
+                ENDPOINTS,
+                deadline,
+                client.describe_vpc_endpoints().filters(in_vpc()).send()
+            ),
+        );
+        let tables = tables?.map_err(|e| ec2_call_error(ROUTES, &e))?;
+        let endpoints = endpoints?.map_err(|e| ec2_call_error(ENDPOINTS, &e))?;
+        let route_tables = tables
+            .route_tables()
+            .iter()
+            .filter_map(|table| {
+                let associations = table.associations();
+                Some(RouteTable {
+                    id: table.route_table_id()?.to_owned(),
+                    subnet_ids: associations
+                        .iter()
+                        .filter_map(|a| a.subnet_id())
+                        .map(str::to_owned)
+                        .collect(),
+                    main: associations.iter().any(|a| a.main() == Some(true)),
+                    routes: table
+                        .routes()
+                        .iter()
+                        .filter(|r| r.state() != Some(&aws_sdk_ec2::types::RouteState::Blackhole))
+                        .filter_map(|r| {
+                            let destination = r
+                                .destination_cidr_block()
+                                .or(r.destination_ipv6_cidr_block())
+                                .or(r.destination_prefix_list_id())?;
+                            let target = r
+                                .gateway_id()
+                                .or(r.nat_gateway_id())
+                                .or(r.transit_gateway_id())
+                                .or(r.network_interface_id())
+                                .or(r.instance_id())
+                                .or(r.vpc_peering_connection_id())
+                                .or(r.egress_only_internet_gateway_id())
+                                .or(r.local_gateway_id())
+                                .or(r.carrier_gateway_id())
+                                .or(r.core_network_arn())?;
+                            Some(Route {
+                                destination: destination.to_owned(),
+                                target: target.to_owned(),
+                            })
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        let endpoints = endpoints
+            .vpc_endpoints()
+            .iter()
+            .filter_map(|e| {
+                Some(EndpointInVpc {
+                    id: e.vpc_endpoint_id()?.to_owned(),
+                    service_name: e.service_name().unwrap_or_default().to_owned(),
+                    endpoint_type: e
+                        .vpc_endpoint_type()
+                        .map(|t| t.as_str().to_owned())
+                        .unwrap_or_default(),
+                    state: e.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    route_table_ids: e.route_table_ids().to_vec(),
+                })
+            })
+            .collect();
+        Ok(VpcEgress {
+            route_tables,
+            endpoints,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,7 @@ impl std::fmt::Display for RequestType {
 pub struct CfnRequest {
     pub request_type: RequestType,
     pub stack_id: String,
+    /// Empty when a direct invocation leaves it out; always set when there is a `ResponseURL`.
     pub request_id: String,
     pub logical_resource_id: String,
     /// Empty when the event carries none: CloudFormation always sends it, a direct invocation may
@@ -376,15 +377,22 @@ pub fn parse_event(event: &Value) -> Result<CfnRequest, RequestError> {
         }
     };
     let stack_id = required_string(fields, "StackId", "stack")?;
-    let request_id = required_string(fields, "RequestId", "request")?;
+    // An empty ResponseURL is what a pipeline templating the CloudFormation shape leaves behind:
+    // it means "nobody to PUT to", the same as leaving the field out.
+    let response_url = optional_string(fields, "ResponseURL")?.filter(|s| !s.is_empty());
+    // CloudFormation matches an answer by StackId and RequestId together, so an answer PUT to a
+    // ResponseURL needs it; a direct caller reads the invocation's own result and may leave it
+    // out (`docs/direct-invocation.md`).
+    let request_id = match optional_string(fields, "RequestId")? {
+        None if response_url.is_none() => String::new(),
+        // Given but empty is a mistake either way.
+        _ => required_string(fields, "RequestId", "request")?,
+    };
     let logical_resource_id =
         required_string(fields, "LogicalResourceId", "resource in the template")?;
     let resource_type = optional_string(fields, "ResourceType")?.unwrap_or_default();
     let physical_resource_id =
         optional_string(fields, "PhysicalResourceId")?.filter(|s| !s.is_empty());
-    // An empty ResponseURL is what a pipeline templating the CloudFormation shape leaves behind:
-    // it means "nobody to PUT to", the same as leaving the field out.
-    let response_url = optional_string(fields, "ResponseURL")?.filter(|s| !s.is_empty());
     let resource_properties = optional_object(fields, "ResourceProperties")?.unwrap_or_default();
     let old_resource_properties = optional_object(fields, "OldResourceProperties")?;
     let continuation = parse_continuation(fields)?;
@@ -644,6 +652,34 @@ mod tests {
         assert!(req.resource_properties.is_empty());
         assert_eq!(req.resource_type, "");
         assert_eq!(req.stack_name(), "vending-pipeline-run-42");
+    }
+
+    #[test]
+    fn request_id_is_needed_only_to_answer_at_a_response_url() {
+        let direct = json!({
+            "RequestType": "Create",
+            "StackId": "vending-pipeline-run-42",
+            "LogicalResourceId": "Backend",
+        });
+        assert_eq!(parse_event(&direct).unwrap().request_id, "");
+
+        let mut with_url = create_event();
+        with_url.as_object_mut().unwrap().remove("RequestId");
+        assert_eq!(
+            parse_event(&with_url).unwrap_err(),
+            RequestError::MissingField { field: "RequestId" }
+        );
+
+        // Given, it must say something, with or without a ResponseURL.
+        let mut empty = direct.clone();
+        empty["RequestId"] = json!("");
+        assert!(matches!(
+            parse_event(&empty),
+            Err(RequestError::EmptyField {
+                field: "RequestId",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -276,7 +276,10 @@ fn assemble(
     }
     doc.insert("PhysicalResourceId".into(), physical_id.as_str().into());
     doc.insert("StackId".into(), stack_id.as_str().into());
-    doc.insert("RequestId".into(), request_id.as_str().into());
+    // Left out rather than empty when a direct invocation sent none: nothing matches by it then.
+    if !request_id.is_empty() {
+        doc.insert("RequestId".into(), request_id.as_str().into());
+    }
     doc.insert("LogicalResourceId".into(), logical_id.as_str().into());
     doc.insert("NoEcho".into(), no_echo.into());
     if let Some(data) = data {
@@ -726,6 +729,12 @@ mod tests {
                 "Data": {"VpcEndpointId": "vpce-1"}
             })
         );
+
+        // A direct invocation without a RequestId gets a document without one, not an empty one.
+        let mut anonymous = request(None);
+        anonymous.request_id = String::new();
+        let doc = response_document(&anonymous, &Outcome::success("pid-1", BTreeMap::new()));
+        assert!(doc.get("RequestId").is_none(), "{doc}");
     }
 
     #[test]

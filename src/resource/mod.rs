@@ -6,6 +6,7 @@ pub mod access;
 pub mod converge;
 pub mod create;
 pub mod delete;
+pub mod egress;
 pub mod endpoints;
 pub mod error;
 pub mod hold;

@@ -4,7 +4,8 @@
 //! against the cluster subnets', and the endpoints' security groups against the cluster security
 //! groups and subnets. A check that proves the path broken refuses, naming what to change; one
 //! that can be wrong (custom DNS that may forward, a rule by prefix list, a subnet EC2 does not
-//! know) warns: logged, and carried into a failure reason.
+//! know) warns: logged, and carried into a failure reason. What clusters need besides the
+//! endpoints (S3, STS, Kinesis) is judged by `egress` from the same read, and only warns.
 //! Why each matters: `docs/architecture.md` and the AWS guide to private DNS of interface
 //! endpoints, <https://docs.aws.amazon.com/vpc/latest/privatelink/privatelink-access-aws-services.html#private-dns>.
 
@@ -187,10 +188,22 @@ pub async fn check(
         groups_found,
         rules,
     };
-    let verdict = judge(&facts);
+    let mut verdict = judge(&facts);
     for w in &verdict.warnings {
         tracing::warn!(warning = %w, "the VPC may not let clusters reach the endpoints");
     }
+    // Read after the facts that can refuse, not beside them: these only ever warn, so they must
+    // not slow those reads down near the deadline. A read cut short is a warning of its own.
+    let egress = if facts.clusters.is_empty() {
+        Vec::new()
+    } else {
+        let read = ec2.vpc_egress(region, &vpc_id, deadline).await;
+        super::egress::warnings(region, &vpc_id, &facts.clusters, read)
+    };
+    for w in &egress {
+        tracing::warn!(warning = %w, "the VPC may leave clusters without S3, STS or Kinesis");
+    }
+    verdict.warnings.extend(egress);
     if verdict.refusals.is_empty() {
         Ok(verdict.warnings)
     } else {

@@ -42,12 +42,21 @@ const SAM_LOCAL_PREFIX: &str = "CloudFormation response (AWS_SAM_LOCAL, not sent
 
 /// The request files and the request type each must carry; with `env.json`, everything that
 /// `events/` may hold, so a new file there without a test here fails.
-const REQUEST_FILES: [(&str, &str); 5] = [
+const REQUEST_FILES: [(&str, &str); 7] = [
     ("create.json", "Create"),
     ("update.json", "Update"),
     ("update-replacement.json", "Update"),
     ("delete.json", "Delete"),
     ("direct-invoke.json", "Create"),
+    ("direct-update.json", "Update"),
+    ("direct-delete.json", "Delete"),
+];
+/// The files a pipeline sends (`docs/direct-invocation.md`): no ResponseURL, only the fields the
+/// page calls required.
+const DIRECT_FILES: [&str; 3] = [
+    "direct-invoke.json",
+    "direct-update.json",
+    "direct-delete.json",
 ];
 const ENV_FILE: &str = "env.json";
 
@@ -187,23 +196,21 @@ fn every_event_file_has_cloudformations_shape_and_passes_property_validation() {
         let fields = event
             .as_object()
             .unwrap_or_else(|| panic!("events/{name} is not a JSON object"));
-        let direct = name == "direct-invoke.json";
+        let direct = DIRECT_FILES.contains(&name);
         let mut want = vec![
             "RequestType",
             "StackId",
-            "RequestId",
             "LogicalResourceId",
-            "ResourceType",
             "ResourceProperties",
         ];
         if !direct {
-            want.extend(["ServiceToken", "ResponseURL"]);
-        }
-        if request_type != "Create" {
-            want.push("PhysicalResourceId");
-        }
-        if request_type == "Update" {
-            want.push("OldResourceProperties");
+            want.extend(["ServiceToken", "ResponseURL", "RequestId", "ResourceType"]);
+            if request_type != "Create" {
+                want.push("PhysicalResourceId");
+            }
+            if request_type == "Update" {
+                want.push("OldResourceProperties");
+            }
         }
         let mut want: Vec<String> = want.into_iter().map(str::to_owned).collect();
         want.sort();
@@ -212,16 +219,17 @@ fn every_event_file_has_cloudformations_shape_and_passes_property_validation() {
         assert_eq!(keys, want, "events/{name}: the fields CloudFormation sends");
 
         assert_eq!(event["RequestType"], request_type, "events/{name}");
-        assert_eq!(event["ResourceType"], RESOURCE_TYPE, "events/{name}");
         assert_eq!(event["LogicalResourceId"], "PrivateLink", "events/{name}");
-        assert!(
-            is_uuid(event["RequestId"].as_str().unwrap_or_default()),
-            "events/{name}: RequestId is a UUID"
-        );
-        if let Some(path) = non_string_scalar(&event, name) {
-            panic!("{path} is not a string: CloudFormation sends every scalar as a string");
-        }
         if !direct {
+            assert_eq!(event["ResourceType"], RESOURCE_TYPE, "events/{name}");
+            assert!(
+                is_uuid(event["RequestId"].as_str().unwrap_or_default()),
+                "events/{name}: RequestId is a UUID"
+            );
+            // A pipeline may send plain JSON booleans and numbers; CloudFormation never does.
+            if let Some(path) = non_string_scalar(&event, name) {
+                panic!("{path} is not a string: CloudFormation sends every scalar as a string");
+            }
             let stack_id = event["StackId"].as_str().unwrap_or_default();
             assert!(
                 stack_id.starts_with("arn:aws:cloudformation:us-east-1:123456789012:stack/"),
@@ -238,7 +246,7 @@ fn every_event_file_has_cloudformations_shape_and_passes_property_validation() {
                 "events/{name}: ServiceToken is repeated in ResourceProperties"
             );
         }
-        if request_type != "Create" {
+        if request_type != "Create" && !direct {
             assert_eq!(
                 event["PhysicalResourceId"], physical_id,
                 "events/{name}: every request of the stack names the same resource"
@@ -255,6 +263,17 @@ fn every_event_file_has_cloudformations_shape_and_passes_property_validation() {
             stack_name: request.stack_name(),
             logical_resource_id: &request.logical_resource_id,
         };
+        if direct && request_type == "Delete" {
+            // A Delete reads only where the account is and how to sign in.
+            let target = properties::parse_lenient(&request.resource_properties, &defaults);
+            assert_eq!(target.account_id.as_deref(), Some(ACCOUNT), "events/{name}");
+            assert_eq!(
+                target.credentials_secret_arn.as_deref(),
+                Some(SECRET),
+                "events/{name}"
+            );
+            continue;
+        }
         for props in [
             Some(&request.resource_properties),
             request.old_resource_properties.as_ref(),
@@ -265,6 +284,15 @@ fn every_event_file_has_cloudformations_shape_and_passes_property_validation() {
             properties::parse(props, &defaults, &identity)
                 .unwrap_or_else(|error| panic!("events/{name}: {error}"));
         }
+    }
+    let pipeline = load("direct-invoke.json");
+    for name in DIRECT_FILES {
+        let event = load(name);
+        assert_eq!(event["StackId"], pipeline["StackId"], "events/{name}");
+        assert_eq!(
+            event["ResourceProperties"]["AccountId"], pipeline["ResourceProperties"]["AccountId"],
+            "events/{name}"
+        );
     }
 
     let create = load("create.json");
@@ -595,6 +623,258 @@ async fn a_direct_invocation_returns_the_response_or_fails_with_the_reason() {
         panic!("the direct Delete returns its response document");
     };
     assert_eq!(deleted["Status"], "SUCCESS", "{deleted:#}");
+    assert!(
+        world.registrations().is_empty() && world.access_settings().is_empty(),
+        "{:#}",
+        world.account()
+    );
+}
+
+/// What `docs/direct-invocation.md` shows a pipeline: its JSON examples in order (each request
+/// file followed by its answer) and the first column of each of its tables, by the heading above.
+struct DirectInvocationPage {
+    /// Every ```json block, with the `events/...` file named in the line before it, if any.
+    examples: Vec<(Option<String>, Value)>,
+    /// `(heading, first header cell, first cells of the rows)` of each table.
+    tables: Vec<(String, String, Vec<String>)>,
+}
+
+impl DirectInvocationPage {
+    fn read() -> DirectInvocationPage {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/direct-invocation.md");
+        let text = std::fs::read_to_string(&path).expect("docs/direct-invocation.md exists");
+        let lines: Vec<&str> = text.lines().collect();
+        let mut page = DirectInvocationPage {
+            examples: Vec::new(),
+            tables: Vec::new(),
+        };
+        let mut heading = String::new();
+        let mut i = 0;
+        while i < lines.len() {
+            let line = lines[i];
+            if let Some(title) = line.strip_prefix("## ") {
+                heading = title.trim().to_owned();
+            }
+            if line.trim() == "```json" {
+                // The paragraph right above the block names the file it shows, if any.
+                let paragraph: Vec<&str> = lines[..i]
+                    .iter()
+                    .rev()
+                    .skip_while(|l| l.trim().is_empty())
+                    .take_while(|l| !l.trim().is_empty())
+                    .copied()
+                    .collect();
+                let named = paragraph
+                    .iter()
+                    .rev()
+                    .flat_map(|l| l.split('`'))
+                    .find(|part| part.starts_with("events/"))
+                    .map(str::to_owned);
+                let end = (i + 1..lines.len())
+                    .find(|&j| lines[j].trim() == "```")
+                    .expect("every ```json block is closed");
+                let block = lines[i + 1..end].join("\n");
+                let value = serde_json::from_str(&block).unwrap_or_else(|error| {
+                    panic!(
+                        "docs/direct-invocation.md: a JSON example is not JSON ({error}):\n{block}"
+                    )
+                });
+                page.examples.push((named, value));
+                i = end + 1;
+                continue;
+            }
+            if line.starts_with('|') {
+                let end = (i..lines.len())
+                    .find(|&j| !lines[j].starts_with('|'))
+                    .unwrap_or(lines.len());
+                let cells = |row: &str| -> Vec<String> {
+                    row.trim()
+                        .trim_matches('|')
+                        .split('|')
+                        .map(|c| c.trim().replace('`', ""))
+                        .collect()
+                };
+                let header = cells(lines[i]);
+                let rows = lines[i + 2..end]
+                    .iter()
+                    .map(|row| cells(row)[0].clone())
+                    .collect();
+                page.tables.push((heading.clone(), header[0].clone(), rows));
+                i = end;
+                continue;
+            }
+            i += 1;
+        }
+        page
+    }
+
+    /// The first column of the table under `heading` whose first header cell is `header`.
+    fn column(&self, heading: &str, header: &str) -> Vec<String> {
+        self.tables
+            .iter()
+            .find(|(h, first, _)| h == heading && first == header)
+            .map(|(_, _, rows)| rows.clone())
+            .unwrap_or_else(|| {
+                panic!("docs/direct-invocation.md has no {header} table under {heading}")
+            })
+    }
+
+    /// The request the page shows as `events/<name>`, and the answer it shows right after it.
+    fn example(&self, name: &str) -> (Value, Option<Value>) {
+        let file = format!("events/{name}");
+        let at = self
+            .examples
+            .iter()
+            .position(|(named, _)| named.as_deref() == Some(file.as_str()))
+            .unwrap_or_else(|| panic!("docs/direct-invocation.md shows no {file}"));
+        let answer = self
+            .examples
+            .get(at + 1)
+            .filter(|(named, value)| named.is_none() && value.get("Status").is_some())
+            .map(|(_, value)| value.clone());
+        (self.examples[at].1.clone(), answer)
+    }
+}
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value
+        .as_object()
+        .map(|map| map.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A pipeline written from `docs/direct-invocation.md` alone: the page's examples are the files in
+/// `events/`, and their answers through the binary have the keys the page's tables and examples
+/// promise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_written_from_the_direct_invocation_page_creates_updates_and_deletes() {
+    let page = DirectInvocationPage::read();
+    let top_level = page.column("Output", "Key");
+    let data_keys = page.column("Output", "Data key");
+    let error_types = page.column("Errors", "errorType");
+    let required: Vec<String> = page.column("Request", "Field");
+    for name in DIRECT_FILES {
+        let (shown, _) = page.example(name);
+        assert_eq!(
+            shown,
+            load(name),
+            "docs/direct-invocation.md shows events/{name} as it is"
+        );
+        for field in keys(&shown) {
+            assert!(
+                required.contains(&field),
+                "events/{name}: {field} is not in the page's Request table"
+            );
+        }
+    }
+
+    let world = World::with(world_options()).await;
+    let net = &world.networks[0];
+    let direct = |doc: InvocationResult, name: &str| -> Value {
+        match doc {
+            InvocationResult::Response(doc) => doc,
+            other => panic!("events/{name}: {other:?}\n{}", world.lambda.logs()),
+        }
+    };
+    let check_keys = |doc: &Value, shown: &Option<Value>, name: &str| {
+        let shown = shown.as_ref().unwrap_or_else(|| {
+            panic!("docs/direct-invocation.md shows no answer after events/{name}")
+        });
+        assert_eq!(
+            keys(doc),
+            keys(shown),
+            "events/{name}: the answer has the keys the page shows: {doc:#}"
+        );
+        assert_eq!(
+            keys(&doc["Data"]),
+            keys(&shown["Data"]),
+            "events/{name}: {doc:#}"
+        );
+        for key in keys(doc) {
+            assert!(
+                top_level.contains(&key),
+                "{key} is not in the page's Output table"
+            );
+        }
+        for key in keys(&doc["Data"]) {
+            assert!(
+                data_keys.contains(&key),
+                "{key} is not in the page's Data table"
+            );
+        }
+        assert_eq!(doc["StackId"], shown["StackId"]);
+        assert_eq!(doc["LogicalResourceId"], shown["LogicalResourceId"]);
+    };
+
+    let (_, create_answer) = page.example("direct-invoke.json");
+    let created = direct(
+        world
+            .lambda
+            .invoke(event_for(&world, "direct-invoke.json", &[]), TIMEOUT)
+            .await,
+        "direct-invoke.json",
+    );
+    assert_eq!(created["Status"], "SUCCESS", "{created:#}");
+    check_keys(&created, &create_answer, "direct-invoke.json");
+    let answer = Answer::delivered(InvocationResult::Response(created.clone()), created.clone());
+    world.assert_exactly(&[&net.rest_vpce_id, &net.relay_vpce_id], &answer);
+    assert_eq!(pas_level(&world), PrivateAccessLevel::Account);
+
+    // "Its answer has the same keys and the same PhysicalResourceId".
+    let updated = direct(
+        world
+            .lambda
+            .invoke(event_for(&world, "direct-update.json", &[]), TIMEOUT)
+            .await,
+        "direct-update.json",
+    );
+    assert_eq!(updated["Status"], "SUCCESS", "{updated:#}");
+    check_keys(&updated, &create_answer, "direct-update.json");
+    assert_eq!(updated["PhysicalResourceId"], created["PhysicalResourceId"]);
+    assert_eq!(
+        updated["Data"]["PrivateAccessSettingsId"],
+        created["Data"]["PrivateAccessSettingsId"]
+    );
+    assert_eq!(pas_level(&world), PrivateAccessLevel::Endpoint);
+
+    // The page's failure example, through the same Create.
+    let mut refused = event_for(&world, "direct-invoke.json", &[]);
+    refused["ResourceProperties"]["PublicAccessEnabled"] = json!("false");
+    match world.lambda.invoke(refused, TIMEOUT).await {
+        InvocationResult::Error { error_type, .. } => {
+            assert!(
+                error_types.contains(&error_type),
+                "{error_type} is not in the page's Errors table"
+            );
+            assert_eq!(error_type, "CustomResourceFailed");
+        }
+        other => panic!("a refused Create fails the invocation: {other:?}"),
+    }
+    match world
+        .lambda
+        .invoke(json!({"RequestType": "Create"}), TIMEOUT)
+        .await
+    {
+        InvocationResult::Error { error_type, .. } => {
+            assert!(
+                error_types.contains(&error_type),
+                "{error_type} is not in the page's Errors table"
+            );
+        }
+        other => panic!("an event without StackId fails the invocation: {other:?}"),
+    }
+
+    let (_, delete_answer) = page.example("direct-delete.json");
+    let deleted = direct(
+        world
+            .lambda
+            .invoke(event_for(&world, "direct-delete.json", &[]), TIMEOUT)
+            .await,
+        "direct-delete.json",
+    );
+    assert_eq!(deleted["Status"], "SUCCESS", "{deleted:#}");
+    check_keys(&deleted, &delete_answer, "direct-delete.json");
+    assert_eq!(deleted["PhysicalResourceId"], created["PhysicalResourceId"]);
     assert!(
         world.registrations().is_empty() && world.access_settings().is_empty(),
         "{:#}",

@@ -198,7 +198,7 @@ class Fixtures:
         )["VpcEndpoint"]["VpcEndpointId"]
 
     def op_endpoint(self, vpc_id, service_name, endpoint_type="Interface", private_dns=True,
-                    subnet_ids=None, security_group_ids=None, name=None):
+                    subnet_ids=None, security_group_ids=None, name=None, route_table_ids=None):
         name = name or f"harness-{uuid.uuid4().hex[:8]}"
         if endpoint_type == "Interface":
             vpce_id = self.create_interface_endpoint(
@@ -212,9 +212,17 @@ class Fixtures:
                 VpcId=vpc_id,
                 ServiceName=service_name,
                 PrivateDnsEnabled=False,
+                RouteTableIds=route_table_ids or [],
                 TagSpecifications=self.tag("vpc-endpoint", name),
             )["VpcEndpoint"]["VpcEndpointId"]
         return {"vpce_id": vpce_id}
+
+    def op_main_route_table(self, vpc_id):
+        """The VPC's main route table, which serves the network's subnets (none has its own)."""
+        tables = self.ec2.describe_route_tables(
+            Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "association.main", "Values": ["true"]}]
+        )["RouteTables"]
+        return {"route_table_id": tables[0]["RouteTableId"]}
 
     def op_secret(self, name, secret_string):
         created = self.secretsmanager.create_secret(Name=name, SecretString=secret_string)

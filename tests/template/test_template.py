@@ -251,6 +251,7 @@ def code_actions(src=AWS_SRC, operations=None):
 # The parameters that choose which attributes the function returns and which outputs exist:
 # register only or switch, Network or not, verifier on or off, held answer or not.
 PATH_PARAMETERS = {
+    "CreateEndpoints": ["true", "false"],
     "WorkspaceIds": ["", "1234567890123456"],
     "NetworkFromClusterParameters": ["false", "true"],
     "DeployVerifier": ["false", "true"],
@@ -323,6 +324,81 @@ class Conditions:
         return node
 
 
+class Deployment:
+    """The values a template's conditions and simple expressions take for given parameters, in one
+    region: what CloudFormation decides before it creates anything."""
+
+    def __init__(self, template, parameters, region="us-east-1"):
+        self.template = template
+        self.region = region
+        self.values = {}
+        for name, spec in template.get("Parameters", {}).items():
+            value = parameters.get(name, spec.get("Default"))
+            if spec["Type"] == "CommaDelimitedList" and isinstance(value, str):
+                value = value.split(",")
+            self.values[name] = value
+        self.decided = {}
+
+    def condition(self, name):
+        if name not in self.decided:
+            self.decided[name] = bool(self.value(self.template["Conditions"][name]))
+        return self.decided[name]
+
+    def value(self, node):
+        if isinstance(node, (str, int, float, bool)):
+            return node
+        if isinstance(node, list):
+            return [self.value(n) for n in node]
+        (fn, arg), = node.items()
+        if fn == "Ref":
+            return self.region if arg == "AWS::Region" else self.values[arg]
+        if fn == "Condition":
+            return self.condition(arg)
+        if fn == "Fn::Equals":
+            a, b = (self.value(x) for x in arg)
+            return str(a) == str(b)
+        if fn == "Fn::Not":
+            return not self.value(arg[0])
+        if fn == "Fn::And":
+            return all(self.value(x) for x in arg)
+        if fn == "Fn::Or":
+            return any(self.value(x) for x in arg)
+        if fn == "Fn::If":
+            return self.value(arg[1] if self.condition(arg[0]) else arg[2])
+        if fn == "Fn::Join":
+            return arg[0].join(self.value(arg[1]))
+        if fn == "Fn::Split":
+            return self.value(arg[1]).split(arg[0])
+        if fn == "Fn::Select":
+            return self.value(arg[1])[int(arg[0])]
+        if fn == "Fn::Sub" and isinstance(arg, list):
+            variables = {k: self.value(v) for k, v in arg[1].items()}
+            return re.sub(r"\$\{([^}]+)\}", lambda m: variables[m.group(1)], arg[0])
+        raise AssertionError(f"the test cannot evaluate {fn}")
+
+    def present(self, section="Resources"):
+        """The logical ids of a section that this deployment creates."""
+        return {
+            name for name, item in self.template.get(section, {}).items()
+            if "Condition" not in item or self.condition(item["Condition"])
+        }
+
+
+# What a deployment for pipelines needs of the template (docs/direct-invocation.md).
+FULL = {
+    "DatabricksAccountId": "0d3f7c1e-2b4a-4c5d-9e8f-1a2b3c4d5e6f",
+    "CredentialsSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:sp-AbCdEf",
+    "VpcId": "vpc-0a1b2c3d",
+    "ClusterSubnetIds": "subnet-1,subnet-2",
+    "ClusterSecurityGroupId": "sg-0a1b2c3d",
+}
+FUNCTION_ONLY = {
+    "DatabricksAccountId": FULL["DatabricksAccountId"],
+    "CredentialsSecretArn": FULL["CredentialsSecretArn"],
+    "CreateEndpoints": "false",
+}
+
+
 class TemplateTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -390,7 +466,9 @@ class TemplateTest(unittest.TestCase):
                 if res.get("Properties", {}).get("LogGroupName") in ({"Fn::Sub": f"/aws/lambda/${{{fn}}}"},)
             ]
             self.assertEqual(len(groups), 1, f"{fn}: one log group named /aws/lambda/${{{fn}}} expected")
-            self.assertEqual(self.resources[groups[0]].get("DeletionPolicy"), "RetainExceptOnCreate")
+            # Retain keeps the log of a failed first create; the name follows the function, so
+            # the retry does not find it taken (test_log_groups_do_not_block_a_retried_create).
+            self.assertIn(self.resources[groups[0]].get("DeletionPolicy"), ("Retain", "RetainExceptOnCreate"))
             for logical, res in self.resources.items():
                 if res["Type"].startswith("Custom::") and res["Properties"].get("ServiceToken") == {
                     "Fn::GetAtt": [fn, "Arn"]
@@ -533,6 +611,10 @@ class TemplateTest(unittest.TestCase):
                 condition = self.t["Outputs"][name].get("Condition")
                 if condition is not None and not conditions.holds(condition):
                     continue
+                made = custom[target].get("Condition")
+                if made is not None and not conditions.holds(made):
+                    problems.append(f"{parameters}: output {name} reads {target}, which this deployment does not create")
+                    continue
                 properties = conditions.resolve(custom[target]["Properties"])
                 returned = always | (with_network if "Network" in properties else set())
                 if attr not in returned:
@@ -576,6 +658,74 @@ class TemplateTest(unittest.TestCase):
         hops = re.search(r"pub const MAX_HOPS: u32 = (\d+);", (ROOT / "src" / "cfn" / "request.rs").read_text())
         self.assertIsNotNone(hops)
         self.assertLessEqual(int(hops.group(1)), 12)
+
+    # --- a function for pipelines and other stacks, without endpoints ----------------------------------
+    def test_function_only_deploys_the_function_its_role_and_log_group_and_nothing_else(self):
+        only = Deployment(self.t, FUNCTION_ONLY)
+        # SAM adds the role (FunctionRole) from the function's Policies.
+        # The self-invoke grant stays: another stack's resource may hold its answer.
+        self.assertEqual(only.present(), {"Function", "FunctionLogGroup", "SelfInvokePolicy"})
+        self.assertEqual(only.present("Outputs"), {"FunctionArn", "FunctionName", "RoleArn"})
+        self.assertEqual(self.t["Outputs"]["RoleArn"]["Value"], {"Fn::GetAtt": ["FunctionRole", "Arn"]})
+        # The VPC parameters may stay empty then, and are required otherwise.
+        for name in ("VpcId", "ClusterSubnetIds", "ClusterSecurityGroupId"):
+            self.assertEqual(self.t["Parameters"][name].get("Default"), "", name)
+        rule = self.t["Rules"]["EndpointsNeedTheVpc"]
+        self.assertEqual(rule["RuleCondition"], {"Fn::Equals": [{"Ref": "CreateEndpoints"}, "true"]})
+        asserted = json.dumps(rule["Assertions"])
+        for name in ("VpcId", "ClusterSubnetIds", "ClusterSecurityGroupId"):
+            self.assertIn(f'"Ref": "{name}"', asserted)
+
+        full = Deployment(self.t, FULL)
+        for logical in ("EndpointSecurityGroup", "RestApiEndpoint", "RelayEndpoint", "PrivateLink"):
+            self.assertIn(logical, full.present())
+        # Whatever a function-only stack leaves out must not be asked for by what it keeps.
+        for logical in full.present() - only.present():
+            self.assertNotIn({"Fn::GetAtt": [logical, "Arn"]}, [
+                self.resources[r]["Properties"].get("ServiceToken") for r in only.present()
+            ])
+        with_verifier = Deployment(self.t, {**FUNCTION_ONLY, "DeployVerifier": "true"})
+        self.assertNotIn("Verifier", with_verifier.present(), "the verifier needs the cluster subnets")
+        holding = Deployment(self.t, {**FUNCTION_ONLY, "WaitUntilReady": "true"})
+        self.assertIn("SelfInvokePolicy", holding.present(), "other stacks' resources may hold answers")
+
+    def test_invoker_principals_become_one_permission_each(self):
+        # Only the permissions made from the parameter: the template may grant others.
+        permissions = {
+            logical: res for logical, res in self.of_type("AWS::Lambda::Permission").items()
+            if '"InvokerPrincipals"' in json.dumps(res["Properties"].get("Principal"))
+        }
+        self.assertEqual(len(permissions), 5, "the parameter's description promises five")
+        self.assertIn("five", self.t["Parameters"]["InvokerPrincipals"]["Description"])
+        principals = ["210987654321", "arn:aws:iam::210987654321:role/vending", "345678901234"]
+        deployment = Deployment(self.t, {**FUNCTION_ONLY, "InvokerPrincipals": ",".join(principals)})
+        granted = []
+        for logical in sorted(deployment.present() & set(permissions)):
+            props = permissions[logical]["Properties"]
+            self.assertEqual(props["Action"], "lambda:InvokeFunction")
+            self.assertEqual(props["FunctionName"], {"Fn::GetAtt": ["Function", "Arn"]})
+            granted.append(deployment.value(props["Principal"]))
+        self.assertEqual(granted, principals)
+        self.assertEqual(Deployment(self.t, FUNCTION_ONLY).present() & set(permissions), set())
+        # Five slots: a sixth principal is not granted, as the description says.
+        six = [f"21098765432{n}" for n in range(6)]
+        deployment = Deployment(self.t, {**FUNCTION_ONLY, "InvokerPrincipals": ",".join(six)})
+        granted = sorted(deployment.value(permissions[p]["Properties"]["Principal"])
+                         for p in deployment.present() & set(permissions))
+        self.assertEqual(granted, six[:5])
+        self.assertIn("sixth", self.t["Parameters"]["InvokerPrincipals"]["Description"])
+
+    def test_additional_secrets_are_readable_only_when_listed(self):
+        grants = [
+            (statement, condition) for statement, condition in statements(self.t)
+            if statement.get("Resource") == {"Ref": "AdditionalSecretArns"}
+        ]
+        self.assertEqual(len(grants), 1)
+        statement, condition = grants[0]
+        self.assertEqual(actions_of(statement), ["secretsmanager:GetSecretValue"])
+        self.assertFalse(Deployment(self.t, FUNCTION_ONLY).condition(condition))
+        listed = {**FUNCTION_ONLY, "AdditionalSecretArns": "arn:aws:secretsmanager:us-east-1:1:secret:a"}
+        self.assertTrue(Deployment(self.t, listed).condition(condition))
 
     # --- point 9: sam local invoke --env-vars sets only declared variables ---------------------------
     def test_env_json_sets_only_variables_the_template_declares(self):
