@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint template-test docs-test package unit integration contract venv clean local-world
+.PHONY: demo test lint template-test docs-test package venv clean local-world
 
 $(STAMP): tests/requirements.txt
 	python3 -m venv $(VENV)
@@ -32,6 +32,7 @@ template-test: venv
 docs-test: venv
 	$(PY) tests/docs/test_self_contained.py
 	$(PY) tests/docs/test_readme_reference.py
+	$(PY) tests/docs/test_imports.py
 
 # The template and docs checks, unit tests of every crate, then the integration suite (real
 # binary, moto, emulator), then the emulator checked against Databricks' own Python SDK.

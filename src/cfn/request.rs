@@ -303,7 +303,7 @@ pub const MAX_NESTING: usize = 127;
 /// not be parsed whole (nested too deep, a number beyond `f64`, a lone surrogate escape).
 /// Every other field is skipped without being parsed; a field that cannot be read as a string
 /// is left out. The result is an object of those strings, for
-/// [`answer_for_unreadable_event`](super::response::answer_for_unreadable_event).
+/// `answer_for_unreadable_event` in `cfn/response.rs`.
 pub fn salvage_ids(raw: &str) -> Value {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]

@@ -95,7 +95,7 @@ impl Converged {
                 "ReadyAfter".to_string(),
                 self.attached
                     .ready_after_ms
-                    .map(workspaces::iso8601)
+                    .map(super::ready::iso8601)
                     .unwrap_or_default(),
             ),
         ]);

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::aws::{AwsError, EndpointInVpc, RouteTable, VpcEgress};
 
-use super::readiness::Cluster;
+use super::cluster::Cluster;
 
 const DEFAULT_ROUTE: &str = "0.0.0.0/0";
 const S3: &str = "s3";

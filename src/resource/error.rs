@@ -1,18 +1,18 @@
 //! Why converging the resource failed, phrased for the person reading the stack events: each
 //! message says what is wrong and what to change.
 
-use crate::aws::{AwsError, EndpointNames, EndpointProblem};
+use crate::aws::AwsError;
 use crate::databricks::DatabricksError;
-
-use super::properties::{self, InvalidProperties};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
+    /// The properties' problems, as `properties::InvalidProperties` says them.
     #[error("{0}")]
-    Properties(#[from] InvalidProperties),
+    Properties(String),
 
-    #[error("{}", join_problems(.0))]
-    Endpoints(Vec<EndpointProblem>),
+    /// The endpoints' problems, each named by the property that sets the endpoint.
+    #[error("{}", .0.join("; "))]
+    Endpoints(Vec<String>),
 
     #[error(
         "Private DNS is disabled on {}: without it the Databricks hostnames keep resolving to public IPs and clusters keep failing with BOOTSTRAP_TIMEOUT. Enable private DNS on the endpoint (PrivateDnsEnabled: true) or set EnablePrivateDns to true",
@@ -65,11 +65,13 @@ pub enum ResourceError {
     #[error("{}", .0.join("; "))]
     Several(Vec<String>),
 
+    /// What `readiness` found that makes the VPC unfit for the switch.
     #[error("{0}")]
-    NotReady(#[from] super::readiness::NotReady),
+    NotReady(String),
 
+    /// Why `verification` switched nothing.
     #[error("{0}")]
-    NotVerified(#[from] super::verification::VerifyError),
+    NotVerified(String),
 
     #[error(
         "switching workspaces to back-end PrivateLink failed for {}; {}. Switched workspaces stay switched: PrivateLink cannot be removed from a workspace",
@@ -101,20 +103,6 @@ fn registration_advice(state: &str, vpce: &str, role: &str) -> String {
             "this is none of the states Databricks documents for a registration waiting to be accepted (pending, pendingAcceptance); check {vpce} in the VPC console and its registration in the account console"
         ),
     }
-}
-
-/// The endpoints named by the properties that set them, so a reason says what to change.
-const ENDPOINT_PROPERTIES: EndpointNames = EndpointNames {
-    rest_api: properties::REST_API_VPC_ENDPOINT_ID,
-    relay: properties::RELAY_VPC_ENDPOINT_ID,
-};
-
-fn join_problems(problems: &[EndpointProblem]) -> String {
-    problems
-        .iter()
-        .map(|problem| problem.describe(&ENDPOINT_PROPERTIES))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 #[cfg(test)]

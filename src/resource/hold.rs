@@ -14,7 +14,6 @@
 //! memory size (README "Holding the answer until ready").
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -26,15 +25,10 @@ use crate::cfn::{CfnRequest, Outcome, Progress};
 
 use super::names::epoch_ms;
 use super::properties::Properties;
+use super::ready::{iso8601, propagation};
 use super::verification;
 use super::watch::{Waiting, held_answer_awaited};
 
-/// Databricks: "you cannot use or create clusters for another 20 minutes" after the switch
-/// (`docs/account-api.md#propagation-and-the-20-minute-rule`).
-pub const PROPAGATION: Duration = Duration::from_secs(20 * 60);
-/// How much longer than the propagation `ServiceTimeout` must be for `WaitUntilReady`: the
-/// Create's own work, the final verification and its retries.
-pub const SLACK: Duration = Duration::from_secs(10 * 60);
 /// The held answer goes out this long before CloudFormation's `ServiceTimeout` would end the wait.
 const ANSWER_BEFORE_TIMEOUT: Duration = Duration::from_secs(60);
 /// An invocation hands over this long before its guard deadline. Queuing takes milliseconds,
@@ -86,36 +80,6 @@ pub fn fits_in_hops(timeout: Duration) -> Result<(), String> {
         timeout.as_secs(),
         held.as_secs(),
     ))
-}
-
-/// Test-only: the propagation in seconds, so that tests can hold an answer across hand-overs in
-/// seconds instead of 20 minutes. Honoured only by builds with debug assertions (the tests' and
-/// `make demo`'s); a release build, the one deployed, ignores it.
-pub const TEST_PROPAGATION_VAR: &str = "TEST_ONLY_PROPAGATION_SECONDS";
-
-/// The wait after a switch before clusters can start: [`PROPAGATION`], unless the test-only
-/// [`TEST_PROPAGATION_VAR`] says otherwise in a debug build.
-pub fn propagation() -> Duration {
-    static CHOSEN: OnceLock<Duration> = OnceLock::new();
-    *CHOSEN.get_or_init(|| {
-        let secs = std::env::var(TEST_PROPAGATION_VAR)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        match secs {
-            Some(secs) if cfg!(debug_assertions) => {
-                tracing::warn!(
-                    secs,
-                    "{TEST_PROPAGATION_VAR} is set: ReadyAfter comes {secs} s after a switch instead of 20 min; this setting is for tests only"
-                );
-                Duration::from_secs(secs)
-            }
-            Some(_) => {
-                tracing::warn!("{TEST_PROPAGATION_VAR} is set but ignored: it is for tests only");
-                PROPAGATION
-            }
-            None => PROPAGATION,
-        }
-    })
 }
 
 /// What one hop hands to the next: the answer as it will go out, and when.
@@ -475,7 +439,7 @@ async fn hand_over(
         Ok(()) => {
             tracing::info!(
                 next_hop = hop + 1,
-                ready_after = %super::workspaces::iso8601(held.ready_after_ms),
+                ready_after = %iso8601(held.ready_after_ms),
                 "the held answer was handed on to a fresh invocation"
             );
             Outcome::deferred(held.physical_resource_id, "the held answer was handed on")

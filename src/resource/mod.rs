@@ -3,6 +3,7 @@
 //! calls and the Databricks client meet.
 
 pub mod access;
+pub mod cluster;
 pub mod converge;
 pub mod create;
 pub mod delete;
@@ -17,6 +18,7 @@ pub mod pair;
 pub mod prepare;
 pub mod properties;
 pub mod readiness;
+pub mod ready;
 pub mod verification;
 pub mod watch;
 pub mod workspaces;

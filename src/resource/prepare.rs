@@ -16,7 +16,13 @@ use crate::databricks::{AccountClient, ClientCredentials, DatabricksHttp};
 use super::error::ResourceError;
 use super::networks::NetworkParts;
 use super::pair::EndpointPair;
-use super::properties::Properties;
+use super::properties::{self as property, Properties};
+
+/// The endpoints named by the properties that set them, so a reason says what to change.
+const ENDPOINT_PROPERTIES: crate::aws::EndpointNames = crate::aws::EndpointNames {
+    rest_api: property::REST_API_VPC_ENDPOINT_ID,
+    relay: property::RELAY_VPC_ENDPOINT_ID,
+};
 
 /// Checks the two endpoints against EC2 and, at the same time, signs in to the account with the
 /// service principal's credentials; returns the signed-in client. Makes no Databricks write.
@@ -83,8 +89,14 @@ fn check_endpoints(
         }));
     };
     let known: Vec<(&str, EndpointServices)> = services::endpoint_services(&props.region);
-    let check = check_endpoint_pair(&rest, &relay, &props.region, &known)
-        .map_err(ResourceError::Endpoints)?;
+    let check = check_endpoint_pair(&rest, &relay, &props.region, &known).map_err(|problems| {
+        ResourceError::Endpoints(
+            problems
+                .iter()
+                .map(|problem| problem.describe(&ENDPOINT_PROPERTIES))
+                .collect(),
+        )
+    })?;
     if !check.private_dns_missing.is_empty() && !props.enable_private_dns {
         return Err(ResourceError::PrivateDnsDisabled(check.private_dns_missing));
     }

@@ -13,8 +13,8 @@ use crate::aws::services;
 use crate::cfn::properties::{PropertyError, PropertyReader};
 use crate::databricks;
 
-use super::hold;
 use super::pair::EndpointPair;
+use super::ready;
 
 mod lenient;
 mod rules;
@@ -67,7 +67,7 @@ pub const MAX_SECURITY_GROUP_IDS: usize = 5;
 pub const MAX_ALLOWED_VPC_ENDPOINT_IDS: usize = 20;
 /// Longest string anywhere in the properties, list items and a comma-separated list included.
 pub const MAX_STRING_BYTES: usize = 4096;
-/// More properties than this is not a template mistake but a flood; the resource takes 15.
+/// More properties than this is not a template mistake but a flood; the resource has 16 of its own, besides `ServiceToken` and `ServiceTimeout`.
 pub const MAX_PROPERTIES: usize = 64;
 /// Problems quoted in one reason; the rest are counted.
 pub const MAX_PROBLEMS_LISTED: usize = 20;
@@ -182,6 +182,12 @@ impl fmt::Display for InvalidProperties {
 }
 
 impl std::error::Error for InvalidProperties {}
+
+impl From<InvalidProperties> for super::error::ResourceError {
+    fn from(error: InvalidProperties) -> Self {
+        super::error::ResourceError::Properties(error.to_string())
+    }
+}
 
 /// Identity of the resource inside its stack, used for the default `NamePrefix`.
 pub struct Identity<'a> {
@@ -388,11 +394,11 @@ pub fn parse(
     let wait_until_ready = wait_until_ready.unwrap_or(false);
     let service_timeout = parse_service_timeout(service_timeout.as_deref(), &mut problems);
     if wait_until_ready {
-        let needed = hold::propagation() + hold::SLACK;
+        let needed = ready::propagation() + ready::SLACK;
         if service_timeout < needed {
             problems.push(format!(
                 "{WAIT_UNTIL_READY} holds the answer for {} min after the switch, but {SERVICE_TIMEOUT} is {} s: set {SERVICE_TIMEOUT} to at least {} (up to 3600), or leave {WAIT_UNTIL_READY} off",
-                hold::propagation().as_secs().div_ceil(60),
+                ready::propagation().as_secs().div_ceil(60),
                 service_timeout.as_secs(),
                 needed.as_secs()
             ));

@@ -6,7 +6,7 @@
 //! that can be wrong (custom DNS that may forward, a rule by prefix list, a subnet EC2 does not
 //! know) warns: logged, and carried into a failure reason. What clusters need besides the
 //! endpoints (S3, STS, Kinesis) is judged by `egress` from the same read, and only warns.
-//! Why each matters: `docs/architecture.md` and the AWS guide to private DNS of interface
+//! Why each matters: README "How it behaves", `docs/verification.md#the-dns-chain` and the AWS guide to private DNS of interface
 //! endpoints, <https://docs.aws.amazon.com/vpc/latest/privatelink/privatelink-access-aws-services.html#private-dns>.
 
 use std::collections::BTreeSet;
@@ -20,6 +20,7 @@ use crate::aws::{
 };
 use crate::databricks::{Network, Workspace};
 
+pub use super::cluster::Cluster;
 use super::error::ResourceError;
 use super::names::Role;
 use super::pair::EndpointPair;
@@ -53,14 +54,6 @@ fn warnings_suffix(warnings: &[String]) -> String {
     } else {
         format!(". Warnings: {}", warnings.join("; "))
     }
-}
-
-/// The cluster side of one workspace about to be switched.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cluster {
-    pub workspace_id: i64,
-    pub subnet_ids: Vec<String>,
-    pub security_group_ids: Vec<String>,
 }
 
 /// One endpoint, with the ports its clients need (any one of them suffices).
@@ -211,6 +204,12 @@ pub async fn check(
             refusals: verdict.refusals,
             warnings: verdict.warnings,
         })
+    }
+}
+
+impl From<NotReady> for ResourceError {
+    fn from(error: NotReady) -> Self {
+        ResourceError::NotReady(error.to_string())
     }
 }
 

@@ -66,6 +66,12 @@ pub enum VerifyError {
     Aws(#[from] AwsError),
 }
 
+impl From<VerifyError> for super::error::ResourceError {
+    fn from(error: VerifyError) -> Self {
+        super::error::ResourceError::NotVerified(error.to_string())
+    }
+}
+
 /// Runs the verifier when `VerifyFunctionArn` is given and workspaces are to be switched;
 /// returns the short report for the `VerificationReport` attribute.
 pub async fn before_switch(

@@ -254,7 +254,7 @@ pub async fn switch_and_clean(
 
     let now = epoch_ms() as i64;
     let ready_after_ms = if !results.is_empty() {
-        Some(now + super::hold::propagation().as_millis() as i64)
+        Some(now + super::ready::propagation().as_millis() as i64)
     } else if targets.is_empty() {
         None
     } else {
@@ -265,7 +265,9 @@ pub async fn switch_and_clean(
             .filter(|n| wanted.contains(n.network_id.as_str()))
             .filter_map(|n| n.creation_time)
             .max()
-            .map_or(now, |ms| ms + super::hold::propagation().as_millis() as i64)
+            .map_or(now, |ms| {
+                ms + super::ready::propagation().as_millis() as i64
+            })
             .into()
     };
     Ok(Attached {
@@ -374,14 +376,6 @@ async fn switch(
     }
 }
 
-/// ISO 8601 UTC to the second, as `Fn::GetAtt` users read it.
-pub fn iso8601(epoch_ms: i64) -> String {
-    use aws_smithy_types::date_time::{DateTime, Format};
-    DateTime::from_secs(epoch_ms.div_euclid(1000))
-        .fmt(Format::DateTime)
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,10 +454,5 @@ mod tests {
             judge_switch_read(&failed, false, false, true),
             SwitchRead::Failed("the workspace went FAILED: Network validation failed".into())
         );
-    }
-
-    #[test]
-    fn ready_after_is_iso8601_utc_to_the_second() {
-        assert_eq!(iso8601(1_795_696_496_789), "2026-11-26T12:34:56Z");
     }
 }

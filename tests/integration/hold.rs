@@ -133,9 +133,9 @@ async fn the_held_answer_arrives_once_after_ready_after_across_hand_overs() {
         .as_millis() as i64;
     let ready_after = doc["Data"]["ReadyAfter"].as_str().unwrap_or_default();
     assert!(
-        backend_privatelink::resource::workspaces::iso8601(arrived).as_str() >= ready_after,
+        backend_privatelink::resource::ready::iso8601(arrived).as_str() >= ready_after,
         "answered at {} (epoch ms {arrived}), before ReadyAfter {ready_after}",
-        backend_privatelink::resource::workspaces::iso8601(arrived)
+        backend_privatelink::resource::ready::iso8601(arrived)
     );
     let report = doc["Data"]["VerificationReport"]
         .as_str()
@@ -283,7 +283,7 @@ async fn a_direct_invocation_gets_its_answer_at_once_with_ready_after() {
     assert!(
         crate::scenario::seconds_apart(
             doc["Data"]["ReadyAfter"].as_str().unwrap_or_default(),
-            &backend_privatelink::resource::workspaces::iso8601(
+            &backend_privatelink::resource::ready::iso8601(
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
