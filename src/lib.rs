@@ -13,6 +13,7 @@
 pub mod aws;
 pub mod cfn;
 pub mod databricks;
+pub mod endpoint;
 pub mod logging;
 pub mod redact;
 pub mod resource;

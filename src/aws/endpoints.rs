@@ -14,20 +14,7 @@ use super::services::{EndpointServices, is_valid_region_name, supported_regions}
 use super::{MAX_ATTEMPTS, within_deadline};
 
 /// Which of the two endpoints a problem is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndpointKind {
-    RestApi,
-    Relay,
-}
-
-impl EndpointKind {
-    fn service(self) -> &'static str {
-        match self {
-            EndpointKind::RestApi => "workspace (REST API)",
-            EndpointKind::Relay => "SCC relay",
-        }
-    }
-}
+pub use crate::endpoint::EndpointRole as EndpointKind;
 
 /// What the caller calls each endpoint in a message: the names people set it by (the resource's
 /// property names), so a problem points at what to change. This module does not know them.
@@ -52,11 +39,7 @@ impl EndpointNames {
     }
 }
 
-const REST_API_PORT: u16 = 443;
-const RELAY_PORT: u16 = 6666;
-// With the compliance security profile (FIPS) the relay is reached on 2443 instead
-// (`docs/account-api.md#endpoint-services-ports-and-hostnames`).
-const FIPS_RELAY_PORT: u16 = 2443;
+use crate::endpoint::{FIPS_RELAY_PORT, RELAY_PORT, REST_API_PORT};
 
 /// What EC2 says about one VPC endpoint.
 #[derive(Clone, Debug)]

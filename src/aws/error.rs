@@ -200,11 +200,7 @@ where
             _ => DisplayErrorContext(err).to_string(),
         },
     };
-    shorten(&text)
-}
-
-fn shorten(text: &str) -> String {
-    crate::text::shorten(text, MAX_MESSAGE_CHARS)
+    crate::text::shorten(&text, MAX_MESSAGE_CHARS)
 }
 
 #[cfg(test)]
@@ -213,11 +209,21 @@ mod tests {
 
     #[test]
     fn long_messages_are_cut() {
-        let long = "x".repeat(1000);
-        let short = shorten(&long);
+        use aws_sdk_ec2::error::{ErrorMetadata, SdkError};
+        use aws_sdk_ec2::operation::describe_vpcs::DescribeVpcsError;
+        let describe = |message: &str| {
+            let error = DescribeVpcsError::generic(
+                ErrorMetadata::builder()
+                    .code("Throttling")
+                    .message(message)
+                    .build(),
+            );
+            describe_sdk_error::<_, ()>(&SdkError::service_error(error, ()))
+        };
+        let short = describe(&"x".repeat(1000));
         assert_eq!(short.chars().count(), MAX_MESSAGE_CHARS + 1);
         assert!(short.ends_with('…'));
-        assert_eq!(shorten("short"), "short");
+        assert_eq!(describe("short"), "Throttling: short");
     }
 
     #[test]

@@ -20,8 +20,8 @@ use super::response::{
     Outcome, Responder, ResponseUrlError, Status, answer_for_unreadable_event, cut_to_json_bytes,
     fallback_physical_id, redacted, response_document, validate_response_url,
 };
-use super::shorten;
 use crate::redact;
+use crate::text::shorten;
 
 /// The PUT has to end before Lambda's own deadline so the function can still return normally.
 const PUT_SLACK: Duration = Duration::from_millis(250);

@@ -18,5 +18,3 @@ pub use response::{
     Outcome, Responder, ResponseError, ResponseUrlError, Status, response_document,
     validate_response_url,
 };
-
-pub use crate::text::shorten;

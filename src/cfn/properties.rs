@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use super::shorten;
+use crate::text::shorten;
 
 /// Template-level properties CloudFormation may pass inside `ResourceProperties`: the Lambda docs'
 /// example event includes `ServiceToken`, and `ServiceTimeout` may arrive the same way

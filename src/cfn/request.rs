@@ -275,7 +275,7 @@ impl<'de> serde::de::Visitor<'de> for CensusOf {
                 CensusOf::Properties => {
                     let inner = map.next_value_seed(CensusOf::Value)?;
                     Census {
-                        largest: Some((super::shorten(&key, 60), inner.values)),
+                        largest: Some((crate::text::shorten(&key, 60), inner.values)),
                         ..inner
                     }
                 }
@@ -350,7 +350,7 @@ pub fn read_event(raw: &str) -> Result<Value, RequestError> {
         return Err(RequestError::TooLarge { values, largest });
     }
     serde_json::from_str(raw).map_err(|error| RequestError::Unreadable {
-        detail: super::shorten(&error.to_string(), 120),
+        detail: crate::text::shorten(&error.to_string(), 120),
     })
 }
 
@@ -442,7 +442,7 @@ fn parse_request_type(value: &str) -> Result<RequestType, RequestError> {
         "update" => Ok(RequestType::Update),
         "delete" => Ok(RequestType::Delete),
         _ => Err(RequestError::UnknownRequestType {
-            found: super::shorten(value, 40),
+            found: crate::text::shorten(value, 40),
         }),
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::request::{CfnRequest, stack_name_of};
-use super::shorten;
+use crate::text::shorten;
 
 /// CloudFormation refuses larger response bodies with "Response object is too long"; the limit is
 /// inclusive (`docs/cloudformation.md#response`).

@@ -6,6 +6,7 @@
 //! Owns the only copies of the client secret and the access tokens; neither ever reaches a log,
 //! a Debug print or an error message. Knows nothing about the API calls the token is used for.
 
+use crate::text::shorten_words;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -17,9 +18,7 @@ use reqwest::header;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::error::{
-    DatabricksError, MAX_QUOTED_CHARS, describe_non_json, parse_error_body, shorten,
-};
+use super::error::{DatabricksError, MAX_QUOTED_CHARS, describe_non_json, parse_error_body};
 use super::retry::{Exchange, RawResponse};
 use crate::redact::Redactor;
 
@@ -299,7 +298,7 @@ fn parse_token_response(body: &[u8]) -> Result<FetchedToken, DatabricksError> {
         redactor.add(&value);
         return Err(invalid(format!(
             "expected token_type \"Bearer\", got {:?}",
-            shorten(&redactor.text(token_type), MAX_QUOTED_CHARS)
+            shorten_words(&redactor.text(token_type), MAX_QUOTED_CHARS)
         )));
     }
     let lifetime = match answer.get("expires_in") {

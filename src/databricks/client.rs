@@ -5,6 +5,7 @@
 //! Owns host and id validation, request shapes and answer parsing (`docs/account-api.md`). Knows
 //! nothing about CloudFormation or about what the objects are used for.
 
+use crate::text::shorten_words;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,9 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use super::auth::{self, AccessToken, ClientCredentials, TokenCache, TokenKey};
-use super::error::{
-    DatabricksError, MAX_QUOTED_CHARS, describe_non_json, parse_error_body, shorten,
-};
+use super::error::{DatabricksError, MAX_QUOTED_CHARS, describe_non_json, parse_error_body};
 use super::model::{
     CreateNetwork, CreateVpcEndpoint, Network, PrivateAccessSettings, PrivateAccessSettingsRequest,
     VpcEndpoint, Workspace, WorkspaceUpdate,
@@ -113,7 +112,7 @@ impl HttpSettings {
                 Ok(secs) if secs > 0 => Duration::from_secs(secs),
                 _ => {
                     tracing::warn!(
-                        value = %shorten(raw, 40),
+                        value = %shorten_words(raw, 40),
                         default_secs = default.request_timeout.as_secs(),
                         "{REQUEST_TIMEOUT_ENV} is not a positive whole number of seconds; using the default"
                     );
@@ -193,7 +192,7 @@ impl DatabricksHttp {
             ))
             .build()
             .map_err(|error| DatabricksError::ClientSetup {
-                message: shorten(&error.to_string(), MAX_QUOTED_CHARS),
+                message: shorten_words(&error.to_string(), MAX_QUOTED_CHARS),
             })?;
         Ok(Self {
             inner: Arc::new(HttpInner {
@@ -251,7 +250,7 @@ impl AccountClient {
         let host = account_host(host, http.inner.settings.allow_insecure)?;
         if !is_uuid(account_id) {
             return Err(DatabricksError::InvalidAccountId {
-                account_id: shorten(account_id, 64),
+                account_id: shorten_words(account_id, 64),
             });
         }
         let token_key = TokenKey::new(&host, account_id, &credentials);
@@ -652,7 +651,7 @@ fn account_host(host: &str, allow_insecure: bool) -> Result<String, DatabricksEr
     // host would not be the one the text shows.
     if host.chars().any(char::is_control) {
         return Err(DatabricksError::HostNotAllowed {
-            host: shorten(host, 200),
+            host: shorten_words(host, 200),
         });
     }
     if let Some(official) = official_host(host) {
@@ -672,7 +671,7 @@ fn account_host(host: &str, allow_insecure: bool) -> Result<String, DatabricksEr
         _ => host.to_string(),
     };
     Err(DatabricksError::HostNotAllowed {
-        host: shorten(&shown, 200),
+        host: shorten_words(&shown, 200),
     })
 }
 
@@ -710,7 +709,7 @@ fn checked_id<'a>(what: &'static str, id: &'a str) -> Result<&'a str, Databricks
     } else {
         Err(DatabricksError::InvalidId {
             what,
-            id: shorten(id, 64),
+            id: shorten_words(id, 64),
         })
     }
 }
@@ -750,7 +749,7 @@ fn decode<T: DeserializeOwned>(
             operation,
             format!(
                 "the JSON does not have the documented shape: {}",
-                shorten(&error.to_string(), MAX_QUOTED_CHARS)
+                shorten_words(&error.to_string(), MAX_QUOTED_CHARS)
             ),
         )
     })

@@ -4,6 +4,7 @@
 //! Knows nothing about CloudFormation: the resource layer decides what an error means for the
 //! stack. Messages never carry a token, a client secret or a whole response body.
 
+use crate::text::shorten_words;
 use thiserror::Error;
 
 use crate::redact::Redactor;
@@ -284,7 +285,7 @@ pub(crate) fn parse_error_body(status: u16, reason: &str, body: &[u8]) -> ErrorB
     }
     if looks_like_html(trimmed) {
         let message = pre_text(trimmed)
-            .map(|pre| shorten(&pre, MAX_QUOTED_CHARS))
+            .map(|pre| shorten_words(&pre, MAX_QUOTED_CHARS))
             .filter(|pre| !pre.is_empty())
             .unwrap_or(reason);
         return ErrorBody {
@@ -295,12 +296,12 @@ pub(crate) fn parse_error_body(status: u16, reason: &str, body: &[u8]) -> ErrorB
     if let Some((code, message)) = split_code_prefix(trimmed) {
         return ErrorBody {
             code: Some(code.to_string()),
-            message: shorten(message, MAX_QUOTED_CHARS),
+            message: shorten_words(message, MAX_QUOTED_CHARS),
         };
     }
     ErrorBody {
         code: None,
-        message: shorten(trimmed, MAX_QUOTED_CHARS),
+        message: shorten_words(trimmed, MAX_QUOTED_CHARS),
     }
 }
 
@@ -330,8 +331,8 @@ fn parse_json_error(
         (code, None, None) => (code, reason),
     };
     ErrorBody {
-        code: code.map(|c| shorten(&c, 64)),
-        message: shorten(&message, MAX_QUOTED_CHARS),
+        code: code.map(|c| shorten_words(&c, 64)),
+        message: shorten_words(&message, MAX_QUOTED_CHARS),
     }
 }
 
@@ -406,8 +407,6 @@ fn strip_tags(html: &str) -> String {
         .replace("&#39;", "'")
         .replace("&amp;", "&")
 }
-
-pub(crate) use crate::text::shorten_words as shorten;
 
 #[cfg(test)]
 mod tests {
@@ -543,9 +542,9 @@ mod tests {
         );
         assert_eq!(parsed.message.chars().count(), MAX_QUOTED_CHARS + 1);
         assert!(parsed.message.ends_with('…'));
-        assert_eq!(shorten("a  b\n\tc", 10), "a b c");
-        assert_eq!(shorten("abcdef", 3), "abc…");
-        assert_eq!(shorten("abc def", 3), "abc…");
+        assert_eq!(shorten_words("a  b\n\tc", 10), "a b c");
+        assert_eq!(shorten_words("abcdef", 3), "abc…");
+        assert_eq!(shorten_words("abc def", 3), "abc…");
     }
 
     #[test]

@@ -44,13 +44,7 @@ pub enum RegistrationState {
 }
 
 /// Which Databricks endpoint service a registration connects to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndpointRole {
-    /// The workspace (REST API / front-end or back-end general access) service.
-    RestApi,
-    /// The secure cluster connectivity relay service.
-    Relay,
-}
+pub use crate::endpoint::EndpointRole;
 
 impl VpcEndpoint {
     /// The casing of `state` varies (`Available`, `PENDING`, `pendingAcceptance`;

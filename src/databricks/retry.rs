@@ -7,13 +7,14 @@
 //! there). A request that is not harmless to repeat is never sent again once it may have
 //! reached the API; the caller gets `AnswerLost` and decides.
 
+use crate::text::shorten_words;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::{RequestBuilder, StatusCode, header};
 use tokio::time::Instant;
 
-use super::error::{DatabricksError, MAX_QUOTED_CHARS, shorten};
+use super::error::{DatabricksError, MAX_QUOTED_CHARS};
 
 /// Larger answers are not account API objects; reading them would only waste the deadline.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -322,7 +323,10 @@ fn describe_transport(error: &reqwest::Error, attempt_timeout: Duration) -> Stri
     } else {
         "the connection failed"
     };
-    format!("{what}: {}", shorten(&cause.to_string(), MAX_QUOTED_CHARS))
+    format!(
+        "{what}: {}",
+        shorten_words(&cause.to_string(), MAX_QUOTED_CHARS)
+    )
 }
 
 #[cfg(test)]

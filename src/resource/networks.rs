@@ -336,7 +336,7 @@ pub fn judge_networks(
                 let said = if errors.is_empty() {
                     "no error messages".to_string()
                 } else {
-                    crate::cfn::shorten(&errors.join("; "), 600)
+                    crate::text::shorten(&errors.join("; "), 600)
                 };
                 broken.push(format!(
                     "Databricks reports network configuration {} (for workspace {for_workspaces}) as BROKEN: {said}",

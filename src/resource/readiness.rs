@@ -26,10 +26,7 @@ use super::names::Role;
 use super::pair::EndpointPair;
 use super::properties::Properties;
 
-const REST_API_PORT: u16 = 443;
-const RELAY_PORT: u16 = 6666;
-/// The relay port with the compliance security profile (FIPS).
-const FIPS_RELAY_PORT: u16 = 2443;
+use crate::endpoint::{FIPS_RELAY_PORT, RELAY_PORT, REST_API_PORT};
 
 /// The one error of this module: the path is proven broken, or the facts could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -113,7 +113,7 @@ pub fn check(
                 status_name(&other),
                 ws.workspace_status_message
                     .as_deref()
-                    .map(|m| format!(" ({})", crate::cfn::shorten(m, 200)))
+                    .map(|m| format!(" ({})", crate::text::shorten(m, 200)))
                     .unwrap_or_default()
             )),
         }
@@ -311,7 +311,7 @@ fn judge_switch_read(
             SwitchRead::Failed(format!(
                 "the workspace {how} {}: {}",
                 status_name(&status),
-                crate::cfn::shorten(
+                crate::text::shorten(
                     ws.workspace_status_message
                         .as_deref()
                         .unwrap_or("no status message"),

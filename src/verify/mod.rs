@@ -20,9 +20,4 @@ pub use model::{
 };
 pub use probe::{DNS_SERVER_VAR, DnsSettings, DnsSettingsError, LOOPBACK_GUARD_MARK, verify};
 
-/// The port the cluster nodes use for the REST API endpoint.
-pub const REST_API_PORT: u16 = 443;
-/// The port of the secure cluster connectivity relay (2443 instead under the compliance security
-/// profile): Databricks lists 443, 6666 and 2443 among the ports the endpoints' security group
-/// must admit (<https://docs.databricks.com/aws/en/security/network/classic/privatelink>).
-pub const RELAY_PORT: u16 = 6666;
+pub use crate::endpoint::{RELAY_PORT, REST_API_PORT};

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::endpoint::EndpointRole;
 use crate::text::shorten;
 
 /// At most this many names per request: each is one lookup and a few connections.
@@ -27,32 +28,6 @@ pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 3_000;
 const CONNECT_TIMEOUT_RANGE_MS: (u64, u64) = (100, 30_000);
 /// At most this many summary lines; the rest are counted on the last one.
 const MAX_SUMMARY_LINES: usize = 20;
-
-/// Which of the two back-end endpoints a name should lead to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum EndpointRole {
-    /// The workspace (REST API) endpoint.
-    RestApi,
-    /// The secure cluster connectivity relay endpoint.
-    Relay,
-}
-
-impl EndpointRole {
-    fn label(self) -> &'static str {
-        match self {
-            EndpointRole::RestApi => "REST API",
-            EndpointRole::Relay => "relay",
-        }
-    }
-
-    fn other(self) -> EndpointRole {
-        match self {
-            EndpointRole::RestApi => EndpointRole::Relay,
-            EndpointRole::Relay => EndpointRole::RestApi,
-        }
-    }
-}
 
 /// What a name must show for the verification to pass.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,7 +131,7 @@ impl VerifyRequest {
                 problems.push(format!("{}: port 0", shorten(&check.host, 60)));
             }
         }
-        for role in [EndpointRole::RestApi, EndpointRole::Relay] {
+        for role in EndpointRole::BOTH {
             let addresses = self.endpoint_addresses.of(role);
             if addresses.len() > MAX_ADDRESSES_PER_ENDPOINT {
                 problems.push(format!(
