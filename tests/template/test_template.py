@@ -273,57 +273,6 @@ def returned_attributes():
     return table("ALWAYS_RETURNED"), table("RETURNED_WITH_NETWORK")
 
 
-class Conditions:
-    """The template's conditions and Fn::If for one set of parameter values (others at their
-    defaults), in us-east-1."""
-
-    def __init__(self, template, parameters, region="us-east-1"):
-        self.template = template
-        self.values = {name: p.get("Default", "") for name, p in template.get("Parameters", {}).items()}
-        self.values.update(parameters)
-        self.values["AWS::Region"] = region
-
-    def holds(self, name):
-        return self.evaluate(self.template["Conditions"][name])
-
-    def evaluate(self, node):
-        (fn, arg), = node.items()
-        if fn == "Condition":
-            return self.holds(arg)
-        if fn == "Fn::Equals":
-            left, right = (self.value(a) for a in arg)
-            return left == right
-        if fn == "Fn::Not":
-            return not self.evaluate(arg[0])
-        if fn == "Fn::Or":
-            return any(self.evaluate(a) for a in arg)
-        if fn == "Fn::And":
-            return all(self.evaluate(a) for a in arg)
-        raise AssertionError(f"condition function {fn} is not evaluated here")
-
-    def value(self, node):
-        if isinstance(node, dict) and list(node) == ["Ref"] and node["Ref"] in self.values:
-            return str(self.values[node["Ref"]])
-        if isinstance(node, dict) and list(node) == ["Fn::Join"]:
-            delimiter, items = node["Fn::Join"]
-            items = self.value(items) if isinstance(items, dict) else items
-            items = items.split(",") if isinstance(items, str) else items
-            return delimiter.join(str(self.value(i)) for i in items)
-        return node
-
-    def resolve(self, node):
-        """The node with every Fn::If taken and AWS::NoValue dropped."""
-        if isinstance(node, dict):
-            if list(node) == ["Fn::If"]:
-                condition, yes, no = node["Fn::If"]
-                return self.resolve(yes if self.holds(condition) else no)
-            resolved = {k: self.resolve(v) for k, v in node.items()}
-            return {k: v for k, v in resolved.items() if not is_no_value(v)}
-        if isinstance(node, list):
-            return [self.resolve(v) for v in node if not is_no_value(v)]
-        return node
-
-
 class Deployment:
     """The values a template's conditions and simple expressions take for given parameters, in one
     region: what CloudFormation decides before it creates anything."""
@@ -375,6 +324,21 @@ class Deployment:
             variables = {k: self.value(v) for k, v in arg[1].items()}
             return re.sub(r"\$\{([^}]+)\}", lambda m: variables[m.group(1)], arg[0])
         raise AssertionError(f"the test cannot evaluate {fn}")
+
+    def holds(self, name):
+        return self.condition(name)
+
+    def resolve(self, node):
+        """The node with every Fn::If taken and AWS::NoValue dropped."""
+        if isinstance(node, dict):
+            if list(node) == ["Fn::If"]:
+                condition, yes, no = node["Fn::If"]
+                return self.resolve(yes if self.condition(condition) else no)
+            resolved = {k: self.resolve(v) for k, v in node.items()}
+            return {k: v for k, v in resolved.items() if not is_no_value(v)}
+        if isinstance(node, list):
+            return [self.resolve(v) for v in node if not is_no_value(v)]
+        return node
 
     def present(self, section="Resources"):
         """The logical ids of a section that this deployment creates."""
@@ -606,7 +570,7 @@ class TemplateTest(unittest.TestCase):
         problems = []
         for values in itertools.product(*PATH_PARAMETERS.values()):
             parameters = dict(zip(PATH_PARAMETERS, values))
-            conditions = Conditions(self.t, parameters)
+            conditions = Deployment(self.t, parameters)
             for name, (target, attr) in reads.items():
                 condition = self.t["Outputs"][name].get("Condition")
                 if condition is not None and not conditions.holds(condition):
@@ -631,7 +595,7 @@ class TemplateTest(unittest.TestCase):
         (props,) = [r["Properties"] for r in self.of_type("Custom::DatabricksBackendPrivateLink").values()]
         for shared, present in (("true", True), ("false", False)):
             parameters = {**{k: v[0] for k, v in PATH_PARAMETERS.items()}, "NetworkFromClusterParameters": shared}
-            self.assertEqual("Network" in Conditions(self.t, parameters).resolve(props), present)
+            self.assertEqual("Network" in Deployment(self.t, parameters).resolve(props), present)
 
     # --- the held answer's hand-overs as Lambda runs them ---------------------------------------------
     def test_the_function_may_always_invoke_itself_and_only_itself(self):
@@ -648,8 +612,8 @@ class TemplateTest(unittest.TestCase):
         self.assertEqual(len(grants), 1)
         statement, condition = grants[0]
         self.assertEqual(statement["Resource"], {"Ref": "OtherVerifierFunctionArns"})
-        self.assertFalse(Conditions(self.t, {}).holds(condition), "empty by default: no grant")
-        self.assertTrue(Conditions(self.t, {"OtherVerifierFunctionArns": "arn:aws:lambda:us-east-1:123456789012:function:v"}).holds(condition))
+        self.assertFalse(Deployment(self.t, {}).holds(condition), "empty by default: no grant")
+        self.assertTrue(Deployment(self.t, {"OtherVerifierFunctionArns": "arn:aws:lambda:us-east-1:123456789012:function:v"}).holds(condition))
 
     def test_recursive_loop_detection_lets_the_bounded_hand_overs_through(self):
         """Lambda stops a chain of about 16 invocations it sees as a loop ("Use Lambda recursive

@@ -8,12 +8,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::moto::{Moto, python, support_script};
+use super::moto::{Moto, support_command};
 
 /// Importing boto3 and dnslib on a busy two-core machine takes a few seconds.
 const STARTUP_LIMIT: Duration = Duration::from_secs(30);
@@ -30,18 +30,11 @@ pub struct DnsWorld {
 impl DnsWorld {
     /// The world of `vpc_id` in `region`, reading the account at `emulator_url`.
     pub fn start(moto: &Moto, emulator_url: &str, region: &str, vpc_id: &str) -> DnsWorld {
-        let mut child = Command::new(python())
-            .arg(support_script("dns_world.py"))
+        let mut child = support_command("dns_world.py")
             .args(["--aws-endpoint", &moto.endpoint()])
             .args(["--emulator", emulator_url])
             .args(["--region", region])
             .args(["--vpc-id", vpc_id])
-            .env_clear()
-            .env("PYTHONUNBUFFERED", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("could not start the DNS world: {e}"));
         let output = Arc::new(Mutex::new(Vec::new()));

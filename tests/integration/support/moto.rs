@@ -80,15 +80,8 @@ impl Moto {
 
     fn start() -> Result<Moto, MotoError> {
         let python = python();
-        let mut child = Command::new(&python)
-            .arg(support_script("moto_runner.py"))
-            .env_clear()
+        let mut child = support_command("moto_runner.py")
             .envs(moto_settings())
-            .env("PYTHONUNBUFFERED", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .map_err(|source| MotoError::Spawn {
                 python: python.display().to_string(),
@@ -137,6 +130,21 @@ pub fn python() -> PathBuf {
                 .iter()
                 .collect()
         })
+}
+
+/// A helper script of `tests/support/` run by the venv's Python with a clean environment, its
+/// three streams piped: the stdin pipe is the script's lifeline (end of file stops it).
+pub fn support_command(script: &str) -> Command {
+    let mut command = Command::new(python());
+    command
+        .arg(support_script(script))
+        .env_clear()
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
 }
 
 /// A helper script in `tests/support/`.
