@@ -20,8 +20,7 @@ use backend_privatelink::aws::{Ec2, Functions, Secrets, Stacks};
 use backend_privatelink::cfn::{Responder, handle_raw_invocation};
 use backend_privatelink::databricks::{DatabricksHttp, HttpSettings};
 use backend_privatelink::logging::BoundedStdout;
-use backend_privatelink::resource::Handler;
-use backend_privatelink::resource::properties::Defaults;
+use backend_privatelink::resource::{Defaults, Handler};
 use backend_privatelink::trust::TrustRoots;
 
 /// Modules that log whole requests and bodies at TRACE: the runtime logs each raw event (with

@@ -2,26 +2,40 @@
 //! Databricks account on it. This is the only module where the CloudFormation protocol, the AWS
 //! calls and the Databricks client meet.
 
-pub mod access;
-pub mod cluster;
-pub mod converge;
-pub mod create;
-pub mod delete;
-pub mod egress;
-pub mod endpoints;
-pub mod error;
-pub mod hold;
-pub mod names;
-pub mod networks;
-pub mod ownership;
-pub mod pair;
-pub mod prepare;
-pub mod properties;
-pub mod readiness;
-pub mod ready;
-pub mod verification;
-pub mod watch;
-pub mod workspaces;
+mod access;
+mod cluster;
+mod converge;
+mod create;
+mod delete;
+mod egress;
+mod endpoints;
+mod error;
+mod hold;
+mod names;
+mod networks;
+mod ownership;
+mod pair;
+mod prepare;
+mod properties;
+mod readiness;
+mod ready;
+mod verification;
+mod watch;
+mod workspaces;
+
+pub use properties::{Defaults, Identity};
+
+/// The narrow entry the integration tests (`tests/integration/`) read the domain's decisions
+/// through, so that its modules stay private to the crate: the attributes every answer carries,
+/// the ownership key in object names, the properties as the handler reads them, and how a time is
+/// written in an attribute. Nothing here is for the binary.
+#[doc(hidden)]
+pub mod testing {
+    pub use super::converge::{ALWAYS_RETURNED, RETURNED_WITH_NETWORK};
+    pub use super::names::OwnershipKey;
+    pub use super::properties::{Defaults, Identity, parse, parse_lenient};
+    pub use super::ready::iso8601;
+}
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -37,7 +51,7 @@ use crate::databricks::{AccountClient, DatabricksHttp};
 use converge::converge;
 use delete::Created;
 use names::OwnershipKey;
-use properties::{Defaults, Identity, Properties};
+use properties::Properties;
 use watch::{Abandoned, Waiting, still_waited_for};
 
 /// When checking the VPC endpoints and signing in took longer than this, CloudFormation is asked

@@ -12,6 +12,7 @@ pub struct EndpointPair<T> {
 }
 
 impl<T> EndpointPair<T> {
+    #[cfg(test)]
     pub fn map<U>(&self, f: impl Fn(&T) -> U) -> EndpointPair<U> {
         EndpointPair {
             rest_api: f(&self.rest_api),

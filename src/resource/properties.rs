@@ -20,8 +20,8 @@ mod lenient;
 mod rules;
 
 pub use lenient::{LenientTarget, parse_lenient};
+pub use rules::quote;
 use rules::*;
-pub use rules::{is_vpce_id, quote};
 
 pub const ACCOUNT_ID: &str = "AccountId";
 pub const CREDENTIALS_SECRET_ARN: &str = "CredentialsSecretArn";
@@ -911,6 +911,18 @@ mod tests {
         let t = parse_lenient(&m, &defaults());
         assert_eq!(t.account_id, None);
         assert!(t.credentials_secret_arn.is_some());
-        assert_eq!(t.region.as_deref(), Some("us-east-1"));
+        // The region (here the function's own) decides the accounts host.
+        assert_eq!(
+            t.account_host.as_deref(),
+            Some("https://accounts.cloud.databricks.com")
+        );
+        let gov = Defaults {
+            aws_region: Some("us-gov-west-1".into()),
+            ..Defaults::default()
+        };
+        assert_eq!(
+            parse_lenient(&m, &gov).account_host.as_deref(),
+            Some("https://accounts.cloud.databricks.us")
+        );
     }
 }

@@ -75,9 +75,9 @@ async fn register_first_with_network_and_verifier_succeeds_and_the_update_switch
     let created = world.create(&mut stack, props.clone()).await;
     created.assert_success();
     let data = &created.response["Data"];
-    for attribute in backend_privatelink::resource::converge::ALWAYS_RETURNED
+    for attribute in backend_privatelink::resource::testing::ALWAYS_RETURNED
         .iter()
-        .chain(&backend_privatelink::resource::converge::RETURNED_WITH_NETWORK)
+        .chain(&backend_privatelink::resource::testing::RETURNED_WITH_NETWORK)
     {
         assert!(data.get(*attribute).is_some(), "{attribute}: {data:#}");
     }
@@ -257,7 +257,7 @@ async fn a_hand_over_that_arrives_late_answers_instead_of_holding_on() {
         .unwrap()
         .as_millis() as i64;
     let physical_id =
-        backend_privatelink::resource::names::OwnershipKey::new(&stack.stack_id, "PrivateLink")
+        backend_privatelink::resource::testing::OwnershipKey::new(&stack.stack_id, "PrivateLink")
             .physical_resource_id();
     let mut event = world.event(RequestType::Create, &stack, props, None, &sink);
     event["Continuation"] = json!({"Hop": 2, "State": {

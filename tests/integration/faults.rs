@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use backend_privatelink::resource::names::OwnershipKey;
+use backend_privatelink::resource::testing::OwnershipKey;
 use emulator::{
     FaultBody, FaultKind, FaultSpec, Network, PrivateAccessLevel, StateHandle, Workspace,
     WorkspaceStatus,

@@ -133,9 +133,9 @@ async fn the_held_answer_arrives_once_after_ready_after_across_hand_overs() {
         .as_millis() as i64;
     let ready_after = doc["Data"]["ReadyAfter"].as_str().unwrap_or_default();
     assert!(
-        backend_privatelink::resource::ready::iso8601(arrived).as_str() >= ready_after,
+        backend_privatelink::resource::testing::iso8601(arrived).as_str() >= ready_after,
         "answered at {} (epoch ms {arrived}), before ReadyAfter {ready_after}",
-        backend_privatelink::resource::ready::iso8601(arrived)
+        backend_privatelink::resource::testing::iso8601(arrived)
     );
     let report = doc["Data"]["VerificationReport"]
         .as_str()
@@ -210,7 +210,7 @@ async fn a_delete_during_the_wait_is_answered_and_ends_the_wait() {
         fixtures::delete_stack(Moto::shared(), REGION, &stack.stack_id, "PrivateLink").await;
     assert!(status.starts_with("DELETE_"), "{status}");
     stack.physical_id = Some(
-        backend_privatelink::resource::names::OwnershipKey::new(&stack.stack_id, "PrivateLink")
+        backend_privatelink::resource::testing::OwnershipKey::new(&stack.stack_id, "PrivateLink")
             .physical_resource_id(),
     );
     let other = world.start_lambda().await;
@@ -283,7 +283,7 @@ async fn a_direct_invocation_gets_its_answer_at_once_with_ready_after() {
     assert!(
         crate::scenario::seconds_apart(
             doc["Data"]["ReadyAfter"].as_str().unwrap_or_default(),
-            &backend_privatelink::resource::ready::iso8601(
+            &backend_privatelink::resource::testing::iso8601(
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use backend_privatelink::cfn::{GUARD_MARGIN, parse_event};
-use backend_privatelink::resource::properties::{self, Defaults, Identity};
+use backend_privatelink::resource::testing::{self as properties, Defaults, Identity};
 use emulator::{Emulator, EmulatorConfig, FaultKind, FaultSpec, PrivateAccessLevel};
 use serde_json::{Value, json};
 

@@ -9,7 +9,6 @@ pub struct LenientTarget {
     pub account_id: Option<String>,
     pub account_host: Option<String>,
     pub credentials_secret_arn: Option<String>,
-    pub region: Option<String>,
 }
 
 /// Reads only what a Delete needs, ignoring anything malformed.
@@ -37,6 +36,5 @@ pub fn parse_lenient(props: &Map<String, Value>, defaults: &Defaults) -> Lenient
             }),
         credentials_secret_arn: text(CREDENTIALS_SECRET_ARN)
             .or_else(|| defaults.credentials_secret_arn.clone()),
-        region,
     }
 }
