@@ -599,6 +599,8 @@ mod tests {
               <prefixListIds><item><prefixListId>pl-1</prefixListId></item></prefixListIds></item>\
             <item><ipProtocol>udp</ipProtocol><fromPort>6666</fromPort><toPort>6666</toPort>\
               <ipRanges><item><cidrIp>0.0.0.0/0</cidrIp></item></ipRanges></item>\
+            <item><ipProtocol>-1</ipProtocol>\
+              <groups><item><groupId>sg-all</groupId></item></groups></item>\
             </ipPermissions></item></securityGroupInfo></DescribeSecurityGroupsResponse>";
         let rule = mock!(Client::describe_security_groups)
             .sequence()
@@ -617,9 +619,12 @@ mod tests {
                 &RuleSource::Group("sg-c".into()),
                 &RuleSource::Ipv4("10.0.0.0/16".into()),
                 &RuleSource::PrefixList("pl-1".into()),
+                &RuleSource::Group("sg-all".into()),
             ]
         );
-        assert!(rules.iter().all(|r| r.ports == (443, 443)));
+        let ports: Vec<(u16, u16)> = rules.iter().map(|r| r.ports).collect();
+        // "All traffic" counts as TCP 0-65535.
+        assert_eq!(ports, [(443, 443), (443, 443), (443, 443), (0, 65535)]);
     }
 
     #[tokio::test]

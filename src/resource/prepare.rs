@@ -123,11 +123,10 @@ pub async fn warn_about_ports(
     if groups.is_empty() {
         return;
     }
-    match ec2
-        .security_group_ingress_ports(region, &groups, deadline)
-        .await
-    {
-        Ok(ranges) => {
+    // The same reader the VPC checks use (`readiness`): one way to read security groups.
+    match ec2.ingress_rules(region, &groups, deadline).await {
+        Ok((_, rules)) => {
+            let ranges: Vec<(u16, u16)> = rules.iter().map(|rule| rule.ports).collect();
             let missing = missing_ingress_ports(&ranges);
             if !missing.is_empty() {
                 tracing::warn!(
