@@ -445,69 +445,77 @@ impl Ec2 {
         );
         let tables = tables?.map_err(|e| ec2_call_error(ROUTES, &e))?;
         let endpoints = endpoints?.map_err(|e| ec2_call_error(ENDPOINTS, &e))?;
-        let route_tables = tables
-            .route_tables()
-            .iter()
-            .filter_map(|table| {
-                let associations = table.associations();
-                Some(RouteTable {
-                    id: table.route_table_id()?.to_owned(),
-                    subnet_ids: associations
-                        .iter()
-                        .filter_map(|a| a.subnet_id())
-                        .map(str::to_owned)
-                        .collect(),
-                    main: associations.iter().any(|a| a.main() == Some(true)),
-                    routes: table
-                        .routes()
-                        .iter()
-                        .filter(|r| r.state() != Some(&aws_sdk_ec2::types::RouteState::Blackhole))
-                        .filter_map(|r| {
-                            let destination = r
-                                .destination_cidr_block()
-                                .or(r.destination_ipv6_cidr_block())
-                                .or(r.destination_prefix_list_id())?;
-                            let target = r
-                                .gateway_id()
-                                .or(r.nat_gateway_id())
-                                .or(r.transit_gateway_id())
-                                .or(r.network_interface_id())
-                                .or(r.instance_id())
-                                .or(r.vpc_peering_connection_id())
-                                .or(r.egress_only_internet_gateway_id())
-                                .or(r.local_gateway_id())
-                                .or(r.carrier_gateway_id())
-                                .or(r.core_network_arn())?;
-                            Some(Route {
-                                destination: destination.to_owned(),
-                                target: target.to_owned(),
-                            })
-                        })
-                        .collect(),
-                })
-            })
-            .collect();
-        let endpoints = endpoints
-            .vpc_endpoints()
-            .iter()
-            .filter_map(|e| {
-                Some(EndpointInVpc {
-                    id: e.vpc_endpoint_id()?.to_owned(),
-                    service_name: e.service_name().unwrap_or_default().to_owned(),
-                    endpoint_type: e
-                        .vpc_endpoint_type()
-                        .map(|t| t.as_str().to_owned())
-                        .unwrap_or_default(),
-                    state: e.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
-                    route_table_ids: e.route_table_ids().to_vec(),
-                })
-            })
-            .collect();
         Ok(VpcEgress {
-            route_tables,
-            endpoints,
+            route_tables: tables
+                .route_tables()
+                .iter()
+                .filter_map(route_table_of)
+                .collect(),
+            endpoints: endpoints
+                .vpc_endpoints()
+                .iter()
+                .filter_map(endpoint_in_vpc_of)
+                .collect(),
         })
     }
+}
+
+/// A route table as EC2 describes it: its subnets, whether it is the main one, and its routes
+/// that carry traffic (not the blackholes).
+fn route_table_of(table: &aws_sdk_ec2::types::RouteTable) -> Option<RouteTable> {
+    let associations = table.associations();
+    Some(RouteTable {
+        id: table.route_table_id()?.to_owned(),
+        subnet_ids: associations
+            .iter()
+            .filter_map(|a| a.subnet_id())
+            .map(str::to_owned)
+            .collect(),
+        main: associations.iter().any(|a| a.main() == Some(true)),
+        routes: table
+            .routes()
+            .iter()
+            .filter(|r| r.state() != Some(&aws_sdk_ec2::types::RouteState::Blackhole))
+            .filter_map(route_of)
+            .collect(),
+    })
+}
+
+/// One route's destination and target, whichever kind each is.
+fn route_of(r: &aws_sdk_ec2::types::Route) -> Option<Route> {
+    let destination = r
+        .destination_cidr_block()
+        .or(r.destination_ipv6_cidr_block())
+        .or(r.destination_prefix_list_id())?;
+    let target = r
+        .gateway_id()
+        .or(r.nat_gateway_id())
+        .or(r.transit_gateway_id())
+        .or(r.network_interface_id())
+        .or(r.instance_id())
+        .or(r.vpc_peering_connection_id())
+        .or(r.egress_only_internet_gateway_id())
+        .or(r.local_gateway_id())
+        .or(r.carrier_gateway_id())
+        .or(r.core_network_arn())?;
+    Some(Route {
+        destination: destination.to_owned(),
+        target: target.to_owned(),
+    })
+}
+
+/// Any endpoint of the VPC as far as telling which AWS services it reaches privately goes.
+fn endpoint_in_vpc_of(e: &aws_sdk_ec2::types::VpcEndpoint) -> Option<EndpointInVpc> {
+    Some(EndpointInVpc {
+        id: e.vpc_endpoint_id()?.to_owned(),
+        service_name: e.service_name().unwrap_or_default().to_owned(),
+        endpoint_type: e
+            .vpc_endpoint_type()
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default(),
+        state: e.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        route_table_ids: e.route_table_ids().to_vec(),
+    })
 }
 
 #[cfg(test)]

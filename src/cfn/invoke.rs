@@ -82,6 +82,17 @@ enum Answer {
     Direct,
 }
 
+impl Answer {
+    /// The mode as logged.
+    fn mode(&self) -> &'static str {
+        match self {
+            Answer::Put(_) => "cloudformation",
+            Answer::SamLocal => "sam-local",
+            Answer::Direct => "direct",
+        }
+    }
+}
+
 /// Runs one invocation from the event's JSON text, as the Lambda runtime hands it over. Text
 /// that `serde_json` cannot hold as a value (nesting beyond its limit, a number beyond `f64`, a
 /// lone surrogate escape) is still answered when it names where to: FAILED, or SUCCESS for a
@@ -132,25 +143,9 @@ async fn answer_request<H: ResourceHandler>(
     deadline: Instant,
     budget: Duration,
 ) -> Result<Value, InvocationError> {
-    let answer = match &req.response_url {
-        None => Answer::Direct,
-        // `sam local invoke` events carry a placeholder URL that is never used
-        // (`docs/cloudformation.md#sam-local-invoke`).
-        Some(_) if responder.sam_local() => Answer::SamLocal,
-        Some(raw) => match validate_response_url(raw, responder.allow_insecure()) {
-            Ok(url) => Answer::Put(url),
-            Err(error) => {
-                tracing::error!(%error, "the ResponseURL cannot be used; CloudFormation will not get an answer");
-                return Err(error.into());
-            }
-        },
-    };
+    let answer = choose_answer(&req, responder)?;
     tracing::info!(
-        mode = match &answer {
-            Answer::Put(_) => "cloudformation",
-            Answer::SamLocal => "sam-local",
-            Answer::Direct => "direct",
-        },
+        mode = answer.mode(),
         budget_ms = budget.as_millis() as u64,
         "custom-resource request received"
     );
@@ -193,7 +188,35 @@ async fn answer_request<H: ResourceHandler>(
         "custom-resource request handled"
     );
     let doc = response_document(&req, &outcome);
+    deliver(responder, answer, doc, outcome.status, deadline).await
+}
 
+/// Where the answer goes: a PUT to the ResponseURL, printed under `sam local invoke`, or the
+/// invocation's result without one. An unusable ResponseURL fails the invocation.
+fn choose_answer(req: &CfnRequest, responder: &Responder) -> Result<Answer, InvocationError> {
+    match &req.response_url {
+        None => Ok(Answer::Direct),
+        // `sam local invoke` events carry a placeholder URL that is never used
+        // (`docs/cloudformation.md#sam-local-invoke`).
+        Some(_) if responder.sam_local() => Ok(Answer::SamLocal),
+        Some(raw) => match validate_response_url(raw, responder.allow_insecure()) {
+            Ok(url) => Ok(Answer::Put(url)),
+            Err(error) => {
+                tracing::error!(%error, "the ResponseURL cannot be used; CloudFormation will not get an answer");
+                Err(error.into())
+            }
+        },
+    }
+}
+
+/// Sends, prints or returns the response document, as `answer` says.
+async fn deliver(
+    responder: &Responder,
+    answer: Answer,
+    doc: Value,
+    status: Status,
+    deadline: Instant,
+) -> Result<Value, InvocationError> {
     match answer {
         Answer::SamLocal => {
             responder.print_sam_local(&doc);
@@ -203,7 +226,7 @@ async fn answer_request<H: ResourceHandler>(
             put_answer(responder, &url, &doc, deadline).await;
             Ok(doc)
         }
-        Answer::Direct => match outcome.status {
+        Answer::Direct => match status {
             Status::Success => Ok(doc),
             // The document's Reason, not the outcome's: that one is cut to fit 4096 bytes like
             // CloudFormation's, where the outcome's can run to megabytes (one problem per bad

@@ -138,111 +138,33 @@ impl Exchange<'_> {
             let attempt_timeout = self.request_timeout.min(time_left);
             let sent_at = Instant::now();
             let outcome = send_once(build().timeout(attempt_timeout)).await;
-            let (error, retry_after, throttled) = match outcome {
-                Ok(response) => {
-                    tracing::debug!(
-                        operation = self.operation,
-                        method = self.method,
-                        path = self.path,
-                        status = response.status.as_u16(),
-                        attempt,
-                        "Databricks account API answered"
-                    );
-                    if response.status.is_success() {
-                        return Ok(response);
-                    }
-                    if response.status.is_redirection() {
-                        // Redirects are not followed: the account API never redirects, and a
-                        // redirect to a login page means a wrong host or account
-                        // (`docs/account-api.md#error-bodies`).
-                        return Err(DatabricksError::InvalidResponse {
-                            operation: self.operation,
-                            message: format!(
-                                "redirected ({} {}); check the account host and account id",
-                                response.status.as_u16(),
-                                response.reason()
-                            ),
-                        });
-                    }
-                    let error = error_of(&response);
-                    if !is_retryable_status(response.status) {
-                        return Err(error);
-                    }
-                    if !self.idempotent && is_gateway_status(response.status) {
-                        return Err(self.answer_lost(&error));
-                    }
-                    let throttled = response.status == StatusCode::TOO_MANY_REQUESTS;
-                    (error, response.retry_after, throttled)
-                }
+            let retry = match outcome {
+                Ok(response) => match self.judge_answer(&response, attempt, &error_of)? {
+                    AnswerVerdict::Success => return Ok(response),
+                    AnswerVerdict::Retry(retry) => retry,
+                },
                 Err(SendError::TooLarge) => {
                     return Err(DatabricksError::InvalidResponse {
                         operation: self.operation,
                         message: format!("the answer is larger than {MAX_BODY_BYTES} bytes"),
                     });
                 }
-                Err(SendError::Transport(error)) => {
-                    let message = describe_transport(&error, attempt_timeout);
-                    // An attempt the deadline cut short ended for lack of time, not because of
-                    // the API: what went wrong before it is the reason worth reporting.
-                    if error.is_timeout()
-                        && attempt_timeout < self.request_timeout
-                        && sent_at.elapsed() >= attempt_timeout
-                    {
-                        let cut_short = DatabricksError::Transport {
-                            operation: self.operation,
-                            message,
-                        };
-                        return Err(
-                            self.deadline_exceeded(Some(last_error.as_ref().unwrap_or(&cut_short)))
-                        );
-                    }
-                    tracing::debug!(
-                        operation = self.operation,
-                        method = self.method,
-                        path = self.path,
-                        attempt,
-                        error = %message,
-                        "Databricks account API request failed"
-                    );
-                    let never_connected = error.is_connect();
-                    let error = DatabricksError::Transport {
-                        operation: self.operation,
-                        message,
-                    };
-                    // A connection that was never made carried nothing out.
-                    if !self.idempotent && !never_connected {
-                        return Err(self.answer_lost(&error));
-                    }
-                    (error, None, false)
-                }
+                Err(SendError::Transport(error)) => self.judge_transport_error(
+                    &error,
+                    attempt,
+                    attempt_timeout,
+                    sent_at,
+                    last_error.as_ref(),
+                )?,
             };
             // A 429 says the request is fine, only early: the SDKs give it a budget of time, not
             // attempts (`docs/account-api.md#retries-and-rate-limits`). Counting it would fail one of
             // many stacks throttled
             // together while most of its time is left.
-            if attempt >= self.policy.max_attempts && !throttled {
-                return Err(error);
+            if attempt >= self.policy.max_attempts && !retry.throttled {
+                return Err(retry.error);
             }
-            // Retry-After is a lower bound, never shortened by the backoff schedule.
-            let delay = self
-                .policy
-                .backoff(attempt)
-                .max(retry_after.unwrap_or_default());
-            let time_left = self.deadline.saturating_duration_since(Instant::now());
-            if delay >= time_left {
-                if let Some(asked) = retry_after.filter(|asked| *asked >= time_left) {
-                    return Err(DatabricksError::DeadlineExceeded {
-                        operation: self.operation,
-                        last_error: format!(
-                            "{error}; Databricks asked to wait {} s before trying again \
-                             (Retry-After), longer than the {} s this invocation had left",
-                            asked.as_secs(),
-                            time_left.as_secs()
-                        ),
-                    });
-                }
-                return Err(self.deadline_exceeded(Some(&error)));
-            }
+            let delay = self.delay_within_deadline(attempt, &retry)?;
             tracing::debug!(
                 operation = self.operation,
                 attempt,
@@ -251,8 +173,132 @@ impl Exchange<'_> {
             );
             self.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(delay).await;
-            last_error = Some(error);
+            last_error = Some(retry.error);
         }
+    }
+
+    /// What an HTTP answer means: a success to return, an error worth another attempt, or (as
+    /// `Err`) the end of the exchange.
+    fn judge_answer(
+        &self,
+        response: &RawResponse,
+        attempt: u32,
+        error_of: &impl Fn(&RawResponse) -> DatabricksError,
+    ) -> Result<AnswerVerdict, DatabricksError> {
+        tracing::debug!(
+            operation = self.operation,
+            method = self.method,
+            path = self.path,
+            status = response.status.as_u16(),
+            attempt,
+            "Databricks account API answered"
+        );
+        if response.status.is_success() {
+            return Ok(AnswerVerdict::Success);
+        }
+        if response.status.is_redirection() {
+            // Redirects are not followed: the account API never redirects, and a
+            // redirect to a login page means a wrong host or account
+            // (`docs/account-api.md#error-bodies`).
+            return Err(DatabricksError::InvalidResponse {
+                operation: self.operation,
+                message: format!(
+                    "redirected ({} {}); check the account host and account id",
+                    response.status.as_u16(),
+                    response.reason()
+                ),
+            });
+        }
+        let error = error_of(response);
+        if !is_retryable_status(response.status) {
+            return Err(error);
+        }
+        if !self.idempotent && is_gateway_status(response.status) {
+            return Err(self.answer_lost(&error));
+        }
+        Ok(AnswerVerdict::Retry(Retry {
+            error,
+            retry_after: response.retry_after,
+            throttled: response.status == StatusCode::TOO_MANY_REQUESTS,
+        }))
+    }
+
+    /// What a failed send means: worth another attempt, or (as `Err`) the end of the exchange,
+    /// when the deadline cut it short or the request may have been carried out.
+    fn judge_transport_error(
+        &self,
+        error: &reqwest::Error,
+        attempt: u32,
+        attempt_timeout: Duration,
+        sent_at: Instant,
+        last_error: Option<&DatabricksError>,
+    ) -> Result<Retry, DatabricksError> {
+        let message = describe_transport(error, attempt_timeout);
+        // An attempt the deadline cut short ended for lack of time, not because of
+        // the API: what went wrong before it is the reason worth reporting.
+        if error.is_timeout()
+            && attempt_timeout < self.request_timeout
+            && sent_at.elapsed() >= attempt_timeout
+        {
+            let cut_short = DatabricksError::Transport {
+                operation: self.operation,
+                message,
+            };
+            return Err(self.deadline_exceeded(Some(last_error.unwrap_or(&cut_short))));
+        }
+        tracing::debug!(
+            operation = self.operation,
+            method = self.method,
+            path = self.path,
+            attempt,
+            error = %message,
+            "Databricks account API request failed"
+        );
+        let never_connected = error.is_connect();
+        let error = DatabricksError::Transport {
+            operation: self.operation,
+            message,
+        };
+        // A connection that was never made carried nothing out.
+        if !self.idempotent && !never_connected {
+            return Err(self.answer_lost(&error));
+        }
+        Ok(Retry {
+            error,
+            retry_after: None,
+            throttled: false,
+        })
+    }
+
+    /// The wait before the next attempt, or (as `Err`) the end of the exchange when it would
+    /// pass the deadline.
+    fn delay_within_deadline(
+        &self,
+        attempt: u32,
+        retry: &Retry,
+    ) -> Result<Duration, DatabricksError> {
+        // Retry-After is a lower bound, never shortened by the backoff schedule.
+        let delay = self
+            .policy
+            .backoff(attempt)
+            .max(retry.retry_after.unwrap_or_default());
+        let time_left = self.deadline.saturating_duration_since(Instant::now());
+        if delay < time_left {
+            return Ok(delay);
+        }
+        if let Some(asked) = retry.retry_after.filter(|asked| *asked >= time_left) {
+            return Err(DatabricksError::DeadlineExceeded {
+                operation: self.operation,
+                last_error: format!(
+                    "{}; Databricks asked to wait {} s before trying again \
+                     (Retry-After), longer than the {} s this invocation had left",
+                    retry.error,
+                    asked.as_secs(),
+                    time_left.as_secs()
+                ),
+            });
+        }
+        Err(self.deadline_exceeded(Some(&retry.error)))
     }
 
     fn answer_lost(&self, error: &DatabricksError) -> DatabricksError {
@@ -279,6 +325,21 @@ impl Exchange<'_> {
             ),
         }
     }
+}
+
+/// An attempt that failed in a way worth trying again.
+struct Retry {
+    error: DatabricksError,
+    /// What the answer's `Retry-After` asked for, if anything.
+    retry_after: Option<Duration>,
+    /// A 429: does not count towards `max_attempts`.
+    throttled: bool,
+}
+
+/// What an HTTP answer that does not end the exchange means.
+enum AnswerVerdict {
+    Success,
+    Retry(Retry),
 }
 
 enum SendError {

@@ -45,81 +45,10 @@ pub async fn ensure_access_settings(
     known: &[PrivateAccessSettings],
     created: &Created,
 ) -> Result<String, ResourceError> {
-    let role = Role::AccessSettings;
-    let owned = |list: &[PrivateAccessSettings]| -> Vec<PrivateAccessSettings> {
-        let mut v: Vec<PrivateAccessSettings> = list
-            .iter()
-            .filter(|p| owns_access_settings(key, p))
-            .cloned()
-            .collect();
-        v.sort_by_key(|p| {
-            (
-                key.stamp(p.private_access_settings_name.as_deref(), role)
-                    .unwrap_or(0),
-                p.private_access_settings_id.clone(),
-            )
-        });
-        v
-    };
-    // A PAS is region-specific; a region change is a new object (whether PUT may change the
-    // region is unconfirmed: `docs/account-api.md#private-access-settings`).
-    let in_region =
-        |p: &PrivateAccessSettings| p.region.as_deref() == Some(desired.region.as_str());
-    let mine = owned(known);
-    let winner = match mine.iter().find(|p| in_region(p)) {
-        Some(current) => {
-            let stamp = key.stamp(current.private_access_settings_name.as_deref(), role);
-            let name = match stamp {
-                Some(stamp) => key.stamped_name(prefix, role, stamp),
-                None => key.object_name(prefix, role),
-            };
-            if !matches_desired(current, desired, &name) {
-                let want = desired.request(name);
-                client
-                    .replace_private_access_settings(&current.private_access_settings_id, &want)
-                    .await?;
-                tracing::info!(pas = %current.private_access_settings_id, "replaced private access settings");
-            }
-            current.private_access_settings_id.clone()
-        }
-        None => {
-            let want = desired.request(key.stamped_name(prefix, role, epoch_ms()));
-            let new = create_once(
-                client,
-                "create private access settings",
-                || client.create_private_access_settings(&want),
-                // The stamped name is this request's own: an object with it is the one it made.
-                || async {
-                    Ok(client
-                        .list_private_access_settings()
-                        .await?
-                        .into_iter()
-                        .find(|p| {
-                            p.private_access_settings_name.as_deref()
-                                == Some(want.private_access_settings_name.as_str())
-                        }))
-                },
-            )
-            .await?;
-            created.access_settings(&new.private_access_settings_id);
-            tracing::info!(pas = %new.private_access_settings_id, "created private access settings");
-            let now = owned(&client.list_private_access_settings().await?);
-            match now.iter().find(|p| in_region(p)) {
-                Some(oldest)
-                    if oldest.private_access_settings_id != new.private_access_settings_id =>
-                {
-                    tracing::info!(pas = %oldest.private_access_settings_id, "a concurrent delivery created the private access settings first; using those");
-                    delete::delete_owned(
-                        client,
-                        delete::Kind::AccessSettings,
-                        &new.private_access_settings_id,
-                    )
-                    .await?;
-                    oldest.private_access_settings_id.clone()
-                }
-                _ => new.private_access_settings_id,
-            }
-        }
+    let mine = owned_oldest_first(key, known);
+    let winner = match mine.iter().find(|p| in_region(p, desired)) {
+        Some(current) => replace_if_changed(client, key, prefix, desired, current).await?,
+        None => create_and_resolve_duplicates(client, key, prefix, desired, created).await?,
     };
     // Leftovers: settings of a previous region, or newer duplicates whose creators will also
     // give way (a 404 when they get there is fine).
@@ -135,6 +64,105 @@ pub async fn ensure_access_settings(
         .await?;
     }
     Ok(winner)
+}
+
+/// This resource's private access settings, the oldest (by the stamp in its name) first.
+fn owned_oldest_first(
+    key: &OwnershipKey,
+    list: &[PrivateAccessSettings],
+) -> Vec<PrivateAccessSettings> {
+    let mut v: Vec<PrivateAccessSettings> = list
+        .iter()
+        .filter(|p| owns_access_settings(key, p))
+        .cloned()
+        .collect();
+    v.sort_by_key(|p| {
+        (
+            key.stamp(
+                p.private_access_settings_name.as_deref(),
+                Role::AccessSettings,
+            )
+            .unwrap_or(0),
+            p.private_access_settings_id.clone(),
+        )
+    });
+    v
+}
+
+/// A PAS is region-specific; a region change is a new object (whether PUT may change the
+/// region is unconfirmed: `docs/account-api.md#private-access-settings`).
+fn in_region(p: &PrivateAccessSettings, desired: &DesiredAccess) -> bool {
+    p.region.as_deref() == Some(desired.region.as_str())
+}
+
+/// The existing settings, replaced in place (a full `PUT`, its name's stamp kept) when they do
+/// not say what is desired; returns their id.
+async fn replace_if_changed(
+    client: &AccountClient,
+    key: &OwnershipKey,
+    prefix: &str,
+    desired: &DesiredAccess,
+    current: &PrivateAccessSettings,
+) -> Result<String, ResourceError> {
+    let role = Role::AccessSettings;
+    let stamp = key.stamp(current.private_access_settings_name.as_deref(), role);
+    let name = match stamp {
+        Some(stamp) => key.stamped_name(prefix, role, stamp),
+        None => key.object_name(prefix, role),
+    };
+    if !matches_desired(current, desired, &name) {
+        let want = desired.request(name);
+        client
+            .replace_private_access_settings(&current.private_access_settings_id, &want)
+            .await?;
+        tracing::info!(pas = %current.private_access_settings_id, "replaced private access settings");
+    }
+    Ok(current.private_access_settings_id.clone())
+}
+
+/// Creates the settings under a stamped name, then lists again: when a concurrent delivery's
+/// are older, this one's are removed and those used. Returns the id that wins.
+async fn create_and_resolve_duplicates(
+    client: &AccountClient,
+    key: &OwnershipKey,
+    prefix: &str,
+    desired: &DesiredAccess,
+    created: &Created,
+) -> Result<String, ResourceError> {
+    let want = desired.request(key.stamped_name(prefix, Role::AccessSettings, epoch_ms()));
+    let new = create_once(
+        client,
+        "create private access settings",
+        || client.create_private_access_settings(&want),
+        // The stamped name is this request's own: an object with it is the one it made.
+        || async {
+            Ok(client
+                .list_private_access_settings()
+                .await?
+                .into_iter()
+                .find(|p| {
+                    p.private_access_settings_name.as_deref()
+                        == Some(want.private_access_settings_name.as_str())
+                }))
+        },
+    )
+    .await?;
+    created.access_settings(&new.private_access_settings_id);
+    tracing::info!(pas = %new.private_access_settings_id, "created private access settings");
+    let now = owned_oldest_first(key, &client.list_private_access_settings().await?);
+    match now.iter().find(|p| in_region(p, desired)) {
+        Some(oldest) if oldest.private_access_settings_id != new.private_access_settings_id => {
+            tracing::info!(pas = %oldest.private_access_settings_id, "a concurrent delivery created the private access settings first; using those");
+            delete::delete_owned(
+                client,
+                delete::Kind::AccessSettings,
+                &new.private_access_settings_id,
+            )
+            .await?;
+            Ok(oldest.private_access_settings_id.clone())
+        }
+        _ => Ok(new.private_access_settings_id),
+    }
 }
 
 fn matches_desired(current: &PrivateAccessSettings, desired: &DesiredAccess, name: &str) -> bool {

@@ -66,6 +66,27 @@ pub fn warnings(
             )];
         }
     };
+    let served = route_tables_of_clusters(&egress, clusters);
+    let live: Vec<&EndpointInVpc> = egress.endpoints.iter().filter(|e| usable(e)).collect();
+    let (mut warnings, without_route_out) = s3_warnings(region, &served, &live);
+    if without_route_out.is_empty() {
+        return warnings;
+    }
+    warnings.extend(sts_and_kinesis_warnings(
+        region,
+        vpc_id,
+        &without_route_out,
+        &live,
+    ));
+    warnings
+}
+
+/// Each route table of the cluster subnets (a subnet without its own uses the main one), with
+/// the subnets and workspaces it serves.
+fn route_tables_of_clusters<'a>(
+    egress: &'a VpcEgress,
+    clusters: &'a [Cluster],
+) -> BTreeMap<&'a str, Served<'a>> {
     let main = egress.route_tables.iter().find(|t| t.main);
     let table_of = |subnet: &str| {
         egress
@@ -89,18 +110,21 @@ pub fn warnings(
             entry.workspaces.insert(cluster.workspace_id);
         }
     }
-    let live: Vec<&EndpointInVpc> = egress.endpoints.iter().filter(|e| usable(e)).collect();
+    served
+}
+
+/// A warning for each route table that reaches neither an S3 gateway endpoint nor a NAT or
+/// internet gateway, and the cluster subnets without a route out.
+fn s3_warnings<'a>(
+    region: &str,
+    served: &BTreeMap<&'a str, Served<'a>>,
+    live: &[&EndpointInVpc],
+) -> (Vec<String>, BTreeSet<&'a str>) {
     let s3_gateways: Vec<&EndpointInVpc> = live
         .iter()
         .copied()
         .filter(|e| e.endpoint_type.eq_ignore_ascii_case("Gateway") && serves(e, region, S3))
         .collect();
-    let has_interface = |service: &str| {
-        live.iter().any(|e| {
-            e.endpoint_type.eq_ignore_ascii_case("Interface") && serves(e, region, service)
-        })
-    };
-
     let mut warnings = Vec::new();
     let mut without_route_out: BTreeSet<&str> = BTreeSet::new();
     for (
@@ -110,7 +134,7 @@ pub fn warnings(
             subnets,
             workspaces,
         },
-    ) in &served
+    ) in served
     {
         let default_route = table.routes.iter().find(|r| r.destination == DEFAULT_ROUTE);
         if default_route.is_some_and(|r| leads_out(&r.target)) {
@@ -138,10 +162,24 @@ pub fn warnings(
             workspaces_text(workspaces),
         ));
     }
-    if without_route_out.is_empty() {
-        return warnings;
-    }
+    (warnings, without_route_out)
+}
+
+/// For cluster subnets without a route out: a warning for each of STS and Kinesis that has no
+/// interface endpoint in the VPC.
+fn sts_and_kinesis_warnings(
+    region: &str,
+    vpc_id: &str,
+    without_route_out: &BTreeSet<&str>,
+    live: &[&EndpointInVpc],
+) -> Vec<String> {
+    let has_interface = |service: &str| {
+        live.iter().any(|e| {
+            e.endpoint_type.eq_ignore_ascii_case("Interface") && serves(e, region, service)
+        })
+    };
     let subnets = join(without_route_out.iter().copied());
+    let mut warnings = Vec::new();
     // (service, its name, the name with its article, why clusters need it)
     for (service, name, a_name, why) in [
         (

@@ -180,39 +180,84 @@ pub async fn ensure_networks(
         .iter()
         .filter_map(|id| workspaces.iter().find(|w| w.workspace_id == *id))
         .collect();
-    if let Some(spec) = &props.network {
-        let desired = CreateNetwork {
-            network_name: String::new(),
-            vpc_id: vpc_id.to_string(),
-            subnet_ids: spec.subnet_ids.clone(),
-            security_group_ids: spec.security_group_ids.clone(),
-            vpc_endpoints: endpoints,
-        };
-        let shared = ensure_network(
-            client,
-            key,
-            &props.name_prefix,
-            Role::Network,
-            desired,
-            networks,
-            created,
-        )
-        .await?;
-        let targets = listed
-            .iter()
-            .map(|ws| (ws.workspace_id, shared.clone()))
-            .collect();
-        return Ok(Targets {
-            shared: Some(shared),
-            workspaces: targets,
-        });
+    let maker = NetworkMaker {
+        client,
+        key,
+        prefix: &props.name_prefix,
+        known: networks,
+        created,
+    };
+    match &props.network {
+        Some(spec) => ensure_shared_network(&maker, spec, vpc_id, endpoints, &listed).await,
+        None => ensure_workspace_copies(&maker, vpc_id, endpoints, &listed).await,
     }
+}
+
+/// What every network a request finds or creates shares: the account, the owner, the names'
+/// prefix, the account's networks as listed, and the record of what was created.
+struct NetworkMaker<'a> {
+    client: &'a AccountClient,
+    key: &'a OwnershipKey,
+    prefix: &'a str,
+    known: &'a [Network],
+    created: &'a Created,
+}
+
+impl NetworkMaker<'_> {
+    async fn ensure(&self, role: Role, desired: CreateNetwork) -> Result<String, ResourceError> {
+        ensure_network(
+            self.client,
+            self.key,
+            self.prefix,
+            role,
+            desired,
+            self.known,
+            self.created,
+        )
+        .await
+    }
+}
+
+/// The network from the `Network` property, the one every listed workspace uses.
+async fn ensure_shared_network(
+    maker: &NetworkMaker<'_>,
+    spec: &NetworkSpec,
+    vpc_id: &str,
+    endpoints: NetworkVpcEndpoints,
+    listed: &[&Workspace],
+) -> Result<Targets, ResourceError> {
+    let desired = CreateNetwork {
+        network_name: String::new(),
+        vpc_id: vpc_id.to_string(),
+        subnet_ids: spec.subnet_ids.clone(),
+        security_group_ids: spec.security_group_ids.clone(),
+        vpc_endpoints: endpoints,
+    };
+    let shared = maker.ensure(Role::Network, desired).await?;
+    let targets = listed
+        .iter()
+        .map(|ws| (ws.workspace_id, shared.clone()))
+        .collect();
+    Ok(Targets {
+        shared: Some(shared),
+        workspaces: targets,
+    })
+}
+
+/// For each listed workspace, a copy of its current network with the endpoints added, made
+/// side by side.
+async fn ensure_workspace_copies(
+    maker: &NetworkMaker<'_>,
+    vpc_id: &str,
+    endpoints: NetworkVpcEndpoints,
+    listed: &[&Workspace],
+) -> Result<Targets, ResourceError> {
     let copies = listed.iter().map(|ws| {
         let id = ws.workspace_id;
         let current = ws
             .network_id
             .as_deref()
-            .and_then(|nid| networks.iter().find(|n| n.network_id == nid));
+            .and_then(|nid| maker.known.iter().find(|n| n.network_id == nid));
         let endpoints = endpoints.clone();
         async move {
             let current = current.ok_or_else(|| {
@@ -227,17 +272,7 @@ pub async fn ensure_networks(
                 security_group_ids: current.security_group_ids.clone(),
                 vpc_endpoints: endpoints,
             };
-            let role = Role::WorkspaceNetwork(id);
-            let network = ensure_network(
-                client,
-                key,
-                &props.name_prefix,
-                role,
-                desired,
-                networks,
-                created,
-            )
-            .await?;
+            let network = maker.ensure(Role::WorkspaceNetwork(id), desired).await?;
             Ok::<_, ResourceError>((id, network))
         }
     });

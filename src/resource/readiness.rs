@@ -122,7 +122,30 @@ pub async fn check(
 ) -> Result<Vec<String>, NotReady> {
     // The check of the pair made sure both endpoints are in one VPC.
     let vpc_id = endpoints.rest_api.vpc_id.clone();
-    let sides: Vec<EndpointSide> = endpoints
+    let region = props.region.as_str();
+    let sides = endpoint_sides(endpoints);
+    let facts = read_facts(ec2, region, &vpc_id, sides, clusters, deadline).await?;
+    let mut verdict = judge(&facts);
+    for w in &verdict.warnings {
+        tracing::warn!(warning = %w, "the VPC may not let clusters reach the endpoints");
+    }
+    // Read after the facts that can refuse, not beside them: these only ever warn, so they must
+    // not slow those reads down near the deadline. A read cut short is a warning of its own.
+    let egress = egress_warnings(ec2, region, &vpc_id, &facts.clusters, deadline).await;
+    verdict.warnings.extend(egress);
+    if verdict.refusals.is_empty() {
+        Ok(verdict.warnings)
+    } else {
+        Err(NotReady::Broken {
+            refusals: verdict.refusals,
+            warnings: verdict.warnings,
+        })
+    }
+}
+
+/// Each endpoint with what it is called in a reason and the ports its clients need.
+fn endpoint_sides(endpoints: &EndpointPair<VpcEndpointInfo>) -> Vec<EndpointSide> {
+    endpoints
         .with_roles()
         .into_iter()
         .map(|(role, e)| {
@@ -143,7 +166,19 @@ pub async fn check(
                 security_group_ids: e.security_group_ids.clone(),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The VPC's DNS, and (when there are clusters) the subnets' zones and the endpoints' security
+/// group rules, read from EC2 side by side.
+async fn read_facts(
+    ec2: &Ec2,
+    region: &str,
+    vpc_id: &str,
+    sides: Vec<EndpointSide>,
+    clusters: Vec<Cluster>,
+    deadline: Instant,
+) -> Result<Facts, NotReady> {
     let subnet_ids: Vec<String> = unique(
         sides
             .iter()
@@ -151,9 +186,8 @@ pub async fn check(
             .chain(clusters.iter().flat_map(|c| c.subnet_ids.iter())),
     );
     let group_ids: Vec<String> = unique(sides.iter().flat_map(|s| s.security_group_ids.iter()));
-    let region = props.region.as_str();
     let (dns, subnets, rules) = tokio::join!(
-        ec2.vpc_dns(region, &vpc_id, deadline),
+        ec2.vpc_dns(region, vpc_id, deadline),
         async {
             if clusters.is_empty() {
                 Ok(Vec::new())
@@ -170,38 +204,34 @@ pub async fn check(
         },
     );
     let (groups_found, rules) = rules?;
-    let facts = Facts {
+    Ok(Facts {
         dns: dns?,
         endpoints: sides,
         clusters,
         subnets: subnets?,
         groups_found,
         rules,
-    };
-    let mut verdict = judge(&facts);
-    for w in &verdict.warnings {
-        tracing::warn!(warning = %w, "the VPC may not let clusters reach the endpoints");
-    }
-    // Read after the facts that can refuse, not beside them: these only ever warn, so they must
-    // not slow those reads down near the deadline. A read cut short is a warning of its own.
-    let egress = if facts.clusters.is_empty() {
+    })
+}
+
+/// Whether the clusters reach S3, STS and Kinesis (`egress`), logged; none without clusters.
+async fn egress_warnings(
+    ec2: &Ec2,
+    region: &str,
+    vpc_id: &str,
+    clusters: &[Cluster],
+    deadline: Instant,
+) -> Vec<String> {
+    let egress = if clusters.is_empty() {
         Vec::new()
     } else {
-        let read = ec2.vpc_egress(region, &vpc_id, deadline).await;
-        super::egress::warnings(region, &vpc_id, &facts.clusters, read)
+        let read = ec2.vpc_egress(region, vpc_id, deadline).await;
+        super::egress::warnings(region, vpc_id, clusters, read)
     };
     for w in &egress {
         tracing::warn!(warning = %w, "the VPC may leave clusters without S3, STS or Kinesis");
     }
-    verdict.warnings.extend(egress);
-    if verdict.refusals.is_empty() {
-        Ok(verdict.warnings)
-    } else {
-        Err(NotReady::Broken {
-            refusals: verdict.refusals,
-            warnings: verdict.warnings,
-        })
-    }
+    egress
 }
 
 impl From<NotReady> for ResourceError {
@@ -230,33 +260,7 @@ fn unique<'a>(ids: impl Iterator<Item = &'a String>) -> Vec<String> {
 /// The rule, on facts alone.
 pub fn judge(facts: &Facts) -> Verdict {
     let mut v = Verdict::default();
-    let dns = &facts.dns;
-    if !dns.dns_support {
-        v.refusals.push(format!(
-            "VPC {} has DNS resolution (enableDnsSupport) turned off: nothing in it can resolve the endpoints' private names. Turn on DNS resolution in the VPC's settings",
-            dns.vpc_id
-        ));
-    }
-    if !dns.dns_hostnames {
-        v.refusals.push(format!(
-            "VPC {} has DNS hostnames (enableDnsHostnames) turned off: the endpoints' private DNS takes no effect without it. Turn on DNS hostnames in the VPC's settings",
-            dns.vpc_id
-        ));
-    }
-    let custom: Vec<&str> = dns
-        .name_servers
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !s.eq_ignore_ascii_case(AMAZON_PROVIDED_DNS))
-        .collect();
-    if !custom.is_empty() {
-        v.warnings.push(format!(
-            "VPC {}'s DHCP option set {} hands out custom DNS servers {}: private DNS takes effect only if they forward the Databricks names to the VPC resolver (AmazonProvidedDNS, the VPC's base address plus two)",
-            dns.vpc_id,
-            dns.dhcp_options_id.as_deref().unwrap_or("(unknown)"),
-            custom.join(", ")
-        ));
-    }
+    judge_dns(&facts.dns, &mut v);
 
     let zone_of = |id: &str| {
         facts
@@ -309,6 +313,38 @@ pub fn judge(facts: &Facts) -> Verdict {
     v
 }
 
+/// The VPC's DNS: resolution or hostnames off refuse; custom DNS servers warn.
+fn judge_dns(dns: &VpcDns, v: &mut Verdict) {
+    if !dns.dns_support {
+        v.refusals.push(format!(
+            "VPC {} has DNS resolution (enableDnsSupport) turned off: nothing in it can resolve the endpoints' private names. Turn on DNS resolution in the VPC's settings",
+            dns.vpc_id
+        ));
+    }
+    if !dns.dns_hostnames {
+        v.refusals.push(format!(
+            "VPC {} has DNS hostnames (enableDnsHostnames) turned off: the endpoints' private DNS takes no effect without it. Turn on DNS hostnames in the VPC's settings",
+            dns.vpc_id
+        ));
+    }
+    let custom: Vec<&str> = dns
+        .name_servers
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.eq_ignore_ascii_case(AMAZON_PROVIDED_DNS))
+        .collect();
+    if !custom.is_empty() {
+        v.warnings.push(format!(
+            "VPC {}'s DHCP option set {} hands out custom DNS servers {}: private DNS takes effect only if they forward the Databricks names to the VPC resolver (AmazonProvidedDNS, the VPC's base address plus two)",
+            dns.vpc_id,
+            dns.dhcp_options_id.as_deref().unwrap_or("(unknown)"),
+            custom.join(", ")
+        ));
+    }
+}
+
+/// Whether the endpoint's security groups admit the cluster on one of its ports: proven to
+/// (nothing said), proven not to (a refusal), or not provable either way (a warning).
 fn judge_ingress(
     facts: &Facts,
     side: &EndpointSide,
@@ -317,15 +353,20 @@ fn judge_ingress(
     all_subnets_known: bool,
     v: &mut Verdict,
 ) {
-    let ws = cluster.workspace_id;
-    let port = side.ports[0];
-    let unknown_groups: Vec<&str> = side
-        .security_group_ids
-        .iter()
-        .filter(|g| !facts.groups_found.contains(g))
-        .map(String::as_str)
-        .collect();
-    let relevant: Vec<&IngressRule> = facts
+    let relevant = rules_on_ports(facts, side);
+    if admits_cluster(&relevant, cluster, cidrs, all_subnets_known) {
+        return;
+    }
+    if let Some(warning) = unprovable_ingress(facts, side, cluster, &relevant, all_subnets_known) {
+        v.warnings.push(warning);
+        return;
+    }
+    v.refusals.push(ingress_refusal(side, cluster, cidrs));
+}
+
+/// The rules of the endpoint's security groups that open one of its ports.
+fn rules_on_ports<'a>(facts: &'a Facts, side: &EndpointSide) -> Vec<&'a IngressRule> {
+    facts
         .rules
         .iter()
         .filter(|r| side.security_group_ids.contains(&r.group_id))
@@ -334,7 +375,17 @@ fn judge_ingress(
                 .iter()
                 .any(|p| r.ports.0 <= *p && *p <= r.ports.1)
         })
-        .collect();
+        .collect()
+}
+
+/// A rule admits the cluster's security groups, or the rules' ranges hold every cluster subnet
+/// (all of them known).
+fn admits_cluster(
+    relevant: &[&IngressRule],
+    cluster: &Cluster,
+    cidrs: &[(&str, &str)],
+    all_subnets_known: bool,
+) -> bool {
     let by_group = relevant.iter().any(
         |r| matches!(&r.source, RuleSource::Group(g) if cluster.security_group_ids.contains(g)),
     );
@@ -350,9 +401,26 @@ fn judge_ingress(
         && cidrs.iter().all(|(_, c)| {
             parse_cidr(c).is_some_and(|inner| ranges.iter().any(|outer| contains(*outer, inner)))
         });
-    if by_group || by_cidr {
-        return;
-    }
+    by_group || by_cidr
+}
+
+/// The warning when admission can be neither proven nor disproven: a rule by prefix list, a
+/// security group EC2 does not know, or a cluster subnet it does not know.
+fn unprovable_ingress(
+    facts: &Facts,
+    side: &EndpointSide,
+    cluster: &Cluster,
+    relevant: &[&IngressRule],
+    all_subnets_known: bool,
+) -> Option<String> {
+    let ws = cluster.workspace_id;
+    let port = side.ports[0];
+    let unknown_groups: Vec<&str> = side
+        .security_group_ids
+        .iter()
+        .filter(|g| !facts.groups_found.contains(g))
+        .map(String::as_str)
+        .collect();
     let unprovable: Vec<&str> = relevant
         .iter()
         .filter_map(|r| match &r.source {
@@ -360,25 +428,34 @@ fn judge_ingress(
             _ => None,
         })
         .collect();
+    if unprovable.is_empty() && unknown_groups.is_empty() && all_subnets_known {
+        return None;
+    }
     let groups = side.security_group_ids.join(", ");
     let sources = cluster.security_group_ids.join(", ");
-    if !unprovable.is_empty() || !unknown_groups.is_empty() || !all_subnets_known {
-        let why = if !unprovable.is_empty() {
-            format!(
-                "they admit TCP {port} only by prefix list {}",
-                unprovable.join(", ")
-            )
-        } else if !unknown_groups.is_empty() {
-            format!("EC2 does not know {}", unknown_groups.join(", "))
-        } else {
-            "not every cluster subnet is known to EC2".to_string()
-        };
-        v.warnings.push(format!(
-            "could not prove that the {} {}'s security groups ({groups}) admit workspace {ws}'s clusters ({sources}) on TCP {port}: {why}",
-            side.what, side.id
-        ));
-        return;
-    }
+    let why = if !unprovable.is_empty() {
+        format!(
+            "they admit TCP {port} only by prefix list {}",
+            unprovable.join(", ")
+        )
+    } else if !unknown_groups.is_empty() {
+        format!("EC2 does not know {}", unknown_groups.join(", "))
+    } else {
+        "not every cluster subnet is known to EC2".to_string()
+    };
+    Some(format!(
+        "could not prove that the {} {}'s security groups ({groups}) admit workspace {ws}'s clusters ({sources}) on TCP {port}: {why}",
+        side.what, side.id
+    ))
+}
+
+/// The refusal when the security groups are proven not to admit the cluster, naming the rule
+/// to add.
+fn ingress_refusal(side: &EndpointSide, cluster: &Cluster, cidrs: &[(&str, &str)]) -> String {
+    let ws = cluster.workspace_id;
+    let port = side.ports[0];
+    let groups = side.security_group_ids.join(", ");
+    let sources = cluster.security_group_ids.join(", ");
     let subnets = cidrs
         .iter()
         .map(|(id, c)| format!("{id} {c}"))
@@ -389,13 +466,20 @@ fn judge_ingress(
     } else {
         String::new()
     };
-    v.refusals.push(format!(
+    format!(
         "the {} {}'s security groups ({groups}) do not admit workspace {ws}'s cluster security groups ({sources}) or subnets ({subnets}) on TCP {port}{fips}: add an inbound rule for TCP {port} from {} to {}",
         side.what,
         side.id,
-        cluster.security_group_ids.first().map(String::as_str).unwrap_or("the cluster security group"),
-        side.security_group_ids.first().map(String::as_str).unwrap_or("the endpoint's security group"),
-    ));
+        cluster
+            .security_group_ids
+            .first()
+            .map(String::as_str)
+            .unwrap_or("the cluster security group"),
+        side.security_group_ids
+            .first()
+            .map(String::as_str)
+            .unwrap_or("the endpoint's security group"),
+    )
 }
 
 fn parse_cidr(cidr: &str) -> Option<(Ipv4Addr, u8)> {

@@ -49,6 +49,25 @@ pub fn check(
     networks: &[Network],
     parts: Option<&NetworkParts>,
 ) -> Result<(), ResourceError> {
+    let mut problems = network_property_problems(props, vpc_id, networks, parts);
+    for id in &props.workspace_ids {
+        problems.extend(workspace_problems(props, vpc_id, *id, workspaces, networks));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ResourceError::Workspaces(problems))
+    }
+}
+
+/// The `Network` property against EC2 and the account: its parts (in-use ones only logged) and
+/// its VPC, which must be the endpoints'.
+fn network_property_problems(
+    props: &Properties,
+    vpc_id: &str,
+    networks: &[Network],
+    parts: Option<&NetworkParts>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     if let (Some(spec), Some(parts)) = (&props.network, parts) {
         let checked = check_network_parts(spec, vpc_id, parts, networks, &props.workspace_ids);
@@ -64,65 +83,72 @@ pub fn check(
                 "Network.VpcId {v} is not the VPC of the endpoints ({vpc_id}): the network configuration must be the VPC the endpoints are in"
             ));
     }
-    for id in &props.workspace_ids {
-        let Some(ws) = workspaces.iter().find(|w| w.workspace_id == *id) else {
-            problems.push(format!(
-                "workspace {id} is not in Databricks account {}",
-                props.target.account_id
-            ));
-            continue;
-        };
-        if ws
-            .compute_mode
-            .as_deref()
-            .is_some_and(|m| m.eq_ignore_ascii_case("SERVERLESS"))
-        {
-            problems.push(format!(
-                "workspace {id} is serverless: it has no network of its own, so back-end PrivateLink does not apply"
-            ));
-            continue;
-        }
-        if let Some(region) = ws.aws_region.as_deref().filter(|r| *r != props.region) {
-            problems.push(format!(
-                "workspace {id} is in {region}, the endpoints in {}: private access settings only serve workspaces of their region",
-                props.region
-            ));
-        }
-        let Some(network_id) = ws.network_id.as_deref() else {
-            problems.push(format!(
-                "workspace {id} does not run in a customer-managed VPC (it has no network configuration): back-end PrivateLink needs one"
-            ));
-            continue;
-        };
-        match networks.iter().find(|n| n.network_id == network_id) {
-            Some(n) if n.vpc_id.as_deref() != Some(vpc_id) => problems.push(format!(
-                "workspace {id} runs in VPC {}, but the endpoints are in {vpc_id}: the endpoints must be in the workspace's VPC",
-                n.vpc_id.as_deref().unwrap_or("(unknown)")
-            )),
-            Some(_) => {}
-            None => problems.push(format!(
-                "workspace {id} uses network configuration {network_id}, which is not in the account"
-            )),
-        }
-        match ws.status() {
-            // Databricks documents that a failed workspace's network can be updated to add
-            // PrivateLink (together with private access settings); it is provisioned again.
-            WorkspaceStatus::Running | WorkspaceStatus::Failed => {}
-            other => problems.push(format!(
-                "workspace {id} is {}, not RUNNING or FAILED: only a running workspace, or a failed one (which Databricks provisions again), can be switched{}",
-                status_name(&other),
-                ws.workspace_status_message
-                    .as_deref()
-                    .map(|m| format!(" ({})", crate::text::shorten(m, 200)))
-                    .unwrap_or_default()
-            )),
-        }
+    problems
+}
+
+/// Why workspace `id` cannot be switched, if anything: not in the account, serverless, in
+/// another region, without a customer-managed VPC, in another VPC, or not running.
+fn workspace_problems(
+    props: &Properties,
+    vpc_id: &str,
+    id: i64,
+    workspaces: &[Workspace],
+    networks: &[Network],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(ws) = workspaces.iter().find(|w| w.workspace_id == id) else {
+        problems.push(format!(
+            "workspace {id} is not in Databricks account {}",
+            props.target.account_id
+        ));
+        return problems;
+    };
+    if ws
+        .compute_mode
+        .as_deref()
+        .is_some_and(|m| m.eq_ignore_ascii_case("SERVERLESS"))
+    {
+        problems.push(format!(
+            "workspace {id} is serverless: it has no network of its own, so back-end PrivateLink does not apply"
+        ));
+        return problems;
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ResourceError::Workspaces(problems))
+    if let Some(region) = ws.aws_region.as_deref().filter(|r| *r != props.region) {
+        problems.push(format!(
+            "workspace {id} is in {region}, the endpoints in {}: private access settings only serve workspaces of their region",
+            props.region
+        ));
     }
+    let Some(network_id) = ws.network_id.as_deref() else {
+        problems.push(format!(
+            "workspace {id} does not run in a customer-managed VPC (it has no network configuration): back-end PrivateLink needs one"
+        ));
+        return problems;
+    };
+    match networks.iter().find(|n| n.network_id == network_id) {
+        Some(n) if n.vpc_id.as_deref() != Some(vpc_id) => problems.push(format!(
+            "workspace {id} runs in VPC {}, but the endpoints are in {vpc_id}: the endpoints must be in the workspace's VPC",
+            n.vpc_id.as_deref().unwrap_or("(unknown)")
+        )),
+        Some(_) => {}
+        None => problems.push(format!(
+            "workspace {id} uses network configuration {network_id}, which is not in the account"
+        )),
+    }
+    match ws.status() {
+        // Databricks documents that a failed workspace's network can be updated to add
+        // PrivateLink (together with private access settings); it is provisioned again.
+        WorkspaceStatus::Running | WorkspaceStatus::Failed => {}
+        other => problems.push(format!(
+            "workspace {id} is {}, not RUNNING or FAILED: only a running workspace, or a failed one (which Databricks provisions again), can be switched{}",
+            status_name(&other),
+            ws.workspace_status_message
+                .as_deref()
+                .map(|m| format!(" ({})", crate::text::shorten(m, 200)))
+                .unwrap_or_default()
+        )),
+    }
+    problems
 }
 
 fn status_name(status: &WorkspaceStatus) -> String {
@@ -151,7 +177,41 @@ pub async fn switch_and_clean(
         shared,
         workspaces: targets,
     } = targets;
-    let switches: Vec<(i64, String)> = targets
+    let switches = pending_switches(workspaces, &targets, pas_id);
+    let warnings = judge_networks_before_switch(client, &switches).await?;
+    let results = run_switches(client, workspaces, &switches, pas_id).await;
+    refuse_failed_switches(&results, &switches, &warnings)?;
+    for (id, _) in &results {
+        tracing::info!(workspace = id, "workspace switched to back-end PrivateLink");
+    }
+
+    // Networks of this resource that no workspace should use any more; one still in use (a
+    // workspace removed from WorkspaceIds cannot be switched back) is kept and logged.
+    let wanted: BTreeSet<&str> = targets
+        .iter()
+        .map(|(_, n)| n.as_str())
+        .chain(shared.as_deref())
+        .collect();
+    let removed_network_ids = remove_stale_networks(client, key, networks, &wanted).await?;
+    let switched_now = !results.is_empty();
+    let ready_after_ms = ready_after(switched_now, &targets, networks, &wanted);
+    Ok(Attached {
+        network_id: shared,
+        workspace_ids: targets.iter().map(|(id, _)| *id).collect(),
+        ready_after_ms,
+        switched_now,
+        removed_network_ids,
+    })
+}
+
+/// The workspaces (with their target network) not yet on their target network and the
+/// private access settings.
+fn pending_switches(
+    workspaces: &[Workspace],
+    targets: &[(i64, String)],
+    pas_id: &str,
+) -> Vec<(i64, String)> {
+    targets
         .iter()
         .filter(|(id, network)| {
             workspaces
@@ -166,12 +226,18 @@ pub async fn switch_and_clean(
                 })
         })
         .cloned()
-        .collect();
+        .collect()
+}
 
-    // Databricks' verdict on each network is read fresh, right before the switch, and a broken
-    // one refuses every switch: nothing is switched yet, and a switch cannot be undone.
+/// Databricks' verdict on each network is read fresh, right before the switch, and a broken
+/// one refuses every switch: nothing is switched yet, and a switch cannot be undone. Returns
+/// Databricks' warnings by network id.
+async fn judge_networks_before_switch(
+    client: &AccountClient,
+    switches: &[(i64, String)],
+) -> Result<BTreeMap<String, Vec<String>>, ResourceError> {
     let mut users: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for (id, network) in &switches {
+    for (id, network) in switches {
         users.entry(network.as_str()).or_default().push(*id);
     }
     let fresh = futures_util::future::try_join_all(
@@ -190,19 +256,35 @@ pub async fn switch_and_clean(
             (n, ids)
         })
         .collect();
-    let warnings = judge_networks(&judged)?;
+    judge_networks(&judged)
+}
 
-    let results: Vec<(i64, Result<(), String>)> =
-        futures_util::stream::iter(switches.iter().cloned())
-            .map(|(id, network)| {
-                let was_failed = workspaces
-                    .iter()
-                    .any(|w| w.workspace_id == id && w.status() == WorkspaceStatus::Failed);
-                async move { (id, switch(client, id, &network, pas_id, was_failed).await) }
-            })
-            .buffer_unordered(CONCURRENT_SWITCHES)
-            .collect()
-            .await;
+/// Switches the workspaces, a few at a time, each to the end of its update.
+async fn run_switches(
+    client: &AccountClient,
+    workspaces: &[Workspace],
+    switches: &[(i64, String)],
+    pas_id: &str,
+) -> Vec<(i64, Result<(), String>)> {
+    futures_util::stream::iter(switches.iter().cloned())
+        .map(|(id, network)| {
+            let was_failed = workspaces
+                .iter()
+                .any(|w| w.workspace_id == id && w.status() == WorkspaceStatus::Failed);
+            async move { (id, switch(client, id, &network, pas_id, was_failed).await) }
+        })
+        .buffer_unordered(CONCURRENT_SWITCHES)
+        .collect()
+        .await
+}
+
+/// One failed switch fails the request, naming the switched workspaces too (a switch cannot be
+/// undone) and, for a failed one, what Databricks warned about its network.
+fn refuse_failed_switches(
+    results: &[(i64, Result<(), String>)],
+    switches: &[(i64, String)],
+    warnings: &BTreeMap<String, Vec<String>>,
+) -> Result<(), ResourceError> {
     let failed: Vec<String> = results
         .iter()
         .filter_map(|(id, r)| {
@@ -216,25 +298,25 @@ pub async fn switch_and_clean(
             Some(format!("{id}: {e}{warned}"))
         })
         .collect();
-    if !failed.is_empty() {
-        let switched: Vec<String> = results
-            .iter()
-            .filter(|(_, r)| r.is_ok())
-            .map(|(id, _)| id.to_string())
-            .collect();
-        return Err(ResourceError::SwitchFailed { switched, failed });
+    if failed.is_empty() {
+        return Ok(());
     }
-    for (id, _) in &results {
-        tracing::info!(workspace = id, "workspace switched to back-end PrivateLink");
-    }
-
-    // Networks of this resource that no workspace should use any more; one still in use (a
-    // workspace removed from WorkspaceIds cannot be switched back) is kept and logged.
-    let wanted: BTreeSet<&str> = targets
+    let switched: Vec<String> = results
         .iter()
-        .map(|(_, n)| n.as_str())
-        .chain(shared.as_deref())
+        .filter(|(_, r)| r.is_ok())
+        .map(|(id, _)| id.to_string())
         .collect();
+    Err(ResourceError::SwitchFailed { switched, failed })
+}
+
+/// Deletes this resource's networks not in `wanted`; returns the ids of those deleted (one
+/// still in use is kept).
+async fn remove_stale_networks(
+    client: &AccountClient,
+    key: &OwnershipKey,
+    networks: &[Network],
+    wanted: &BTreeSet<&str>,
+) -> Result<Vec<String>, ResourceError> {
     let stale: Vec<&Network> = networks
         .iter()
         .filter(|n| owns_network(key, n) && !wanted.contains(n.network_id.as_str()))
@@ -245,15 +327,24 @@ pub async fn switch_and_clean(
             .map(|n| delete::delete_owned(client, delete::Kind::Network, &n.network_id)),
     )
     .await?;
-    let removed_network_ids = stale
+    Ok(stale
         .iter()
         .zip(&removals)
         .filter(|(_, removal)| **removal != delete::Removal::KeptInUse)
         .map(|(n, _)| n.network_id.clone())
-        .collect();
+        .collect())
+}
 
+/// Epoch milliseconds after which clusters can be launched: the propagation after a switch made
+/// now, after the newest network in use otherwise; `None` when no workspace is targeted.
+fn ready_after(
+    switched_now: bool,
+    targets: &[(i64, String)],
+    networks: &[Network],
+    wanted: &BTreeSet<&str>,
+) -> Option<i64> {
     let now = epoch_ms() as i64;
-    let ready_after_ms = if !results.is_empty() {
+    if switched_now {
         Some(now + super::ready::propagation().as_millis() as i64)
     } else if targets.is_empty() {
         None
@@ -269,14 +360,7 @@ pub async fn switch_and_clean(
                 ms + super::ready::propagation().as_millis() as i64
             })
             .into()
-    };
-    Ok(Attached {
-        network_id: shared,
-        workspace_ids: targets.iter().map(|(id, _)| *id).collect(),
-        ready_after_ms,
-        switched_now: !results.is_empty(),
-        removed_network_ids,
-    })
+    }
 }
 
 /// How long a workspace that was `FAILED` before its update may still read `FAILED` before

@@ -23,8 +23,8 @@ use crate::text::shorten;
 
 use super::model::{
     AddressKind, AddressReport, ConnectResult, Connection, EndpointRole,
-    MAX_ADDRESSES_PER_ENDPOINT, MAX_NAMES, MAX_PORTS_PER_NAME, MAX_RESOLVED_ADDRESSES, NameReport,
-    PrivateDns, Resolution, ResolutionResult, VerifyReport, VerifyRequest, classify,
+    MAX_ADDRESSES_PER_ENDPOINT, MAX_NAMES, MAX_PORTS_PER_NAME, MAX_RESOLVED_ADDRESSES, NameCheck,
+    NameReport, PrivateDns, Resolution, ResolutionResult, VerifyReport, VerifyRequest, classify,
 };
 
 /// Test-only setting: `IP:PORT` of the DNS server to ask instead of the system's resolvers. In a
@@ -152,36 +152,11 @@ impl DnsSettings {
 pub async fn verify(request: &VerifyRequest, dns: &DnsSettings, deadline: Instant) -> VerifyReport {
     let started = Instant::now();
     let timeout = Duration::from_millis(request.connect_timeout_ms());
-    let checks: Vec<_> = request.names.iter().take(MAX_NAMES).collect();
+    let checks: Vec<&NameCheck> = request.names.iter().take(MAX_NAMES).collect();
 
     // The endpoints' own addresses are tried on the ports of their names while the names are
     // looked up: what a security group does is worth knowing whatever DNS answers.
-    let mut direct: Vec<(IpAddr, EndpointRole, Vec<u16>)> = Vec::new();
-    let mut direct_probes = Probes::default();
-    for role in [EndpointRole::RestApi, EndpointRole::Relay] {
-        let mut ports: Vec<u16> = Vec::new();
-        for check in checks.iter().filter(|check| check.endpoint == role) {
-            for &port in check.ports.iter().take(MAX_PORTS_PER_NAME) {
-                if !ports.contains(&port) {
-                    ports.push(port);
-                }
-            }
-        }
-        for &address in request
-            .endpoint_addresses
-            .of(role)
-            .iter()
-            .take(MAX_ADDRESSES_PER_ENDPOINT)
-        {
-            if direct.iter().any(|(seen, _, _)| *seen == address) {
-                continue;
-            }
-            for &port in &ports {
-                direct_probes.add(address, port);
-            }
-            direct.push((address, role, ports.clone()));
-        }
-    }
+    let (direct, direct_probes) = endpoint_address_probes(request, &checks);
     let resolver = dns.resolver();
     let lookups = join_all(checks.iter().map(|check| {
         let resolver = resolver
@@ -198,72 +173,133 @@ pub async fn verify(request: &VerifyRequest, dns: &DnsSettings, deadline: Instan
     let mut names: Vec<NameReport> = checks
         .iter()
         .zip(lookups)
-        .map(|(check, lookup)| {
-            let addresses_left_out = lookup
-                .addresses
-                .len()
-                .saturating_sub(MAX_RESOLVED_ADDRESSES);
-            let addresses = classify(
-                &lookup.addresses[..lookup.addresses.len().min(MAX_RESOLVED_ADDRESSES)],
-                check.endpoint,
-                &request.endpoint_addresses,
-            );
-            NameReport {
-                host: check.host.clone(),
-                endpoint: check.endpoint,
-                expect: check.expect,
-                private_dns: PrivateDns::of(lookup.resolution.result, &addresses),
-                resolution: lookup.resolution,
-                addresses,
-                addresses_left_out,
-                connections: Vec::new(),
-            }
-        })
+        .map(|(check, lookup)| name_report(request, check, lookup))
         .collect();
 
     // Then what the names led to, each address and port once. Public addresses are not tried:
     // the name already fails on DNS, and the path that matters, to the endpoints, was tried.
-    let name_targets = |name: &NameReport, ports: &[u16]| -> Vec<(IpAddr, u16)> {
-        name.addresses
-            .iter()
-            .filter(|a| a.kind != AddressKind::Public)
-            .flat_map(|a| {
-                ports
-                    .iter()
-                    .take(MAX_PORTS_PER_NAME)
-                    .map(move |&port| (a.address, port))
-            })
-            .collect()
-    };
-    let mut more = Probes::default();
-    for (name, check) in names.iter().zip(&checks) {
-        for (address, port) in name_targets(name, &check.ports) {
-            if !results.contains_key(&(address, port)) {
-                more.add(address, port);
-            }
-        }
-    }
+    let more = name_probes_not_tried(&names, &checks, &results);
     results.extend(connect_all(more.list, timeout, deadline, guard).await);
 
-    let result_of = |address: IpAddr, port: u16| results.get(&(address, port)).cloned();
     for (name, check) in names.iter_mut().zip(&checks) {
-        name.connections = name_targets(name, &check.ports)
-            .into_iter()
-            .filter_map(|(address, port)| result_of(address, port))
-            .collect();
+        name.connections = connections_of(&results, name_targets(name, &check.ports));
     }
     let endpoint_addresses = direct
         .into_iter()
         .map(|(address, endpoint, ports)| AddressReport {
             address,
             endpoint,
-            connections: ports
-                .iter()
-                .filter_map(|&port| result_of(address, port))
-                .collect(),
+            connections: connections_of(&results, ports.iter().map(|&port| (address, port))),
         })
         .collect();
     VerifyReport::new(millis_since(started), names, endpoint_addresses)
+}
+
+/// Each endpoint address (once, whichever role names it first) with its role and the ports of
+/// that role's names, and the probes that try them.
+fn endpoint_address_probes(
+    request: &VerifyRequest,
+    checks: &[&NameCheck],
+) -> (Vec<(IpAddr, EndpointRole, Vec<u16>)>, Probes) {
+    let mut direct: Vec<(IpAddr, EndpointRole, Vec<u16>)> = Vec::new();
+    let mut probes = Probes::default();
+    for role in [EndpointRole::RestApi, EndpointRole::Relay] {
+        let ports = ports_of_role(checks, role);
+        for &address in request
+            .endpoint_addresses
+            .of(role)
+            .iter()
+            .take(MAX_ADDRESSES_PER_ENDPOINT)
+        {
+            if direct.iter().any(|(seen, _, _)| *seen == address) {
+                continue;
+            }
+            for &port in &ports {
+                probes.add(address, port);
+            }
+            direct.push((address, role, ports.clone()));
+        }
+    }
+    (direct, probes)
+}
+
+/// The ports of the names of one endpoint, each once, in the order the names give them.
+fn ports_of_role(checks: &[&NameCheck], role: EndpointRole) -> Vec<u16> {
+    let mut ports: Vec<u16> = Vec::new();
+    for check in checks.iter().filter(|check| check.endpoint == role) {
+        for &port in check.ports.iter().take(MAX_PORTS_PER_NAME) {
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+    }
+    ports
+}
+
+/// One name's report from its lookup, its connections still to come.
+fn name_report(request: &VerifyRequest, check: &NameCheck, lookup: Lookup) -> NameReport {
+    let addresses_left_out = lookup
+        .addresses
+        .len()
+        .saturating_sub(MAX_RESOLVED_ADDRESSES);
+    let addresses = classify(
+        &lookup.addresses[..lookup.addresses.len().min(MAX_RESOLVED_ADDRESSES)],
+        check.endpoint,
+        &request.endpoint_addresses,
+    );
+    NameReport {
+        host: check.host.clone(),
+        endpoint: check.endpoint,
+        expect: check.expect,
+        private_dns: PrivateDns::of(lookup.resolution.result, &addresses),
+        resolution: lookup.resolution,
+        addresses,
+        addresses_left_out,
+        connections: Vec::new(),
+    }
+}
+
+/// The addresses and ports a name's connections are tried on: its addresses that are not
+/// public, on its ports.
+fn name_targets(name: &NameReport, ports: &[u16]) -> Vec<(IpAddr, u16)> {
+    name.addresses
+        .iter()
+        .filter(|a| a.kind != AddressKind::Public)
+        .flat_map(|a| {
+            ports
+                .iter()
+                .take(MAX_PORTS_PER_NAME)
+                .map(move |&port| (a.address, port))
+        })
+        .collect()
+}
+
+/// The names' targets that no earlier probe tried.
+fn name_probes_not_tried(
+    names: &[NameReport],
+    checks: &[&NameCheck],
+    tried: &HashMap<(IpAddr, u16), Connection>,
+) -> Probes {
+    let mut probes = Probes::default();
+    for (name, check) in names.iter().zip(checks) {
+        for (address, port) in name_targets(name, &check.ports) {
+            if !tried.contains_key(&(address, port)) {
+                probes.add(address, port);
+            }
+        }
+    }
+    probes
+}
+
+/// The results of `targets`, in their order, leaving out any not tried.
+fn connections_of(
+    results: &HashMap<(IpAddr, u16), Connection>,
+    targets: impl IntoIterator<Item = (IpAddr, u16)>,
+) -> Vec<Connection> {
+    targets
+        .into_iter()
+        .filter_map(|(address, port)| results.get(&(address, port)).cloned())
+        .collect()
 }
 
 /// Tries every address and port, [`MAX_CONCURRENT_CONNECTIONS`] at a time.
