@@ -121,17 +121,17 @@ impl Handler {
             Err(e) => return Outcome::failed(physical_id, e.to_string()),
         };
         let created = Created::default();
-        let converged = converge(
-            &self.ec2,
-            &self.functions,
-            &client,
-            &key,
-            &props,
-            &endpoints,
+        let converged = converge(&converge::Context {
+            ec2: &self.ec2,
+            functions: &self.functions,
+            client: &client,
+            key: &key,
+            props: &props,
+            endpoints: &endpoints,
             progress,
             deadline,
-            &created,
-        )
+            created: &created,
+        })
         .await;
         // When the stack rolls back while this Create still runs, CloudFormation cancels it and
         // sends a Delete at once (`docs/cloudformation.md#rollback-delete-after-a-failed-create`),
