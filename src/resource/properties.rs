@@ -492,6 +492,8 @@ struct Access {
     allowed_vpc_endpoint_ids: Vec<String>,
 }
 
+/// The access settings group, judged together: `PublicAccessEnabled=false` needs
+/// `FrontEndPrivateLink`, and `AllowedVpcEndpointIds` needs `ENDPOINT` access.
 fn access_settings(
     public_access: Option<bool>,
     front_end: Option<bool>,
