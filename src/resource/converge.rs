@@ -16,13 +16,15 @@ use tokio::time::Instant;
 use crate::aws::services;
 use crate::aws::{Ec2, Functions, VpcEndpointInfo};
 use crate::cfn::Progress;
-use crate::databricks::{AccountClient, VpcEndpoint};
+use crate::databricks::{AccountClient, Network, PrivateAccessSettings, VpcEndpoint, Workspace};
 
 use super::access::{DesiredAccess, ensure_access_settings};
+use super::cluster::Cluster;
 use super::delete::{self, Created};
 use super::endpoints::{Endpoint, ensure_registration, wait_accepted};
 use super::error::ResourceError;
 use super::names::OwnershipKey;
+use super::networks::NetworkParts;
 use super::ownership::{owns_network, owns_registration};
 use super::pair::EndpointPair;
 use super::prepare::{describe_network_parts, enable_private_dns, warn_about_ports};
@@ -124,19 +126,69 @@ fn checks_end(deadline: Instant) -> Instant {
         .unwrap_or_else(Instant::now)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn converge(
-    ec2: &Ec2,
-    functions: &Functions,
-    client: &AccountClient,
-    key: &OwnershipKey,
-    props: &Properties,
-    endpoints: &EndpointPair<VpcEndpointInfo>,
-    progress: &Progress,
-    deadline: Instant,
-    created: &Created,
-) -> Result<Converged, ResourceError> {
-    progress.step("listing the account's VPC endpoint registrations and private access settings");
+/// What every step of a Create or Update works with: the clients, the request's properties and
+/// endpoints, the deadline, the progress the guard names on a time-out, and what this request
+/// created so far (removed again when a Create fails).
+pub struct Context<'a> {
+    pub ec2: &'a Ec2,
+    pub functions: &'a Functions,
+    pub client: &'a AccountClient,
+    pub key: &'a OwnershipKey,
+    pub props: &'a Properties,
+    pub endpoints: &'a EndpointPair<VpcEndpointInfo>,
+    pub progress: &'a Progress,
+    pub deadline: Instant,
+    pub created: &'a Created,
+}
+
+/// The account as listed before any write, and the `Network` property's parts.
+struct Listed {
+    registrations: Vec<VpcEndpoint>,
+    access_settings: Vec<PrivateAccessSettings>,
+    networks: Vec<Network>,
+    workspaces: Vec<Workspace>,
+    parts: Option<NetworkParts>,
+}
+
+/// What the checks before any write found: the endpoints' VPC, the clusters to check again
+/// before the switch, the first VPC check's warnings and when it ran, and the registration ids
+/// of the foreign endpoints allowed with `ENDPOINT` access.
+struct Checked {
+    vpc_id: String,
+    clusters: Vec<Cluster>,
+    first_warnings: Vec<String>,
+    first_checked: Instant,
+    foreign_allowed: Vec<String>,
+}
+
+/// Create and Update, one named step after the other.
+pub async fn converge(cx: &Context<'_>) -> Result<Converged, ResourceError> {
+    let listed = list_account(cx).await?;
+    let checked = check_before_writing(cx, &listed).await?;
+    let registered = register_endpoints(cx, &listed).await?;
+    enable_private_dns_where_off(cx).await?;
+    let (pas_id, targets) = ensure_access_and_networks(cx, &listed, &checked, &registered).await?;
+    let (attached, verification_report) =
+        switch_workspaces(cx, &listed, checked, &pas_id, targets).await?;
+    remove_superseded_registrations(cx, &listed, &registered, &attached).await?;
+    let props = cx.props;
+    Ok(Converged {
+        registrations: registered,
+        private_access_settings_id: pas_id,
+        relay_hostname: services::relay_hostname(&props.region),
+        relay_privatelink_hostname: services::privatelink_relay_hostname(&props.region),
+        attached,
+        verification_report: verification_report.unwrap_or_else(|| not_verified(props)),
+        workspace_hosts: verification::hosts(props, &listed.workspaces),
+    })
+}
+
+/// The account's registrations, private access settings, networks and (with `WorkspaceIds`)
+/// workspaces, read side by side with the `Network` property's parts and the endpoints' ports.
+async fn list_account(cx: &Context<'_>) -> Result<Listed, ResourceError> {
+    let (client, props) = (cx.client, cx.props);
+    cx.progress
+        .step("listing the account's VPC endpoint registrations and private access settings");
     let (registrations, access_settings, networks, workspaces, (), parts) = tokio::join!(
         client.list_vpc_endpoints(),
         client.list_private_access_settings(),
@@ -148,33 +200,58 @@ pub async fn converge(
                 client.list_workspaces().await
             }
         },
-        warn_about_ports(ec2, &props.region, endpoints, deadline),
-        describe_network_parts(ec2, props, deadline),
+        warn_about_ports(cx.ec2, &props.region, cx.endpoints, cx.deadline),
+        describe_network_parts(cx.ec2, props, cx.deadline),
     );
-    let (registrations, access_settings, networks, workspaces, parts) = (
-        registrations?,
-        access_settings?,
-        networks?,
-        workspaces?,
-        parts?,
-    );
+    Ok(Listed {
+        registrations: registrations?,
+        access_settings: access_settings?,
+        networks: networks?,
+        workspaces: workspaces?,
+        parts: parts?,
+    })
+}
+
+/// The workspaces, the `Network` and the VPC checked, and the foreign allowed endpoints found
+/// registered, before anything is written.
+async fn check_before_writing(cx: &Context<'_>, listed: &Listed) -> Result<Checked, ResourceError> {
+    let props = cx.props;
     // The check of the pair made sure both endpoints are in one VPC.
-    let vpc_id = endpoints.rest_api.vpc_id.clone();
-    workspaces::check(props, &vpc_id, &workspaces, &networks, parts.as_ref())?;
-    let clusters = readiness::clusters(props, &workspaces, &networks);
-    let first_warnings = readiness::check(
-        ec2,
+    let vpc_id = cx.endpoints.rest_api.vpc_id.clone();
+    workspaces::check(
         props,
-        endpoints,
+        &vpc_id,
+        &listed.workspaces,
+        &listed.networks,
+        listed.parts.as_ref(),
+    )?;
+    let clusters = readiness::clusters(props, &listed.workspaces, &listed.networks);
+    let first_warnings = readiness::check(
+        cx.ec2,
+        props,
+        cx.endpoints,
         clusters.clone(),
-        checks_end(deadline),
+        checks_end(cx.deadline),
     )
     .await?;
     let first_checked = Instant::now();
-    networks::warn_left_switched(key, props, &networks);
+    networks::warn_left_switched(cx.key, props, &listed.networks);
+    let foreign_allowed = foreign_allowed(props, &listed.registrations)?;
+    Ok(Checked {
+        vpc_id,
+        clusters,
+        first_warnings,
+        first_checked,
+        foreign_allowed,
+    })
+}
 
-    // Foreign endpoints allowed with ENDPOINT access must already be registered: this resource
-    // never registers, owns or deletes them.
+/// Foreign endpoints allowed with ENDPOINT access must already be registered: this resource
+/// never registers, owns or deletes them. Their registration ids.
+fn foreign_allowed(
+    props: &Properties,
+    registrations: &[VpcEndpoint],
+) -> Result<Vec<String>, ResourceError> {
     let mut foreign_allowed = Vec::new();
     for vpce in &props.allowed_vpc_endpoint_ids {
         if props.endpoints.contains(vpce) {
@@ -188,15 +265,26 @@ pub async fn converge(
             None => return Err(ResourceError::AllowedEndpointNotRegistered(vpce.clone())),
         }
     }
+    Ok(foreign_allowed)
+}
 
-    progress.step("registering the two VPC endpoints with Databricks");
+/// The two endpoints registered (adopted or created) side by side, then waited for until
+/// Databricks accepts both. Their registration ids.
+async fn register_endpoints(
+    cx: &Context<'_>,
+    listed: &Listed,
+) -> Result<EndpointPair<String>, ResourceError> {
+    let (client, key, props, created) = (cx.client, cx.key, cx.props, cx.created);
+    let registrations = &listed.registrations;
+    cx.progress
+        .step("registering the two VPC endpoints with Databricks");
     let [rest, relay] = props
         .endpoints
         .with_roles()
         .map(|(role, vpce)| Endpoint { vpce, role });
     let (rest_registration, relay_registration) = try_join(
-        ensure_registration(client, key, props, &rest, &registrations, created),
-        ensure_registration(client, key, props, &relay, &registrations, created),
+        ensure_registration(client, key, props, &rest, registrations, created),
+        ensure_registration(client, key, props, &relay, registrations, created),
     )
     .await?;
     let registered = EndpointPair {
@@ -204,32 +292,52 @@ pub async fn converge(
         relay: relay_registration.vpc_endpoint_id.clone(),
     };
 
-    progress.step("waiting for Databricks to accept the VPC endpoints");
+    cx.progress
+        .step("waiting for Databricks to accept the VPC endpoints");
     try_join(
         wait_accepted(client, &rest, rest_registration),
         wait_accepted(client, &relay, relay_registration),
     )
     .await?;
+    Ok(registered)
+}
 
-    if props.enable_private_dns {
-        let off: Vec<&VpcEndpointInfo> = endpoints
-            .iter()
-            .filter(|e| !e.private_dns_enabled)
-            .collect();
-        if !off.is_empty() {
-            progress.step("enabling private DNS on the VPC endpoints");
-            for e in off {
-                enable_private_dns(ec2, &props.region, &e.id, deadline).await?;
-            }
+/// With `EnablePrivateDns`, private DNS turned on for the endpoints that have it off.
+async fn enable_private_dns_where_off(cx: &Context<'_>) -> Result<(), ResourceError> {
+    if !cx.props.enable_private_dns {
+        return Ok(());
+    }
+    let off: Vec<&VpcEndpointInfo> = cx
+        .endpoints
+        .iter()
+        .filter(|e| !e.private_dns_enabled)
+        .collect();
+    if !off.is_empty() {
+        cx.progress
+            .step("enabling private DNS on the VPC endpoints");
+        for e in off {
+            enable_private_dns(cx.ec2, &cx.props.region, &e.id, cx.deadline).await?;
         }
     }
+    Ok(())
+}
 
-    progress.step("creating or updating the private access settings and network configurations");
+/// The private access settings and, when the resource uses any, the network configurations,
+/// made side by side. The id of the settings, and the networks to switch the workspaces to.
+async fn ensure_access_and_networks(
+    cx: &Context<'_>,
+    listed: &Listed,
+    checked: &Checked,
+    registered: &EndpointPair<String>,
+) -> Result<(String, Option<networks::Targets>), ResourceError> {
+    let (client, key, props, created) = (cx.client, cx.key, cx.props, cx.created);
+    cx.progress
+        .step("creating or updating the private access settings and network configurations");
     let mut allowed = Vec::new();
     if props.private_access_level == AccessLevel::Endpoint {
         // The resource's own endpoints carry the compute plane's traffic: always allowed.
         allowed = registered.iter().cloned().collect();
-        allowed.extend(foreign_allowed);
+        allowed.extend(checked.foreign_allowed.iter().cloned());
     }
     let desired = DesiredAccess {
         region: props.region.clone(),
@@ -239,16 +347,16 @@ pub async fn converge(
     };
     let uses_networks = props.network.is_some()
         || !props.workspace_ids.is_empty()
-        || networks.iter().any(|n| owns_network(key, n));
+        || listed.networks.iter().any(|n| owns_network(key, n));
     // The networks need only the registrations, the switch needs both: PAS and networks are
     // made side by side.
-    let (pas_id, targets) = try_join(
+    try_join(
         ensure_access_settings(
             client,
             key,
             &props.name_prefix,
             &desired,
-            &access_settings,
+            &listed.access_settings,
             created,
         ),
         async {
@@ -257,10 +365,10 @@ pub async fn converge(
                     client,
                     key,
                     props,
-                    &vpc_id,
-                    &registered,
-                    &workspaces,
-                    &networks,
+                    &checked.vpc_id,
+                    registered,
+                    &listed.workspaces,
+                    &listed.networks,
                     created,
                 )
                 .await
@@ -270,59 +378,84 @@ pub async fn converge(
             }
         },
     )
-    .await?;
+    .await
+}
 
-    let mut verification_report = None;
-    let attached = match targets {
-        Some(targets) => {
-            // Again right before the switch, for what changed while Databricks accepted the
-            // endpoints; a check seconds old already says what a new one would.
-            let warned = if first_checked.elapsed() < CHECK_AGAIN_AFTER {
-                progress.step("switching the workspaces");
-                first_warnings
-            } else {
-                progress.step("checking the VPC again and switching the workspaces");
-                readiness::check(ec2, props, endpoints, clusters, checks_end(deadline)).await?
-            };
-            verification_report =
-                verification::before_switch(ec2, functions, props, &workspaces, deadline).await?;
-            workspaces::switch_and_clean(client, key, &pas_id, &workspaces, &networks, targets)
-                .await
-                .map_err(|e| readiness::with_warnings(e, &warned))?
-        }
-        None => workspaces::Attached::default(),
+/// With networks to switch to: the VPC checked again when the first check is old, the verifier
+/// run, and the workspaces switched. What is attached, and the verifier's report when it ran.
+async fn switch_workspaces(
+    cx: &Context<'_>,
+    listed: &Listed,
+    checked: Checked,
+    pas_id: &str,
+    targets: Option<networks::Targets>,
+) -> Result<(workspaces::Attached, Option<String>), ResourceError> {
+    let Some(targets) = targets else {
+        return Ok((workspaces::Attached::default(), None));
     };
+    let props = cx.props;
+    // Again right before the switch, for what changed while Databricks accepted the
+    // endpoints; a check seconds old already says what a new one would.
+    let warned = if checked.first_checked.elapsed() < CHECK_AGAIN_AFTER {
+        cx.progress.step("switching the workspaces");
+        checked.first_warnings
+    } else {
+        cx.progress
+            .step("checking the VPC again and switching the workspaces");
+        readiness::check(
+            cx.ec2,
+            props,
+            cx.endpoints,
+            checked.clusters,
+            checks_end(cx.deadline),
+        )
+        .await?
+    };
+    let verification_report =
+        verification::before_switch(cx.ec2, cx.functions, props, &listed.workspaces, cx.deadline)
+            .await?;
+    let attached = workspaces::switch_and_clean(
+        cx.client,
+        cx.key,
+        pas_id,
+        &listed.workspaces,
+        &listed.networks,
+        targets,
+    )
+    .await
+    .map_err(|e| readiness::with_warnings(e, &warned))?;
+    Ok((attached, verification_report))
+}
 
-    progress.step("removing superseded registrations");
-    let superseded: Vec<&VpcEndpoint> = registrations
+/// The registrations this resource owns that it no longer uses, removed side by side.
+async fn remove_superseded_registrations(
+    cx: &Context<'_>,
+    listed: &Listed,
+    registered: &EndpointPair<String>,
+    attached: &workspaces::Attached,
+) -> Result<(), ResourceError> {
+    cx.progress.step("removing superseded registrations");
+    let superseded: Vec<&VpcEndpoint> = listed
+        .registrations
         .iter()
-        .filter(|r| owns_registration(key, r))
+        .filter(|r| owns_registration(cx.key, r))
         .filter(|r| !registered.contains(&r.vpc_endpoint_id))
         .collect();
     futures_util::future::try_join_all(superseded.iter().map(|r| {
         let again = delete::worth_asking_again(
-            &networks,
+            &listed.networks,
             &attached.removed_network_ids,
             &r.vpc_endpoint_id,
         );
         delete::delete_owned_after(
-            client,
+            cx.client,
             delete::Kind::Registration,
             &r.vpc_endpoint_id,
             again,
         )
     }))
     .await?;
-
-    Ok(Converged {
-        registrations: registered,
-        private_access_settings_id: pas_id,
-        relay_hostname: services::relay_hostname(&props.region),
-        relay_privatelink_hostname: services::privatelink_relay_hostname(&props.region),
-        attached,
-        verification_report: verification_report.unwrap_or_else(|| not_verified(props)),
-        workspace_hosts: verification::hosts(props, &workspaces),
-    })
+    Ok(())
 }
 
 /// The `VerificationReport` of a request whose verifier did not run, and why.

@@ -43,14 +43,16 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::aws::{Ec2, Functions, Secrets, Stacks};
+use crate::aws::{Ec2, Functions, Secrets, Stacks, VpcEndpointInfo};
 use crate::cfn::request::Continuation;
 use crate::cfn::{CfnRequest, Outcome, Progress, RequestType, ResourceHandler};
 use crate::databricks::{AccountClient, DatabricksHttp};
 
-use converge::converge;
+use converge::{Converged, converge};
 use delete::Created;
+use error::ResourceError;
 use names::OwnershipKey;
+use pair::EndpointPair;
 use properties::Properties;
 use watch::{Abandoned, Waiting, still_waited_for};
 
@@ -76,6 +78,9 @@ pub struct Handler {
 }
 
 impl Handler {
+    /// A Create or Update, one named step after the other: validated, prepared while
+    /// CloudFormation is asked whether it still waits, converged, checked for abandonment, the
+    /// previous account cleaned, then answered or held.
     async fn create_or_update(
         &self,
         req: &CfnRequest,
@@ -85,84 +90,34 @@ impl Handler {
         let received_ms = names::epoch_ms() as i64;
         let key = OwnershipKey::new(&req.stack_id, &req.logical_resource_id);
         let physical_id = self.physical_resource_id(req);
-        progress.step("validating properties");
-        let identity = Identity {
-            stack_name: req.stack_name(),
-            logical_resource_id: &req.logical_resource_id,
+        let props = match self.validate(req, progress, deadline) {
+            Ok(props) => props,
+            Err(reason) => return Outcome::failed(physical_id, reason),
         };
-        let props = match properties::parse(&properties_of(req), &self.defaults, &identity) {
-            Ok(p) => p,
-            Err(e) => return Outcome::failed(physical_id, e.to_string()),
-        };
-        // A hold this function's timeout cannot carry to ReadyAfter within the bounded number
-        // of hand-overs is refused now, before anything is written. The deadline is the guard's,
-        // `GUARD_MARGIN` before Lambda's, which is the function's timeout after the invocation
-        // started.
-        if props.wait_until_ready && self.why_not_held(req).is_none() {
-            let timeout = deadline.saturating_duration_since(Instant::now())
-                + crate::cfn::GUARD_MARGIN
-                + Duration::from_millis(500);
-            let timeout = Duration::from_secs(timeout.as_secs());
-            if let Err(reason) = hold::fits_in_hops(timeout) {
-                return Outcome::failed(physical_id, reason);
-            }
-        }
         let create = req.request_type == RequestType::Create;
-        let stacks = self.stacks.as_ref();
-        // Whether CloudFormation still waits is asked side by side with the AWS checks, so it
-        // costs no time; a Create it no longer waits for writes nothing.
-        let asked = Instant::now();
-        let (prepared, mut waiting) = tokio::join!(
-            prepare::prepare(
-                &self.ec2,
-                &self.secrets,
-                &self.http,
-                &props,
-                progress,
-                deadline
-            ),
-            still_waited_for(stacks, req, deadline),
-        );
-        // Retries can make `prepare` slow; the answer from its start may be stale by now.
-        if waiting == Waiting::Yes && asked.elapsed() > ASK_AGAIN_AFTER {
-            waiting = still_waited_for(stacks, req, deadline).await;
-        }
-        if let Some(reason) = watch::before_writing(&waiting) {
-            return Outcome::failed(physical_id, reason);
-        }
-        let (client, endpoints) = match prepared {
+        let (client, endpoints) = match self
+            .prepare_unless_abandoned(req, &props, progress, deadline)
+            .await
+        {
             Ok(prepared) => prepared,
-            Err(e) => return Outcome::failed(physical_id, e.to_string()),
+            Err(reason) => return Outcome::failed(physical_id, reason),
         };
         let created = Created::default();
-        let converged = converge(
-            &self.ec2,
-            &self.functions,
-            &client,
-            &key,
-            &props,
-            &endpoints,
+        let converged = converge(&converge::Context {
+            ec2: &self.ec2,
+            functions: &self.functions,
+            client: &client,
+            key: &key,
+            props: &props,
+            endpoints: &endpoints,
             progress,
             deadline,
-            &created,
-        )
+            created: &created,
+        })
         .await;
-        // When the stack rolls back while this Create still runs, CloudFormation cancels it and
-        // sends a Delete at once (`docs/cloudformation.md#rollback-delete-after-a-failed-create`),
-        // which another invocation carries out. Objects
-        // made after that Delete listed the account would stay, owned by no stack, while nobody
-        // reads this answer. Two signs, asked side by side: CloudFormation reports the resource
-        // failed or deleted, or something reported here is gone (the Delete removed it).
-        let (vanished, waiting) = match &converged {
-            Ok(c) if create => {
-                progress.step("checking that CloudFormation still waits for this Create");
-                tokio::join!(
-                    converge::vanished(&client, c),
-                    still_waited_for(stacks, req, deadline)
-                )
-            }
-            _ => (None, Waiting::Unknown),
-        };
+        let (vanished, waiting) = self
+            .ask_whether_abandoned(req, &client, &converged, progress, deadline)
+            .await;
         tracing::info!(
             retries = client.retries_spent(),
             "Databricks account API retries spent"
@@ -182,66 +137,171 @@ impl Handler {
                 .give_up_create(&client, &key, physical_id, abandoned, progress)
                 .await;
         }
-        // Objects in an account or on a host the resource no longer uses are cleaned up there,
-        // with the old properties' credentials.
-        if req.request_type == RequestType::Update
-            && let Some(old) = &req.old_resource_properties
+        if let Err(reason) = self
+            .clean_previous_account(req, &props, &key, progress, deadline)
+            .await
         {
-            let old_target = properties::parse_lenient(old, &self.defaults);
-            let moved = old_target.account_id.as_deref() != Some(props.target.account_id.as_str())
-                || old_target.account_host.as_deref() != Some(props.target.account_host.as_str());
-            if moved && old_target.account_id.is_some() {
-                progress.step("removing the objects from the previous account");
-                if let Err(e) = delete::delete_all(
-                    &self.secrets,
-                    &self.http,
-                    &key,
-                    &old_target,
-                    progress,
-                    deadline,
-                )
-                .await
-                {
-                    return Outcome::failed(
-                        physical_id,
-                        format!(
-                            "the new account is set up, but the objects in the previous account could not be removed: {e}"
-                        ),
-                    );
-                }
-            }
+            return Outcome::failed(physical_id, reason);
         }
         let data = result.attributes();
-        // Held only when this request switched a workspace, or is another delivery of a Create
-        // that did moments ago (everything switched, ReadyAfter still ahead). An Update that
-        // switched nothing, such as the rollback of a failed held Update, answers at once: its
-        // workspaces were switched by an earlier request, whose answer waited for them.
-        let ready_after = result.attached.ready_after_ms.filter(|ready_after_ms| {
-            let held = result.attached.switched_now
-                || (create && *ready_after_ms > names::epoch_ms() as i64);
-            if props.wait_until_ready && !held {
-                tracing::info!(
-                    "WaitUntilReady is set, but this request switched no workspace, so its answer is not held"
-                );
-            }
-            held
-        });
-        match (props.wait_until_ready, ready_after) {
-            (true, Some(ready_after_ms)) => {
-                let held = hold::Held::new(
-                    physical_id.clone(),
-                    data.clone(),
-                    ready_after_ms,
-                    received_ms,
-                    result.workspace_hosts,
-                );
-                match self.hold_parts(req, &props) {
-                    Some(parts) => hold::hold(&parts, req, held, 0, progress, deadline).await,
-                    None => Outcome::success(physical_id, data),
-                }
-            }
-            _ => Outcome::success(physical_id, data),
+        let ready_after = ready_after_to_hold(create, props.wait_until_ready, &result.attached);
+        let Some(ready_after_ms) = ready_after.filter(|_| props.wait_until_ready) else {
+            return Outcome::success(physical_id, data);
+        };
+        let held = hold::Held::new(
+            physical_id,
+            data,
+            ready_after_ms,
+            received_ms,
+            result.workspace_hosts,
+        );
+        self.hold_first_hop(req, &props, held, progress, deadline)
+            .await
+    }
+
+    /// The answer held from its first hop on, or given at once when it cannot be held.
+    async fn hold_first_hop(
+        &self,
+        req: &CfnRequest,
+        props: &Properties,
+        held: hold::Held,
+        progress: &Progress,
+        deadline: Instant,
+    ) -> Outcome {
+        match self.hold_parts(req, props) {
+            Some(parts) => hold::hold(&parts, req, held, 0, progress, deadline).await,
+            None => Outcome::success(held.physical_resource_id, held.data),
         }
+    }
+
+    /// The properties, every problem collected into one reason; with `WaitUntilReady`, a hold
+    /// this function's timeout cannot carry is the reason to fail.
+    fn validate(
+        &self,
+        req: &CfnRequest,
+        progress: &Progress,
+        deadline: Instant,
+    ) -> Result<Properties, String> {
+        progress.step("validating properties");
+        let identity = Identity {
+            stack_name: req.stack_name(),
+            logical_resource_id: &req.logical_resource_id,
+        };
+        let props = properties::parse(&properties_of(req), &self.defaults, &identity)
+            .map_err(|e| e.to_string())?;
+        // A hold this function's timeout cannot carry to ReadyAfter within the bounded number
+        // of hand-overs is refused now, before anything is written. The deadline is the guard's,
+        // `GUARD_MARGIN` before Lambda's, which is the function's timeout after the invocation
+        // started.
+        if props.wait_until_ready && self.why_not_held(req).is_none() {
+            let timeout = deadline.saturating_duration_since(Instant::now())
+                + crate::cfn::GUARD_MARGIN
+                + Duration::from_millis(500);
+            let timeout = Duration::from_secs(timeout.as_secs());
+            hold::fits_in_hops(timeout)?;
+        }
+        Ok(props)
+    }
+
+    /// The endpoints checked and the account signed in to, while CloudFormation is asked whether
+    /// it still waits; the reason to fail when it does not (nothing is written then) or when
+    /// preparing failed.
+    async fn prepare_unless_abandoned(
+        &self,
+        req: &CfnRequest,
+        props: &Properties,
+        progress: &Progress,
+        deadline: Instant,
+    ) -> Result<(AccountClient, EndpointPair<VpcEndpointInfo>), String> {
+        let stacks = self.stacks.as_ref();
+        // Whether CloudFormation still waits is asked side by side with the AWS checks, so it
+        // costs no time; a Create it no longer waits for writes nothing.
+        let asked = Instant::now();
+        let (prepared, mut waiting) = tokio::join!(
+            prepare::prepare(
+                &self.ec2,
+                &self.secrets,
+                &self.http,
+                props,
+                progress,
+                deadline
+            ),
+            still_waited_for(stacks, req, deadline),
+        );
+        // Retries can make `prepare` slow; the answer from its start may be stale by now.
+        if waiting == Waiting::Yes && asked.elapsed() > ASK_AGAIN_AFTER {
+            waiting = still_waited_for(stacks, req, deadline).await;
+        }
+        if let Some(reason) = watch::before_writing(&waiting) {
+            return Err(reason);
+        }
+        prepared.map_err(|e| e.to_string())
+    }
+
+    /// For a Create that converged: whether something it reported is gone, and whether
+    /// CloudFormation still waits.
+    ///
+    /// When the stack rolls back while this Create still runs, CloudFormation cancels it and
+    /// sends a Delete at once (`docs/cloudformation.md#rollback-delete-after-a-failed-create`),
+    /// which another invocation carries out. Objects made after that Delete listed the account
+    /// would stay, owned by no stack, while nobody reads this answer. Two signs, asked side by
+    /// side: CloudFormation reports the resource failed or deleted, or something reported here
+    /// is gone (the Delete removed it).
+    async fn ask_whether_abandoned(
+        &self,
+        req: &CfnRequest,
+        client: &AccountClient,
+        converged: &Result<Converged, ResourceError>,
+        progress: &Progress,
+        deadline: Instant,
+    ) -> (Option<String>, Waiting) {
+        match converged {
+            Ok(c) if req.request_type == RequestType::Create => {
+                progress.step("checking that CloudFormation still waits for this Create");
+                tokio::join!(
+                    converge::vanished(client, c),
+                    still_waited_for(self.stacks.as_ref(), req, deadline)
+                )
+            }
+            _ => (None, Waiting::Unknown),
+        }
+    }
+
+    /// On an Update that moved the resource to another account or host: the objects there
+    /// removed with the old properties' credentials. The reason to fail when they could not be.
+    async fn clean_previous_account(
+        &self,
+        req: &CfnRequest,
+        props: &Properties,
+        key: &OwnershipKey,
+        progress: &Progress,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let (RequestType::Update, Some(old)) = (&req.request_type, &req.old_resource_properties)
+        else {
+            return Ok(());
+        };
+        let old_target = properties::parse_lenient(old, &self.defaults);
+        let moved = old_target.account_id.as_deref() != Some(props.target.account_id.as_str())
+            || old_target.account_host.as_deref() != Some(props.target.account_host.as_str());
+        if !moved || old_target.account_id.is_none() {
+            return Ok(());
+        }
+        progress.step("removing the objects from the previous account");
+        delete::delete_all(
+            &self.secrets,
+            &self.http,
+            key,
+            &old_target,
+            progress,
+            deadline,
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "the new account is set up, but the objects in the previous account could not be removed: {e}"
+            )
+        })
     }
 
     /// What holding the answer needs, when it can be held: only a CloudFormation request (a
@@ -357,6 +417,27 @@ impl Handler {
             Err(e) => Outcome::failed(physical_id, e.to_string()),
         }
     }
+}
+
+/// The `ReadyAfter` to hold the answer until, if any. Held only when this request switched a
+/// workspace, or is another delivery of a Create that did moments ago (everything switched,
+/// ReadyAfter still ahead). An Update that switched nothing, such as the rollback of a failed
+/// held Update, answers at once: its workspaces were switched by an earlier request, whose
+/// answer waited for them.
+fn ready_after_to_hold(
+    create: bool,
+    wait_until_ready: bool,
+    attached: &workspaces::Attached,
+) -> Option<i64> {
+    attached.ready_after_ms.filter(|ready_after_ms| {
+        let held = attached.switched_now || (create && *ready_after_ms > names::epoch_ms() as i64);
+        if wait_until_ready && !held {
+            tracing::info!(
+                "WaitUntilReady is set, but this request switched no workspace, so its answer is not held"
+            );
+        }
+        held
+    })
 }
 
 /// The properties to read: `ResourceProperties`, with `ServiceTimeout` taken from the event's

@@ -222,6 +222,8 @@ impl std::ops::DerefMut for Problems {
     }
 }
 
+/// The properties of a Create or Update, every problem found in one [`InvalidProperties`]:
+/// first what cannot be read at all, then each group's rules, in the order of the groups below.
 pub fn parse(
     props: &Map<String, Value>,
     defaults: &Defaults,
@@ -232,38 +234,137 @@ pub fn parse(
         return Err(InvalidProperties(over));
     }
     let mut problems = Problems::default();
-    let mut reader = PropertyReader::new(props);
+    let sent = Sent::read(props, &mut problems);
+    let (network, workspace_ids) =
+        network_and_workspaces(sent.network, sent.workspaces, &mut problems);
+    let (account_id, secret_arn) =
+        account(sent.account_id, sent.secret_arn, defaults, &mut problems);
+    let endpoints = endpoints(sent.rest, sent.relay, &mut problems);
+    let region = region(sent.region, defaults, &mut problems);
+    let account_host = account_host(sent.host, region.as_deref(), defaults, &mut problems);
+    let name_prefix = name_prefix(sent.prefix, identity, &mut problems);
+    let access = access_settings(
+        sent.public_access,
+        sent.front_end,
+        sent.level,
+        sent.allowed,
+        &mut problems,
+    );
+    let verify_function_arn = verify_function_arn(sent.verify_function_arn, &mut problems);
+    let (wait_until_ready, service_timeout) =
+        held_answer(sent.wait_until_ready, sent.service_timeout, &mut problems);
 
-    let account_id = problems.take(reader.string(ACCOUNT_ID));
-    let secret_arn = problems.take(reader.string(CREDENTIALS_SECRET_ARN));
-    let rest = problems.take(reader.string(REST_API_VPC_ENDPOINT_ID));
-    let relay = problems.take(reader.string(RELAY_VPC_ENDPOINT_ID));
-    let region = problems.take(reader.string(REGION));
-    let host = problems.take(reader.string(ACCOUNT_HOST));
-    let prefix = problems.take(reader.string(NAME_PREFIX));
-    let public_access = problems.take(reader.bool(PUBLIC_ACCESS_ENABLED));
-    let front_end = problems.take(reader.bool(FRONT_END_PRIVATE_LINK));
-    let level = problems.take(reader.string(PRIVATE_ACCESS_LEVEL));
-    let allowed = problems.take(reader.string_list(ALLOWED_VPC_ENDPOINT_IDS));
-    let enable_dns = problems.take(reader.bool(ENABLE_PRIVATE_DNS));
-    let network = problems.take(reader.object(NETWORK));
-    let workspaces = problems.take(reader.string_list(WORKSPACE_IDS));
-    let verify_function_arn = problems.take(reader.string(VERIFY_FUNCTION_ARN));
-    let wait_until_ready = problems.take(reader.bool(WAIT_UNTIL_READY));
-    let service_timeout = problems.take(reader.string(SERVICE_TIMEOUT));
-    problems.take(reader.reject_unknown(&[]).map(Some));
-    let network = network.and_then(|n| parse_network(&n, &mut problems));
-    let workspace_ids = parse_workspace_ids(workspaces.unwrap_or_default(), &mut problems);
+    if !problems.is_empty() {
+        return Err(InvalidProperties(problems.0));
+    }
+    match (account_id, secret_arn, endpoints, region, account_host) {
+        (
+            Some(account_id),
+            Some(credentials_secret_arn),
+            Some(endpoints),
+            Some(region),
+            Some(account_host),
+        ) => Ok(Properties {
+            target: Target {
+                account_id,
+                account_host,
+                credentials_secret_arn,
+            },
+            endpoints,
+            region,
+            name_prefix,
+            public_access_enabled: access.public_access_enabled,
+            private_access_level: access.level,
+            allowed_vpc_endpoint_ids: access.allowed_vpc_endpoint_ids,
+            enable_private_dns: sent.enable_dns.unwrap_or(false),
+            network,
+            workspace_ids,
+            verify_function_arn,
+            wait_until_ready,
+            service_timeout,
+        }),
+        _ => Err(InvalidProperties(vec![
+            "required properties are missing".to_string(),
+        ])),
+    }
+}
+
+/// Every property as sent, before any rule: a value of the wrong shape is a problem here, in the
+/// order of the properties, before any group's rules are judged.
+struct Sent {
+    account_id: Option<String>,
+    secret_arn: Option<String>,
+    rest: Option<String>,
+    relay: Option<String>,
+    region: Option<String>,
+    host: Option<String>,
+    prefix: Option<String>,
+    public_access: Option<bool>,
+    front_end: Option<bool>,
+    level: Option<String>,
+    allowed: Option<Vec<String>>,
+    enable_dns: Option<bool>,
+    network: Option<Map<String, Value>>,
+    workspaces: Option<Vec<String>>,
+    verify_function_arn: Option<String>,
+    wait_until_ready: Option<bool>,
+    service_timeout: Option<String>,
+}
+
+impl Sent {
+    fn read(props: &Map<String, Value>, problems: &mut Problems) -> Self {
+        let mut reader = PropertyReader::new(props);
+        let sent = Sent {
+            account_id: problems.take(reader.string(ACCOUNT_ID)),
+            secret_arn: problems.take(reader.string(CREDENTIALS_SECRET_ARN)),
+            rest: problems.take(reader.string(REST_API_VPC_ENDPOINT_ID)),
+            relay: problems.take(reader.string(RELAY_VPC_ENDPOINT_ID)),
+            region: problems.take(reader.string(REGION)),
+            host: problems.take(reader.string(ACCOUNT_HOST)),
+            prefix: problems.take(reader.string(NAME_PREFIX)),
+            public_access: problems.take(reader.bool(PUBLIC_ACCESS_ENABLED)),
+            front_end: problems.take(reader.bool(FRONT_END_PRIVATE_LINK)),
+            level: problems.take(reader.string(PRIVATE_ACCESS_LEVEL)),
+            allowed: problems.take(reader.string_list(ALLOWED_VPC_ENDPOINT_IDS)),
+            enable_dns: problems.take(reader.bool(ENABLE_PRIVATE_DNS)),
+            network: problems.take(reader.object(NETWORK)),
+            workspaces: problems.take(reader.string_list(WORKSPACE_IDS)),
+            verify_function_arn: problems.take(reader.string(VERIFY_FUNCTION_ARN)),
+            wait_until_ready: problems.take(reader.bool(WAIT_UNTIL_READY)),
+            service_timeout: problems.take(reader.string(SERVICE_TIMEOUT)),
+        };
+        problems.take(reader.reject_unknown(&[]).map(Some));
+        sent
+    }
+}
+
+/// `Network` and `WorkspaceIds`, and that one network serves one workspace only.
+fn network_and_workspaces(
+    network: Option<Map<String, Value>>,
+    workspaces: Option<Vec<String>>,
+    problems: &mut Problems,
+) -> (Option<NetworkSpec>, Vec<i64>) {
+    let network = network.and_then(|n| parse_network(&n, problems));
+    let workspace_ids = parse_workspace_ids(workspaces.unwrap_or_default(), problems);
     if network.is_some() && workspace_ids.len() > 1 {
         problems.push(one_network_per_workspace(&workspace_ids));
     }
+    (network, workspace_ids)
+}
 
+/// `AccountId` and `CredentialsSecretArn`, each defaulting to the function's environment.
+fn account(
+    account_id: Option<String>,
+    secret_arn: Option<String>,
+    defaults: &Defaults,
+    problems: &mut Problems,
+) -> (Option<String>, Option<String>) {
     let account_id = required(
         account_id,
         defaults.account_id.clone(),
         ACCOUNT_ID,
         "DATABRICKS_ACCOUNT_ID",
-        &mut problems,
+        problems,
     );
     if let Some(id) = &account_id
         && !databricks::is_uuid(id)
@@ -278,7 +379,7 @@ pub fn parse(
         defaults.credentials_secret_arn.clone(),
         CREDENTIALS_SECRET_ARN,
         "DATABRICKS_CREDENTIALS_SECRET_ARN",
-        &mut problems,
+        problems,
     );
     if let Some(arn) = &secret_arn
         && (!arn.starts_with("arn:") || !arn.contains(":secretsmanager:"))
@@ -288,8 +389,18 @@ pub fn parse(
                 quote(arn)
             ));
     }
-    let rest = vpce_property(rest, REST_API_VPC_ENDPOINT_ID, &mut problems);
-    let relay = vpce_property(relay, RELAY_VPC_ENDPOINT_ID, &mut problems);
+    (account_id, secret_arn)
+}
+
+/// `RestApiVpcEndpointId` and `RelayVpcEndpointId`: two different `vpce-…` ids. Both, or
+/// `None` when either is missing or wrong.
+fn endpoints(
+    rest: Option<String>,
+    relay: Option<String>,
+    problems: &mut Problems,
+) -> Option<EndpointPair<String>> {
+    let rest = vpce_property(rest, REST_API_VPC_ENDPOINT_ID, problems);
+    let relay = vpce_property(relay, RELAY_VPC_ENDPOINT_ID, problems);
     if let (Some(r), Some(s)) = (&rest, &relay)
         && r == s
     {
@@ -297,8 +408,15 @@ pub fn parse(
                 "{REST_API_VPC_ENDPOINT_ID} and {RELAY_VPC_ENDPOINT_ID} are both {r}: back-end PrivateLink needs two endpoints, one to the workspace (REST API) service and one to the SCC relay service"
             ));
     }
+    Some(EndpointPair {
+        rest_api: rest?,
+        relay: relay?,
+    })
+}
 
-    let region = match region.or_else(|| defaults.aws_region.clone()) {
+/// `Region`, defaulting to the function's own: a region with Databricks' endpoint services.
+fn region(region: Option<String>, defaults: &Defaults, problems: &mut Problems) -> Option<String> {
+    match region.or_else(|| defaults.aws_region.clone()) {
         Some(r) if services::is_valid_region_name(&r) => {
             if services::endpoint_services(&r).is_empty() {
                 problems.push(format!(
@@ -321,9 +439,17 @@ pub fn parse(
             ));
             None
         }
-    };
+    }
+}
 
-    let account_host = match host.or_else(|| defaults.databricks_host.clone()) {
+/// `AccountHost`, defaulting to `DATABRICKS_HOST` and then to the region's accounts host.
+fn account_host(
+    host: Option<String>,
+    region: Option<&str>,
+    defaults: &Defaults,
+    problems: &mut Problems,
+) -> Option<String> {
+    match host.or_else(|| defaults.databricks_host.clone()) {
         Some(h) if h.trim().is_empty() => {
             problems.push(format!("{ACCOUNT_HOST} is empty"));
             None
@@ -338,12 +464,13 @@ pub fn parse(
             None
         }
         Some(h) => Some(normalised_host(&h)),
-        None => region
-            .as_deref()
-            .map(|r| services::default_accounts_host(r).to_string()),
-    };
+        None => region.map(|r| services::default_accounts_host(r).to_string()),
+    }
+}
 
-    let name_prefix = match prefix {
+/// `NamePrefix`, defaulting to one made of the stack's and the resource's names.
+fn name_prefix(prefix: Option<String>, identity: &Identity<'_>, problems: &mut Problems) -> String {
+    match prefix {
         Some(p) => {
             if p.is_empty() || p.len() > MAX_NAME_PREFIX || !p.chars().all(is_name_char) {
                 problems.push(format!(
@@ -354,15 +481,32 @@ pub fn parse(
             p
         }
         None => default_name_prefix(identity),
-    };
+    }
+}
 
+/// What the private access settings say: `PublicAccessEnabled` (with `FrontEndPrivateLink`),
+/// `PrivateAccessLevel` and `AllowedVpcEndpointIds`.
+struct Access {
+    public_access_enabled: bool,
+    level: AccessLevel,
+    allowed_vpc_endpoint_ids: Vec<String>,
+}
+
+/// The access settings group, judged together: `PublicAccessEnabled=false` needs
+/// `FrontEndPrivateLink`, and `AllowedVpcEndpointIds` needs `ENDPOINT` access.
+fn access_settings(
+    public_access: Option<bool>,
+    front_end: Option<bool>,
+    level: Option<String>,
+    allowed: Option<Vec<String>>,
+    problems: &mut Problems,
+) -> Access {
     let public_access_enabled = public_access.unwrap_or(true);
     if !public_access_enabled && !front_end.unwrap_or(false) {
         problems.push(format!(
             "{PUBLIC_ACCESS_ENABLED}=false would lock users out of the workspace UI: with back-end-only PrivateLink users still reach the workspace over the internet. Keep it true, or set {FRONT_END_PRIVATE_LINK}=true if front-end PrivateLink is in place"
         ));
     }
-
     let private_access_level = match level.as_deref().map(str::to_ascii_uppercase).as_deref() {
         None | Some("ACCOUNT") => AccessLevel::Account,
         Some("ENDPOINT") => AccessLevel::Endpoint,
@@ -380,9 +524,16 @@ pub fn parse(
             "{ALLOWED_VPC_ENDPOINT_IDS} is only used with {PRIVATE_ACCESS_LEVEL}=ENDPOINT; remove it or set the level to ENDPOINT"
         ));
     }
-    let allowed_vpc_endpoint_ids = distinct_vpce_ids(allowed, &mut problems);
+    Access {
+        public_access_enabled,
+        level: private_access_level,
+        allowed_vpc_endpoint_ids: distinct_vpce_ids(allowed, problems),
+    }
+}
 
-    if let Some(arn) = &verify_function_arn
+/// `VerifyFunctionArn`: a Lambda function's ARN, when given.
+fn verify_function_arn(arn: Option<String>, problems: &mut Problems) -> Option<String> {
+    if let Some(arn) = &arn
         && !is_function_arn(arn)
     {
         problems.push(format!(
@@ -390,9 +541,18 @@ pub fn parse(
             quote(arn)
         ));
     }
+    arn
+}
 
+/// `WaitUntilReady` and `ServiceTimeout`: a held answer needs CloudFormation to wait past
+/// `ReadyAfter`.
+fn held_answer(
+    wait_until_ready: Option<bool>,
+    service_timeout: Option<String>,
+    problems: &mut Problems,
+) -> (bool, Duration) {
     let wait_until_ready = wait_until_ready.unwrap_or(false);
-    let service_timeout = parse_service_timeout(service_timeout.as_deref(), &mut problems);
+    let service_timeout = parse_service_timeout(service_timeout.as_deref(), problems);
     if wait_until_ready {
         let needed = ready::propagation() + ready::SLACK;
         if service_timeout < needed {
@@ -404,44 +564,7 @@ pub fn parse(
             ));
         }
     }
-
-    if !problems.is_empty() {
-        return Err(InvalidProperties(problems.0));
-    }
-    match (account_id, secret_arn, rest, relay, region, account_host) {
-        (
-            Some(account_id),
-            Some(credentials_secret_arn),
-            Some(rest),
-            Some(relay),
-            Some(region),
-            Some(account_host),
-        ) => Ok(Properties {
-            target: Target {
-                account_id,
-                account_host,
-                credentials_secret_arn,
-            },
-            endpoints: EndpointPair {
-                rest_api: rest,
-                relay,
-            },
-            region,
-            name_prefix,
-            public_access_enabled,
-            private_access_level,
-            allowed_vpc_endpoint_ids,
-            enable_private_dns: enable_dns.unwrap_or(false),
-            network,
-            workspace_ids,
-            verify_function_arn,
-            wait_until_ready,
-            service_timeout,
-        }),
-        _ => Err(InvalidProperties(vec![
-            "required properties are missing".to_string(),
-        ])),
-    }
+    (wait_until_ready, service_timeout)
 }
 
 /// `ServiceTimeout`: whole seconds from 1 to 3600; CloudFormation's default of 3600 when absent.

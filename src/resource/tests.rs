@@ -15,7 +15,7 @@ use crate::databricks::{
     AccountClient, ClientCredentials, DatabricksHttp, HttpSettings, RetryPolicy,
 };
 
-use super::converge::{ALWAYS_RETURNED, Converged, RETURNED_WITH_NETWORK, converge};
+use super::converge::{ALWAYS_RETURNED, Context, Converged, RETURNED_WITH_NETWORK, converge};
 use super::delete::{Created, remove_owned};
 use super::names::{OwnershipKey, Role};
 use super::networks::ensure_networks;
@@ -99,17 +99,19 @@ impl Account {
             dns_names: Vec::new(),
             network_interface_ids: Vec::new(),
         });
-        converge(
-            &healthy_vpc_ec2(VPC),
-            &unused_functions(),
-            &self.client,
-            &self.key,
+        let (ec2, functions, created) =
+            (healthy_vpc_ec2(VPC), unused_functions(), Created::default());
+        converge(&Context {
+            ec2: &ec2,
+            functions: &functions,
+            client: &self.client,
+            key: &self.key,
             props,
-            &endpoints,
-            &Progress::new(),
-            self.client.deadline(),
-            &Created::default(),
-        )
+            endpoints: &endpoints,
+            progress: &Progress::new(),
+            deadline: self.client.deadline(),
+            created: &created,
+        })
         .await
         .map_err(|e| e.to_string())
     }
