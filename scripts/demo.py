@@ -847,7 +847,7 @@ def run(stack, args, log_dir, failures):
             failures.append(f"{request_type}: the invocation failed: {body[:300].decode(errors='replace')}")
             print(f"  the invocation failed: {body[:300].decode(errors='replace')}")
             return None
-        held = json.loads(body or b"{}") == {"Deferred": True}
+        held = json.loads(body or b"{}") == {"HandedOver": True}
         if held:
             print(f"  the first invocation answered nothing after {time.monotonic() - began:.1f} s: the answer is held")
         # An answer that is not held is in S3 before the invocation returns; a held one comes

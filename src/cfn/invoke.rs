@@ -157,24 +157,24 @@ async fn answer_request<H: ResourceHandler>(
     }
     // Whatever produced the reason, nothing shaped like a credential leaves the function.
     outcome.reason = outcome.reason.map(|reason| redact::scrub(&reason));
-    if outcome.deferred {
+    if outcome.handed_over {
         match answer {
             Answer::Put(_) => {
                 tracing::info!(
                     why = outcome.reason.as_deref().unwrap_or(""),
                     "no answer from this invocation"
                 );
-                return Ok(serde_json::json!({"Deferred": true}));
+                return Ok(serde_json::json!({"HandedOver": true}));
             }
             // Only a ResponseURL can be answered later: a direct caller or `sam local invoke`
             // reads this invocation's result, so it gets an answer now.
             Answer::Direct | Answer::SamLocal => {
                 tracing::error!(
-                    "the handler deferred a request that has no ResponseURL to answer later"
+                    "the handler handed over a request that has no ResponseURL to answer later"
                 );
                 outcome = Outcome::failed(
                     outcome.physical_resource_id,
-                    "internal error: the answer to a request without a ResponseURL was deferred",
+                    "internal error: the answer to a request without a ResponseURL was handed over",
                 );
             }
         }
@@ -458,7 +458,7 @@ mod tests {
                     BTreeMap::from([("Answer".to_owned(), "42".to_owned())]),
                 ),
                 Behaviour::Fail(reason) => Outcome::failed(pid, reason),
-                Behaviour::Defer => Outcome::deferred(pid, "handed on"),
+                Behaviour::Defer => Outcome::handed_over(pid, "handed on"),
                 Behaviour::Sleep { step, for_ } => {
                     let mut flag = DropFlag(Arc::clone(&self.dropped_while_running), false);
                     progress.step(step);
@@ -528,7 +528,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_deferred_answer_is_not_put_and_a_direct_caller_still_gets_one() {
+    async fn a_handed_over_answer_is_not_put_and_a_direct_caller_still_gets_one() {
         let server = TestServer::statuses(vec![200]).await;
         let handler = TestHandler::new(Behaviour::Defer);
         let url = server.url_for("/bucket/key?X-Amz-Signature=s");
@@ -540,13 +540,13 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(result, json!({"Deferred": true}));
+        assert_eq!(result, json!({"HandedOver": true}));
         assert!(server.requests().is_empty(), "nothing is PUT");
 
         let direct = handle_invocation(handler, &responder(true, false), event(None), in_secs(30))
             .await
             .unwrap_err();
-        assert!(direct.to_string().contains("was deferred"), "{direct}");
+        assert!(direct.to_string().contains("was handed over"), "{direct}");
     }
 
     #[tokio::test]

@@ -56,21 +56,24 @@ pub struct CfnRequest {
     /// which to believe; it is carried through hand-overs like the rest of the event.
     pub service_timeout: Option<Value>,
     /// Set when this invocation continues a request whose answer an earlier invocation held
-    /// (see [`Continuation`]); never part of what CloudFormation sends.
-    pub continuation: Option<Continuation>,
+    /// (see [`HandOver`]); never part of what CloudFormation sends.
+    pub hand_over: Option<HandOver>,
 }
 
 /// The top-level field of CloudFormation's own timeout (seconds, 1 to 3600).
 pub const SERVICE_TIMEOUT_FIELD: &str = "ServiceTimeout";
 
-/// The field of a continuation event: the original event with this one object added.
-pub const CONTINUATION_FIELD: &str = "Continuation";
+/// The field of a hand_over event: the original event with this one object added.
+pub const HAND_OVER_FIELD: &str = "HandOver";
+/// What [`HAND_OVER_FIELD`] was called before: a hand-over queued by an earlier version of the
+/// function, still in Lambda's queue when the code is updated, is read too.
+const EARLIER_HAND_OVER_FIELD: &str = "Continuation";
 
 /// A request handed on from one invocation to the next while its answer is held: the handler
 /// says what to carry in `state`; `hop` counts the hand-overs. The event is the original one with
-/// [`CONTINUATION_FIELD`] added, so it is parsed, checked and answered like the original.
+/// [`HAND_OVER_FIELD`] added, so it is parsed, checked and answered like the original.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Continuation {
+pub struct HandOver {
     pub hop: u32,
     pub state: Value,
 }
@@ -91,9 +94,9 @@ impl CfnRequest {
     }
 
     /// The event that continues this request in another invocation: the fields of the request
-    /// this module reads (top-level fields it does not read are left out), with `continuation`
+    /// this module reads (top-level fields it does not read are left out), with `hand_over`
     /// added.
-    pub fn continuation_event(&self, continuation: &Continuation) -> Value {
+    pub fn hand_over_event(&self, hand_over: &HandOver) -> Value {
         let mut event = Map::new();
         let mut put = |key: &str, value: Value| {
             event.insert(key.to_owned(), value);
@@ -125,8 +128,8 @@ impl CfnRequest {
             put(SERVICE_TIMEOUT_FIELD, timeout.clone());
         }
         put(
-            CONTINUATION_FIELD,
-            serde_json::json!({"Hop": continuation.hop, "State": continuation.state}),
+            HAND_OVER_FIELD,
+            serde_json::json!({"Hop": hand_over.hop, "State": hand_over.state}),
         );
         Value::Object(event)
     }
@@ -395,7 +398,7 @@ pub fn parse_event(event: &Value) -> Result<CfnRequest, RequestError> {
         optional_string(fields, "PhysicalResourceId")?.filter(|s| !s.is_empty());
     let resource_properties = optional_object(fields, "ResourceProperties")?.unwrap_or_default();
     let old_resource_properties = optional_object(fields, "OldResourceProperties")?;
-    let continuation = parse_continuation(fields)?;
+    let hand_over = parse_hand_over(fields)?;
     // Read as any scalar: what it means, and whether it is valid, is the handler's to say.
     let service_timeout = fields
         .get(SERVICE_TIMEOUT_FIELD)
@@ -412,13 +415,17 @@ pub fn parse_event(event: &Value) -> Result<CfnRequest, RequestError> {
         resource_properties,
         old_resource_properties,
         service_timeout,
-        continuation,
+        hand_over,
     })
 }
 
-fn parse_continuation(fields: &Map<String, Value>) -> Result<Option<Continuation>, RequestError> {
-    let Some(object) = optional_object(fields, CONTINUATION_FIELD)? else {
-        return Ok(None);
+fn parse_hand_over(fields: &Map<String, Value>) -> Result<Option<HandOver>, RequestError> {
+    let object = match optional_object(fields, HAND_OVER_FIELD)? {
+        Some(object) => object,
+        None => match optional_object(fields, EARLIER_HAND_OVER_FIELD)? {
+            Some(object) => object,
+            None => return Ok(None),
+        },
     };
     let hop = object
         .get("Hop")
@@ -426,12 +433,12 @@ fn parse_continuation(fields: &Map<String, Value>) -> Result<Option<Continuation
         .and_then(|h| u32::try_from(h).ok())
         .filter(|h| *h <= MAX_HOPS)
         .ok_or(RequestError::WrongType {
-            field: "Continuation.Hop",
-            expected: "a whole number of hand-overs up to 100",
+            field: "HandOver.Hop",
+            expected: "a whole number of hand-overs up to MAX_HOPS (12)",
             found: "something else",
         })?;
     let state = object.get("State").cloned().unwrap_or(Value::Null);
-    Ok(Some(Continuation { hop, state }))
+    Ok(Some(HandOver { hop, state }))
 }
 
 fn parse_request_type(value: &str) -> Result<RequestType, RequestError> {
@@ -520,24 +527,29 @@ mod tests {
             "ServiceTimeout": "1800"
         });
         let req = parse_event(&original).unwrap();
-        assert_eq!(req.continuation, None);
+        assert_eq!(req.hand_over, None);
         assert_eq!(req.service_timeout, Some(Value::from("1800")));
-        let continuation = Continuation {
+        let hand_over = HandOver {
             hop: 2,
             state: serde_json::json!({"x": [1]}),
         };
-        let event = req.continuation_event(&continuation);
+        let event = req.hand_over_event(&hand_over);
         let mut expected = original.clone();
-        expected[CONTINUATION_FIELD] = serde_json::json!({"Hop": 2, "State": {"x": [1]}});
+        expected[HAND_OVER_FIELD] = serde_json::json!({"Hop": 2, "State": {"x": [1]}});
         assert_eq!(event, expected);
         assert_eq!(
-            parse_event(&event).unwrap().continuation,
-            Some(continuation)
+            parse_event(&event).unwrap().hand_over,
+            Some(hand_over.clone())
         );
 
         let mut endless = event.clone();
-        endless[CONTINUATION_FIELD]["Hop"] = serde_json::json!(MAX_HOPS + 1);
+        endless[HAND_OVER_FIELD]["Hop"] = serde_json::json!(MAX_HOPS + 1);
         assert!(parse_event(&endless).is_err());
+
+        // A hand-over an earlier version queued under the field's old name is still one.
+        let mut earlier = original.clone();
+        earlier[EARLIER_HAND_OVER_FIELD] = serde_json::json!({"Hop": 2, "State": {"x": [1]}});
+        assert_eq!(parse_event(&earlier).unwrap().hand_over, Some(hand_over));
     }
 
     #[test]

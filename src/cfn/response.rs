@@ -71,17 +71,17 @@ pub struct Outcome {
     /// Masks `Data` in `Fn::GetAtt` output and stack events; set it only when `Data` is secret.
     pub no_echo: bool,
     /// Nothing is answered by this invocation: the handler handed the answer on to a later
-    /// invocation ([`Continuation`](super::request::Continuation)), or there is nothing left to
-    /// answer. Only for requests with a ResponseURL; see [`Outcome::deferred`].
-    pub deferred: bool,
+    /// invocation ([`HandOver`](super::request::HandOver)), or there is nothing left to
+    /// answer. Only for requests with a ResponseURL; see [`Outcome::handed_over`].
+    pub handed_over: bool,
 }
 
 impl Outcome {
     /// This invocation answers nothing; `why` is logged. The handler must be sure that another
     /// invocation answers (it handed the request on) or that nobody waits for an answer.
-    pub fn deferred(physical_id: impl Into<String>, why: impl Into<String>) -> Self {
+    pub fn handed_over(physical_id: impl Into<String>, why: impl Into<String>) -> Self {
         Self {
-            deferred: true,
+            handed_over: true,
             ..Self::failed(physical_id, why)
         }
     }
@@ -93,7 +93,7 @@ impl Outcome {
             physical_resource_id: physical_id.into(),
             data,
             no_echo: false,
-            deferred: false,
+            handed_over: false,
         }
     }
 
@@ -104,7 +104,7 @@ impl Outcome {
             physical_resource_id: physical_id.into(),
             data: BTreeMap::new(),
             no_echo: false,
-            deferred: false,
+            handed_over: false,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! A Lambda invocation lasts at most 15 minutes and the switch needs 20 to take effect, so the
 //! waiting is handed on: shortly before its deadline an invocation queues a fresh asynchronous
 //! invocation of this function carrying the original event plus the held answer
-//! ([`Continuation`]), and answers nothing itself. Every hop asks CloudFormation whether the
+//! ([`HandOver`]), and answers nothing itself. Every hop asks CloudFormation whether the
 //! request is still in progress (at its start and every minute while it sleeps): a stack that
 //! rolls back or is deleted ends the waiting, and a duplicate hop whose twin answered first stays
 //! silent. The answer goes out once, from the hop that finds the workspaces ready.
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::aws::{Ec2, Functions, Stacks};
-use crate::cfn::request::{Continuation, MAX_HOPS};
+use crate::cfn::request::{HandOver, MAX_HOPS};
 use crate::cfn::{CfnRequest, Outcome, Progress};
 
 use super::names::epoch_ms;
@@ -282,7 +282,7 @@ async fn still_awaited(
     }
     match waiting {
         Waiting::Yes | Waiting::Unknown => None,
-        Waiting::Answered { status } => Some(Outcome::deferred(
+        Waiting::Answered { status } => Some(Outcome::handed_over(
             physical_id,
             format!(
                 "another delivery of this request was answered (its resource is {status}); this one stays silent"
@@ -414,7 +414,7 @@ async fn hand_over(
         return answer_now(&held, &format!("the answer was handed on {MAX_HOPS} times"));
     }
     held.handed_over_ms = Some(epoch_ms() as i64);
-    let continuation = Continuation {
+    let hand_over = HandOver {
         hop: hop + 1,
         state: match serde_json::to_value(&held) {
             Ok(state) => state,
@@ -423,7 +423,7 @@ async fn hand_over(
             }
         },
     };
-    let event = req.continuation_event(&continuation);
+    let event = req.hand_over_event(&hand_over);
     let payload = match serde_json::to_vec(&event) {
         Ok(payload) => payload,
         Err(e) => return answer_now(&held, &format!("the held answer could not be written: {e}")),
@@ -442,7 +442,7 @@ async fn hand_over(
                 ready_after = %iso8601(held.ready_after_ms),
                 "the held answer was handed on to a fresh invocation"
             );
-            Outcome::deferred(held.physical_resource_id, "the held answer was handed on")
+            Outcome::handed_over(held.physical_resource_id, "the held answer was handed on")
         }
         Err(e) => answer_now(
             &held,
@@ -451,9 +451,9 @@ async fn hand_over(
     }
 }
 
-/// The held answer a continuation carries; `None` when it is not one of ours.
-pub fn held_of(continuation: &Continuation) -> Option<Held> {
-    serde_json::from_value(continuation.state.clone()).ok()
+/// The held answer a hand_over carries; `None` when it is not one of ours.
+pub fn held_of(hand_over: &HandOver) -> Option<Held> {
+    serde_json::from_value(hand_over.state.clone()).ok()
 }
 
 #[cfg(test)]
@@ -536,12 +536,12 @@ mod tests {
         h.data
             .insert("ReadyAfter".into(), "2026-12-03T10:00:00Z".into());
         h.hosts.push("dbc-1.cloud.databricks.com".into());
-        let continuation = Continuation {
+        let hand_over = HandOver {
             hop: 3,
             state: serde_json::to_value(&h).unwrap(),
         };
-        assert_eq!(held_of(&continuation), Some(h));
-        let foreign = Continuation {
+        assert_eq!(held_of(&hand_over), Some(h));
+        let foreign = HandOver {
             hop: 1,
             state: serde_json::json!({"something": "else"}),
         };

@@ -44,7 +44,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::aws::{Ec2, Functions, Secrets, Stacks, VpcEndpointInfo};
-use crate::cfn::request::Continuation;
+use crate::cfn::request::HandOver;
 use crate::cfn::{CfnRequest, Outcome, Progress, RequestType, ResourceHandler};
 use crate::databricks::{AccountClient, DatabricksHttp};
 
@@ -345,7 +345,7 @@ impl Handler {
     async fn resume(
         &self,
         req: &CfnRequest,
-        continuation: &Continuation,
+        hand_over: &HandOver,
         progress: &Progress,
         deadline: Instant,
     ) -> Outcome {
@@ -354,7 +354,7 @@ impl Handler {
             stack_name: req.stack_name(),
             logical_resource_id: &req.logical_resource_id,
         };
-        let held = hold::held_of(continuation);
+        let held = hold::held_of(hand_over);
         let props = properties::parse(&properties_of(req), &self.defaults, &identity);
         let (Some(held), Ok(props)) = (held, props) else {
             return Outcome::failed(
@@ -365,11 +365,9 @@ impl Handler {
         if req.request_type == RequestType::Delete {
             return Outcome::failed(physical_id, "internal error: a Delete is never held");
         }
-        tracing::info!(hop = continuation.hop, "holding the answer, handed on");
+        tracing::info!(hop = hand_over.hop, "holding the answer, handed on");
         match self.hold_parts(req, &props) {
-            Some(parts) => {
-                hold::hold(&parts, req, held, continuation.hop, progress, deadline).await
-            }
+            Some(parts) => hold::hold(&parts, req, held, hand_over.hop, progress, deadline).await,
             None => Outcome::success(physical_id, held.data),
         }
     }
@@ -489,8 +487,8 @@ impl ResourceHandler for Handler {
     }
 
     async fn handle(&self, req: CfnRequest, progress: Progress, deadline: Instant) -> Outcome {
-        if let Some(continuation) = &req.continuation {
-            return self.resume(&req, continuation, &progress, deadline).await;
+        if let Some(hand_over) = &req.hand_over {
+            return self.resume(&req, hand_over, &progress, deadline).await;
         }
         match req.request_type {
             RequestType::Create | RequestType::Update => {

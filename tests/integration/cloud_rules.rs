@@ -260,7 +260,7 @@ async fn a_hand_over_that_arrives_late_answers_instead_of_holding_on() {
         backend_privatelink::resource::testing::OwnershipKey::new(&stack.stack_id, "PrivateLink")
             .physical_resource_id();
     let mut event = world.event(RequestType::Create, &stack, props, None, &sink);
-    event["Continuation"] = json!({"Hop": 2, "State": {
+    event["HandOver"] = json!({"Hop": 2, "State": {
         "physicalResourceId": physical_id,
         "data": {"ReadyAfter": "2099-01-01T00:00:00Z", "AttachedWorkspaceIds": "1"},
         "readyAfterMs": now_ms + 600_000,

@@ -84,7 +84,7 @@ pub(crate) async fn send_held_create(
     let first = world.lambda.invoke(event, FIRST_TIMEOUT).await;
     assert_eq!(
         first,
-        InvocationResult::Response(json!({"Deferred": true})),
+        InvocationResult::Response(json!({"HandedOver": true})),
         "{}",
         world.lambda.logs()
     );
@@ -151,7 +151,7 @@ async fn the_held_answer_arrives_once_after_ready_after_across_hand_overs() {
     for hop in &hops {
         let hop: Value = serde_json::from_str(hop).unwrap();
         assert_eq!(hop["RequestId"], doc["RequestId"], "{hop:#}");
-        assert!(hop["Continuation"]["Hop"].as_u64().is_some(), "{hop:#}");
+        assert!(hop["HandOver"]["Hop"].as_u64().is_some(), "{hop:#}");
     }
     // Every hop ended, and none but the last answered CloudFormation.
     let results = service.queued_results(HOP_TIMEOUT).await;
@@ -178,7 +178,7 @@ async fn the_held_answer_arrives_once_after_ready_after_across_hand_overs() {
     let duplicate = world.lambda.invoke(again, HOP_TIMEOUT).await;
     assert_eq!(
         duplicate,
-        InvocationResult::Response(json!({"Deferred": true})),
+        InvocationResult::Response(json!({"HandedOver": true})),
         "{}",
         world.lambda.logs()
     );
