@@ -310,55 +310,19 @@ impl Ec2 {
     }
 
     /// Describes these security groups; one that does not exist is left out of the answer.
+    /// Read through [`Ec2::security_groups`], the one reader of security groups.
     pub async fn describe_security_groups(
         &self,
         region: &str,
         group_ids: &[String],
         deadline: Instant,
     ) -> Result<Vec<SecurityGroupInfo>, AwsError> {
-        each_that_exists(
-            group_ids,
-            |e| matches!(e, AwsError::SecurityGroupNotFound { .. }),
-            |ids| self.describe_security_groups_strict(region, ids, deadline),
-        )
-        .await
-    }
-
-    /// Describes exactly these security groups in one call. Every id must exist.
-    async fn describe_security_groups_strict(
-        &self,
-        region: &str,
-        group_ids: &[String],
-        deadline: Instant,
-    ) -> Result<Vec<SecurityGroupInfo>, AwsError> {
-        const OPERATION: &str = "DescribeSecurityGroups";
-        let client = self.client(region)?;
-        if group_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let output = within_deadline(
-            OPERATION,
-            deadline,
-            client
-                .describe_security_groups()
-                .set_group_ids(Some(group_ids.to_vec()))
-                .send(),
-        )
-        .await?
-        .map_err(|err| match err.code() {
-            Some("InvalidGroup.NotFound" | "InvalidGroupId.Malformed") => {
-                AwsError::SecurityGroupNotFound {
-                    id: named_id(err.message(), group_ids, "sg-"),
-                }
-            }
-            _ => ec2_call_error(OPERATION, &err),
-        })?;
-        Ok(output
-            .security_groups()
-            .iter()
+        let groups = self.security_groups(region, group_ids, deadline).await?;
+        Ok(groups
+            .into_iter()
             .map(|group| SecurityGroupInfo {
-                id: group.group_id().unwrap_or_default().to_owned(),
-                vpc_id: group.vpc_id().unwrap_or_default().to_owned(),
+                id: group.id,
+                vpc_id: group.vpc_id,
             })
             .collect())
     }

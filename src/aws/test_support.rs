@@ -132,6 +132,11 @@ pub fn ec2_error(code: &str, message: &str) -> String {
 /// hostnames on, the Amazon-provided resolver, a route out through an internet gateway) and knows none of the workspaces' subnets or
 /// security groups (the checks only warn about those). Any other EC2 call fails the test.
 pub fn healthy_vpc_ec2(vpc_id: &str) -> Ec2 {
+    healthy_vpc_ec2_recorded(vpc_id, &Recorder::default())
+}
+
+/// [`healthy_vpc_ec2`], its requests recorded by `recorder`.
+pub fn healthy_vpc_ec2_recorded(vpc_id: &str, recorder: &Recorder) -> Ec2 {
     use aws_sdk_ec2::Client;
     use aws_sdk_ec2::types::VpcAttributeName;
     use aws_smithy_mocks::mock;
@@ -203,7 +208,7 @@ pub fn healthy_vpc_ec2(vpc_id: &str) -> Ec2 {
         &[
             &support, &hostnames, &vpcs, &dhcp, &subnets, &groups, &routes, &endpoints,
         ],
-        &Recorder::default(),
+        recorder,
         None,
     ))
 }

@@ -52,6 +52,55 @@ pub struct IngressRule {
     pub source: RuleSource,
 }
 
+/// One security group as the checks read it: its VPC and its inbound TCP rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub vpc_id: String,
+    pub ingress: Vec<IngressRule>,
+}
+
+/// The inbound TCP rules of one permission of `group_id`, one per source ("all traffic" counts
+/// as TCP 0-65535; other protocols give none).
+fn ingress_of(group_id: &str, permission: &aws_sdk_ec2::types::IpPermission) -> Vec<IngressRule> {
+    let Some(ports) = permission
+        .ip_protocol()
+        .and_then(|p| tcp_range(p, permission.from_port(), permission.to_port()))
+    else {
+        return Vec::new();
+    };
+    let groups = permission
+        .user_id_group_pairs()
+        .iter()
+        .filter_map(|p| p.group_id())
+        .map(|g| RuleSource::Group(g.to_owned()));
+    let ipv4 = permission
+        .ip_ranges()
+        .iter()
+        .filter_map(|r| r.cidr_ip())
+        .map(|c| RuleSource::Ipv4(c.to_owned()));
+    let ipv6 = permission
+        .ipv6_ranges()
+        .iter()
+        .filter_map(|r| r.cidr_ipv6())
+        .map(|c| RuleSource::Ipv6(c.to_owned()));
+    let prefix_lists = permission
+        .prefix_list_ids()
+        .iter()
+        .filter_map(|p| p.prefix_list_id())
+        .map(|p| RuleSource::PrefixList(p.to_owned()));
+    groups
+        .chain(ipv4)
+        .chain(ipv6)
+        .chain(prefix_lists)
+        .map(|source| IngressRule {
+            group_id: group_id.to_owned(),
+            ports,
+            source,
+        })
+        .collect()
+}
+
 impl Ec2 {
     /// DNS support, DNS hostnames and the DHCP option set's name servers of one VPC.
     pub async fn vpc_dns(
@@ -178,10 +227,25 @@ impl Ec2 {
         group_ids: &[String],
         deadline: Instant,
     ) -> Result<(Vec<String>, Vec<IngressRule>), AwsError> {
+        let groups = self.security_groups(region, group_ids, deadline).await?;
+        let found = groups.iter().map(|g| g.id.clone()).collect();
+        let rules = groups.into_iter().flat_map(|g| g.ingress).collect();
+        Ok((found, rules))
+    }
+
+    /// These security groups, each with its VPC and inbound TCP rules: the one reader of
+    /// security groups (`DescribeSecurityGroups` by a `group-id` filter, so a group EC2 does not
+    /// know is left out rather than failing the call).
+    pub async fn security_groups(
+        &self,
+        region: &str,
+        group_ids: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<SecurityGroup>, AwsError> {
         const OPERATION: &str = "DescribeSecurityGroups";
         let client = self.client(region)?;
         if group_ids.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(Vec::new());
         }
         let filter = Filter::builder()
             .name("group-id")
@@ -194,59 +258,24 @@ impl Ec2 {
         )
         .await?
         .map_err(|e| ec2_call_error(OPERATION, &e))?;
-        let mut found = Vec::new();
-        let mut rules = Vec::new();
-        for group in output.security_groups() {
-            let Some(group_id) = group
-                .group_id()
-                .filter(|g| group_ids.iter().any(|w| w == g))
-            else {
-                continue;
-            };
-            found.push(group_id.to_owned());
-            for permission in group.ip_permissions() {
-                let Some(ports) = permission
-                    .ip_protocol()
-                    .and_then(|p| tcp_range(p, permission.from_port(), permission.to_port()))
-                else {
-                    continue;
-                };
-                let rule = |source| IngressRule {
-                    group_id: group_id.to_owned(),
-                    ports,
-                    source,
-                };
-                rules.extend(
-                    permission
-                        .user_id_group_pairs()
+        Ok(output
+            .security_groups()
+            .iter()
+            .filter_map(|group| {
+                let id = group
+                    .group_id()
+                    .filter(|g| group_ids.iter().any(|w| w == g))?;
+                Some(SecurityGroup {
+                    id: id.to_owned(),
+                    vpc_id: group.vpc_id().unwrap_or_default().to_owned(),
+                    ingress: group
+                        .ip_permissions()
                         .iter()
-                        .filter_map(|p| p.group_id())
-                        .map(|g| rule(RuleSource::Group(g.to_owned()))),
-                );
-                rules.extend(
-                    permission
-                        .ip_ranges()
-                        .iter()
-                        .filter_map(|r| r.cidr_ip())
-                        .map(|c| rule(RuleSource::Ipv4(c.to_owned()))),
-                );
-                rules.extend(
-                    permission
-                        .ipv6_ranges()
-                        .iter()
-                        .filter_map(|r| r.cidr_ipv6())
-                        .map(|c| rule(RuleSource::Ipv6(c.to_owned()))),
-                );
-                rules.extend(
-                    permission
-                        .prefix_list_ids()
-                        .iter()
-                        .filter_map(|p| p.prefix_list_id())
-                        .map(|p| rule(RuleSource::PrefixList(p.to_owned()))),
-                );
-            }
-        }
-        Ok((found, rules))
+                        .flat_map(|permission| ingress_of(id, permission))
+                        .collect(),
+                })
+            })
+            .collect())
     }
 }
 

@@ -27,7 +27,9 @@ use super::names::OwnershipKey;
 use super::networks::NetworkParts;
 use super::ownership::{owns_network, owns_registration};
 use super::pair::EndpointPair;
-use super::prepare::{describe_network_parts, enable_private_dns, warn_about_ports};
+use super::prepare::{
+    EndpointIngress, describe_network_parts, enable_private_dns, read_endpoint_ingress,
+};
 use super::properties::{AccessLevel, Properties};
 use super::{networks, readiness, verification, workspaces};
 
@@ -148,6 +150,9 @@ struct Listed {
     networks: Vec<Network>,
     workspaces: Vec<Workspace>,
     parts: Option<NetworkParts>,
+    /// The endpoints' security groups, read once here for the port warning and the first VPC
+    /// check; `None` when EC2 could not be read (the check then reads them itself).
+    endpoint_ingress: Option<EndpointIngress>,
 }
 
 /// What the checks before any write found: the endpoints' VPC, the clusters to check again
@@ -189,7 +194,7 @@ async fn list_account(cx: &Context<'_>) -> Result<Listed, ResourceError> {
     let (client, props) = (cx.client, cx.props);
     cx.progress
         .step("listing the account's VPC endpoint registrations and private access settings");
-    let (registrations, access_settings, networks, workspaces, (), parts) = tokio::join!(
+    let (registrations, access_settings, networks, workspaces, endpoint_ingress, parts) = tokio::join!(
         client.list_vpc_endpoints(),
         client.list_private_access_settings(),
         client.list_networks(),
@@ -200,7 +205,7 @@ async fn list_account(cx: &Context<'_>) -> Result<Listed, ResourceError> {
                 client.list_workspaces().await
             }
         },
-        warn_about_ports(cx.ec2, &props.region, cx.endpoints, cx.deadline),
+        read_endpoint_ingress(cx.ec2, &props.region, cx.endpoints, cx.deadline),
         describe_network_parts(cx.ec2, props, cx.deadline),
     );
     Ok(Listed {
@@ -209,6 +214,7 @@ async fn list_account(cx: &Context<'_>) -> Result<Listed, ResourceError> {
         networks: networks?,
         workspaces: workspaces?,
         parts: parts?,
+        endpoint_ingress,
     })
 }
 
@@ -231,6 +237,7 @@ async fn check_before_writing(cx: &Context<'_>, listed: &Listed) -> Result<Check
         props,
         cx.endpoints,
         clusters.clone(),
+        listed.endpoint_ingress.clone(),
         checks_end(cx.deadline),
     )
     .await?;
@@ -402,11 +409,13 @@ async fn switch_workspaces(
     } else {
         cx.progress
             .step("checking the VPC again and switching the workspaces");
+        // Read anew: the first reading is over 10 s old, and a rule may have changed.
         readiness::check(
             cx.ec2,
             props,
             cx.endpoints,
             checked.clusters,
+            None,
             checks_end(cx.deadline),
         )
         .await?

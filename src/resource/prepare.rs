@@ -8,7 +8,8 @@ use tokio::time::Instant;
 
 use crate::aws::services;
 use crate::aws::{
-    Ec2, EndpointServices, Secrets, VpcEndpointInfo, check_endpoint_pair, missing_ingress_ports,
+    Ec2, EndpointServices, IngressRule, Secrets, VpcEndpointInfo, check_endpoint_pair,
+    missing_ingress_ports,
 };
 use crate::cfn::Progress;
 use crate::databricks::{AccountClient, ClientCredentials, DatabricksHttp};
@@ -106,14 +107,20 @@ fn check_endpoints(
     })
 }
 
-/// Logs a warning when the endpoints' security groups do not admit the ports the compute plane
-/// uses; a warning only, since the rule may sit on a group this function cannot see through.
-pub async fn warn_about_ports(
+/// The endpoints' security groups found and their inbound rules, as `Ec2::ingress_rules` reads
+/// them.
+pub type EndpointIngress = (Vec<String>, Vec<IngressRule>);
+
+/// Reads the endpoints' security groups once per request, and logs a warning when they do not
+/// admit the ports the compute plane uses (a warning only, since the rule may sit on a group
+/// this function cannot see through). The reading is handed to the first VPC check
+/// (`readiness::check`), so the groups are not read twice; `None` when EC2 could not be read.
+pub async fn read_endpoint_ingress(
     ec2: &Ec2,
     region: &str,
     endpoints: &EndpointPair<VpcEndpointInfo>,
     deadline: Instant,
-) {
+) -> Option<EndpointIngress> {
     let mut groups: Vec<String> = endpoints
         .iter()
         .flat_map(|e| e.security_group_ids.clone())
@@ -121,12 +128,11 @@ pub async fn warn_about_ports(
     groups.sort();
     groups.dedup();
     if groups.is_empty() {
-        return;
+        return Some((Vec::new(), Vec::new()));
     }
-    // The same reader the VPC checks use (`readiness`): one way to read security groups.
     match ec2.ingress_rules(region, &groups, deadline).await {
-        Ok((_, rules)) => {
-            let ranges: Vec<(u16, u16)> = rules.iter().map(|rule| rule.ports).collect();
+        Ok(read) => {
+            let ranges: Vec<(u16, u16)> = read.1.iter().map(|rule| rule.ports).collect();
             let missing = missing_ingress_ports(&ranges);
             if !missing.is_empty() {
                 tracing::warn!(
@@ -135,9 +141,11 @@ pub async fn warn_about_ports(
                     "the endpoints' security groups do not admit these ports from the cluster security group; clusters need 443 and the relay port (6666, or 2443 with FIPS)"
                 );
             }
+            Some(read)
         }
         Err(e) => {
-            tracing::warn!(error = %e, "could not read the endpoints' security groups to check their ports")
+            tracing::warn!(error = %e, "could not read the endpoints' security groups to check their ports");
+            None
         }
     }
 }

@@ -118,13 +118,21 @@ pub async fn check(
     props: &Properties,
     endpoints: &EndpointPair<VpcEndpointInfo>,
     clusters: Vec<Cluster>,
+    known_ingress: Option<(Vec<String>, Vec<IngressRule>)>,
     deadline: Instant,
 ) -> Result<Vec<String>, NotReady> {
     // The check of the pair made sure both endpoints are in one VPC.
     let vpc_id = endpoints.rest_api.vpc_id.clone();
     let region = props.region.as_str();
     let sides = endpoint_sides(endpoints);
-    let facts = read_facts(ec2, region, &vpc_id, sides, clusters, deadline).await?;
+    let read = Reading {
+        ec2,
+        region,
+        vpc_id: &vpc_id,
+        known_ingress,
+        deadline,
+    };
+    let facts = read_facts(read, sides, clusters).await?;
     let mut verdict = judge(&facts);
     for w in &verdict.warnings {
         tracing::warn!(warning = %w, "the VPC may not let clusters reach the endpoints");
@@ -169,16 +177,30 @@ fn endpoint_sides(endpoints: &EndpointPair<VpcEndpointInfo>) -> Vec<EndpointSide
         .collect()
 }
 
+/// Where and until when the facts are read, and the endpoints' security groups when the request
+/// read them already (`prepare::read_endpoint_ingress`).
+struct Reading<'a> {
+    ec2: &'a Ec2,
+    region: &'a str,
+    vpc_id: &'a str,
+    known_ingress: Option<(Vec<String>, Vec<IngressRule>)>,
+    deadline: Instant,
+}
+
 /// The VPC's DNS, and (when there are clusters) the subnets' zones and the endpoints' security
-/// group rules, read from EC2 side by side.
+/// group rules, read from EC2 side by side; the rules are read only when not known already.
 async fn read_facts(
-    ec2: &Ec2,
-    region: &str,
-    vpc_id: &str,
+    read: Reading<'_>,
     sides: Vec<EndpointSide>,
     clusters: Vec<Cluster>,
-    deadline: Instant,
 ) -> Result<Facts, NotReady> {
+    let Reading {
+        ec2,
+        region,
+        vpc_id,
+        known_ingress,
+        deadline,
+    } = read;
     let subnet_ids: Vec<String> = unique(
         sides
             .iter()
@@ -196,10 +218,10 @@ async fn read_facts(
             }
         },
         async {
-            if clusters.is_empty() {
-                Ok((Vec::new(), Vec::new()))
-            } else {
-                ec2.ingress_rules(region, &group_ids, deadline).await
+            match known_ingress {
+                _ if clusters.is_empty() => Ok((Vec::new(), Vec::new())),
+                Some(known) => Ok(known),
+                None => ec2.ingress_rules(region, &group_ids, deadline).await,
             }
         },
     );
@@ -500,6 +522,51 @@ fn contains(outer: (Ipv4Addr, u8), inner: (Ipv4Addr, u8)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_endpoints_groups_read_for_the_request_are_not_read_again() {
+        use crate::aws::test_support::{Recorder, healthy_vpc_ec2_recorded, later};
+        let endpoint = |id: &str| VpcEndpointInfo {
+            id: id.into(),
+            vpc_id: "vpc-1".into(),
+            service_name: String::new(),
+            endpoint_type: "Interface".into(),
+            state: "available".into(),
+            private_dns_enabled: true,
+            subnet_ids: vec!["subnet-1".into()],
+            security_group_ids: vec!["sg-e".into()],
+            dns_names: Vec::new(),
+            network_interface_ids: Vec::new(),
+        };
+        let endpoints = EndpointPair {
+            rest_api: endpoint("vpce-rest"),
+            relay: endpoint("vpce-relay"),
+        };
+        let clusters = vec![Cluster {
+            workspace_id: 1,
+            subnet_ids: vec!["subnet-1".into()],
+            security_group_ids: vec!["sg-c".into()],
+        }];
+        let props = crate::resource::tests::properties(
+            "0d3f7c1e-2b4a-4c5d-9e8f-1a2b3c4d5e6f",
+            "https://accounts.cloud.databricks.com",
+            ["vpce-rest", "vpce-relay"],
+            "us-east-1",
+        );
+        let reads = |recorder: &Recorder| {
+            recorder
+                .requests()
+                .iter()
+                .filter(|r| r.body.contains("Action=DescribeSecurityGroups"))
+                .count()
+        };
+        for (known, expected) in [(Some((vec!["sg-e".to_owned()], Vec::new())), 0), (None, 1)] {
+            let recorder = Recorder::default();
+            let ec2 = healthy_vpc_ec2_recorded("vpc-1", &recorder);
+            let _ = check(&ec2, &props, &endpoints, clusters.clone(), known, later()).await;
+            assert_eq!(reads(&recorder), expected);
+        }
+    }
 
     fn subnet(id: &str, zone: &str, cidr: &str) -> SubnetPlacement {
         SubnetPlacement {
