@@ -46,8 +46,32 @@ pub fn check_network_parts(
     networks: &[Network],
     workspace_ids: &[i64],
 ) -> NetworkCheck {
-    let mut problems = Vec::new();
+    let mut problems = subnet_problems(spec, vpc_id, parts);
+    problems.extend(security_group_problems(spec, vpc_id, parts));
     let mut warnings = Vec::new();
+    for other in networks {
+        let Some(user) = other.workspace_id.filter(|w| !workspace_ids.contains(w)) else {
+            continue;
+        };
+        let Some(used) = shared_with(spec, other, user) else {
+            continue;
+        };
+        if workspace_ids.is_empty() {
+            warnings.push(format!(
+                "{used}: switch only workspace {user} to this network (a later Update with WorkspaceIds {user}); Databricks does not let subnets or security groups be shared between workspaces"
+            ));
+        } else {
+            problems.push(format!(
+                "{used}: Databricks does not let subnets or security groups be shared between workspaces"
+            ));
+        }
+    }
+    NetworkCheck { problems, warnings }
+}
+
+/// The `Network` subnets that do not exist or are in another VPC, or that all sit in one zone.
+fn subnet_problems(spec: &NetworkSpec, vpc_id: &str, parts: &NetworkParts) -> Vec<String> {
+    let mut problems = Vec::new();
     let mut zones = BTreeSet::new();
     for id in &spec.subnet_ids {
         match parts.subnets.iter().find(|s| &s.id == id) {
@@ -69,6 +93,12 @@ pub fn check_network_parts(
             zones.iter().next().copied().unwrap_or_default()
         ));
     }
+    problems
+}
+
+/// The `Network` security groups that do not exist or are in another VPC.
+fn security_group_problems(spec: &NetworkSpec, vpc_id: &str, parts: &NetworkParts) -> Vec<String> {
+    let mut problems = Vec::new();
     for id in &spec.security_group_ids {
         match parts.security_groups.iter().find(|g| &g.id == id) {
             None => problems.push(format!(
@@ -81,44 +111,31 @@ pub fn check_network_parts(
             Some(_) => {}
         }
     }
-    for other in networks {
-        let Some(user) = other.workspace_id.filter(|w| !workspace_ids.contains(w)) else {
-            continue;
-        };
-        let shared: Vec<&String> = spec
-            .subnet_ids
-            .iter()
-            .filter(|s| other.subnet_ids.contains(s))
-            .chain(
-                spec.security_group_ids
-                    .iter()
-                    .filter(|g| other.security_group_ids.contains(g)),
-            )
-            .collect();
-        if shared.is_empty() {
-            continue;
-        }
-        let used = format!(
-            "Network: {} already used by network configuration {} of workspace {user}",
-            shared
+    problems
+}
+
+/// "Network: ... already used by network configuration ... of workspace `user`" when `other`,
+/// the network of workspace `user`, has any of the `Network` subnets or security groups.
+fn shared_with(spec: &NetworkSpec, other: &Network, user: i64) -> Option<String> {
+    let shared: Vec<&str> = spec
+        .subnet_ids
+        .iter()
+        .filter(|s| other.subnet_ids.contains(s))
+        .chain(
+            spec.security_group_ids
                 .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-                + if shared.len() == 1 { " is" } else { " are" },
-            other.network_id
-        );
-        if workspace_ids.is_empty() {
-            warnings.push(format!(
-                "{used}: switch only workspace {user} to this network (a later Update with WorkspaceIds {user}); Databricks does not let subnets or security groups be shared between workspaces"
-            ));
-        } else {
-            problems.push(format!(
-                "{used}: Databricks does not let subnets or security groups be shared between workspaces"
-            ));
-        }
+                .filter(|g| other.security_group_ids.contains(g)),
+        )
+        .map(String::as_str)
+        .collect();
+    if shared.is_empty() {
+        return None;
     }
-    NetworkCheck { problems, warnings }
+    Some(format!(
+        "Network: {} already used by network configuration {} of workspace {user}",
+        shared.join(", ") + if shared.len() == 1 { " is" } else { " are" },
+        other.network_id
+    ))
 }
 
 /// Workspaces on one of this resource's networks that `WorkspaceIds` no longer lists, with that
