@@ -7,52 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::scenario::{Stack, TIMEOUT, World, WorldOptions};
+use crate::hold::{HOP_TIMEOUT, VERIFIER, holding_world, waiting_stack};
+use crate::scenario::{TIMEOUT, World};
 use crate::support::events::{RequestType, cfn_event};
-use crate::support::fixtures;
-use crate::support::lambda_service::LambdaService;
-use crate::support::moto::Moto;
-use crate::support::runtime::{InvocationResult, REGION};
+use crate::support::runtime::InvocationResult;
 use crate::support::sink::RecordingSink;
-
-const VERIFIER: &str = "arn:aws:lambda:us-east-1:123456789012:function:verifier";
-/// What one invocation of the function may last in the tests that hold an answer.
-const HOP_TIMEOUT: Duration = Duration::from_secs(25);
-
-fn passing_report() -> String {
-    json!({"passed": true, "elapsedMs": 40, "deadlineReached": false, "names": [],
-           "endpointAddresses": []})
-    .to_string()
-}
-
-/// A world whose function reaches the Lambda Invoke stand-in (the verifier, and itself for
-/// hand-overs), with `propagation_secs` standing in for the 20 minutes after a switch.
-async fn world_with_lambda(propagation_secs: u64) -> (World, LambdaService) {
-    let service = LambdaService::start(HOP_TIMEOUT);
-    let world = World::with(WorldOptions {
-        lambda_env: vec![
-            ("AWS_ENDPOINT_URL_LAMBDA".into(), service.url()),
-            (
-                "TEST_ONLY_PROPAGATION_SECONDS".into(),
-                propagation_secs.to_string(),
-            ),
-        ],
-        ..Default::default()
-    })
-    .await;
-    service.deliver_to(world.lambda.runtime.queue());
-    service.answer(200, passing_report());
-    (world, service)
-}
-
-/// A resource of a moto stack that waits for its Create, as CloudFormation would.
-async fn waiting_stack() -> Stack {
-    Stack {
-        stack_id: fixtures::stack(Moto::shared(), REGION, "PrivateLink").await,
-        logical_id: "PrivateLink".into(),
-        physical_id: None,
-    }
-}
 
 /// The README's first deploy with `DeployVerifier=true` and `NetworkFromClusterParameters=true`:
 /// `WorkspaceIds` empty, and `Network` naming the cluster subnets and security group of the
@@ -62,7 +21,7 @@ async fn waiting_stack() -> Stack {
 /// is still refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_first_with_network_and_verifier_succeeds_and_the_update_switches() {
-    let (world, service) = world_with_lambda(60).await;
+    let (world, service) = holding_world(60).await;
     let net = world.networks[0].clone();
     let ws = world.seed_workspace_in_fixture(0, "switched-later");
     let mut props = world.props(0);
@@ -139,7 +98,7 @@ async fn register_first_with_network_and_verifier_succeeds_and_the_update_switch
 /// switch goes ahead once it answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verifier_not_ready_twice_then_passing_lets_the_switch_go_ahead() {
-    let (world, service) = world_with_lambda(60).await;
+    let (world, service) = holding_world(60).await;
     service.not_ready_for(2);
     let ws = world.seed_workspace_in_fixture(0, "idle-verifier");
     let mut props = world.props(0);
@@ -147,16 +106,7 @@ async fn a_verifier_not_ready_twice_then_passing_lets_the_switch_go_ahead() {
     props["VerifyFunctionArn"] = json!(VERIFIER);
     let mut stack = world.stack("idle-verifier");
     let created = world.create(&mut stack, props).await;
-    created.assert_success();
-    assert!(
-        created.data("VerificationReport").starts_with("passed: "),
-        "{:#}",
-        created.response
-    );
-    assert_eq!(
-        world.workspace(ws).private_access_settings_id.as_deref(),
-        Some(created.data("PrivateAccessSettingsId"))
-    );
+    world.assert_verified_and_switched(&created, ws);
     assert_eq!(
         service.synchronous_payloads().len(),
         3,
@@ -174,7 +124,7 @@ async fn a_verifier_not_ready_twice_then_passing_lets_the_switch_go_ahead() {
 /// the numbers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_until_ready_with_a_timeout_too_short_for_the_hops_is_refused_before_any_write() {
-    let (world, service) = world_with_lambda(600).await;
+    let (world, service) = holding_world(600).await;
     let ws = world.seed_workspace_in_fixture(0, "short-timeout");
     let mut props = world.props(0);
     props["WorkspaceIds"] = json!(ws.to_string());
@@ -203,7 +153,7 @@ async fn wait_until_ready_with_a_timeout_too_short_for_the_hops_is_refused_befor
 /// it is answered at once instead of being held again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_with_wait_until_ready_that_switches_nothing_is_answered_at_once() {
-    let (world, service) = world_with_lambda(100).await;
+    let (world, service) = holding_world(100).await;
     let ws = world.seed_workspace_in_fixture(0, "already-switched");
     let mut props = world.props(0);
     props["WorkspaceIds"] = json!(ws.to_string());
@@ -247,7 +197,7 @@ async fn an_update_with_wait_until_ready_that_switches_nothing_is_answered_at_on
 /// back, and the next hand-over might be dropped, so this one answers at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_over_that_arrives_late_answers_instead_of_holding_on() {
-    let (world, service) = world_with_lambda(600).await;
+    let (world, service) = holding_world(600).await;
     let stack = waiting_stack().await;
     let sink = RecordingSink::start().await;
     let mut props = world.props(0);
@@ -302,7 +252,7 @@ async fn a_hand_over_that_arrives_late_answers_instead_of_holding_on() {
 /// properties: here it is too short for `WaitUntilReady`, which the properties' alone is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_timeout_at_the_top_level_of_the_event_is_read_and_preferred() {
-    let (world, _service) = world_with_lambda(600).await;
+    let (world, _service) = holding_world(600).await;
     let mut props = world.props(0);
     props["WaitUntilReady"] = json!("true");
     props["ServiceTimeout"] = json!("3600");

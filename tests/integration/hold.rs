@@ -16,7 +16,7 @@ use crate::support::moto::Moto;
 use crate::support::runtime::{InvocationResult, REGION};
 use crate::support::sink::RecordingSink;
 
-const VERIFIER: &str = "arn:aws:lambda:us-east-1:123456789012:function:verifier";
+pub(crate) const VERIFIER: &str = "arn:aws:lambda:us-east-1:123456789012:function:verifier";
 /// What a hop's invocation may last: it holds for this less 13 s (3 s guard, 10 s hand-over),
 /// and verifies only with 10 s left before the hand-over.
 pub(crate) const HOP_TIMEOUT: Duration = Duration::from_secs(25);
@@ -28,8 +28,9 @@ fn passing_report() -> String {
     .to_string()
 }
 
-/// A world whose function may hand a held answer on, with `propagation_secs` for the 20 minutes.
-async fn holding_world(propagation_secs: u64) -> (World, LambdaService) {
+/// A world whose function reaches the Lambda Invoke stand-in (a verifier answering "passed", and
+/// itself for hand-overs), with `propagation_secs` standing in for the 20 minutes after a switch.
+pub(crate) async fn holding_world(propagation_secs: u64) -> (World, LambdaService) {
     holding_world_with(propagation_secs, &[]).await
 }
 

@@ -197,16 +197,7 @@ async fn the_verifier_decides_the_switch_and_a_missing_one_switches_nothing() {
     stand_in.answer(200, report(true));
     let mut stack = world.stack("verifier-passes");
     let created = world.create(&mut stack, props).await;
-    created.assert_success();
-    assert!(
-        created.data("VerificationReport").starts_with("passed: "),
-        "{:#}",
-        created.response
-    );
-    assert_eq!(
-        world.workspace(ws).private_access_settings_id.as_deref(),
-        Some(created.data("PrivateAccessSettingsId"))
-    );
+    world.assert_verified_and_switched(&created, ws);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -503,6 +503,22 @@ impl World {
 
     /// A running workspace whose clusters run in `networks[n]`'s real subnets and cluster
     /// security group, so that the checks of the VPC find them in EC2.
+    /// `created` succeeded with a passing verification before the switch, and workspace `ws`
+    /// now has the private access settings it names.
+    #[track_caller]
+    pub fn assert_verified_and_switched(&self, created: &Answer, ws: i64) {
+        created.assert_success();
+        assert!(
+            created.data("VerificationReport").starts_with("passed: "),
+            "{:#}",
+            created.response
+        );
+        assert_eq!(
+            self.workspace(ws).private_access_settings_id.as_deref(),
+            Some(created.data("PrivateAccessSettingsId"))
+        );
+    }
+
     pub fn seed_workspace_in_fixture(&self, n: usize, name: &str) -> i64 {
         let net = &self.networks[n];
         self.seed_workspace_with(emulator::WorkspaceSeed {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use backend_privatelink::verify::{ConnectResult, DNS_SERVER_VAR, PrivateDns, VerifyReport};
 
-use crate::hold::{HOP_TIMEOUT, send_held_create, waiting_stack};
+use crate::hold::{HOP_TIMEOUT, VERIFIER, send_held_create, waiting_stack};
 use crate::scenario::{Aws, World, WorldOptions};
 use crate::support::dns_world::DnsWorld;
 use crate::support::fixtures::batch;
@@ -226,7 +226,7 @@ impl VerifiedWorld {
         self.dns.settle();
         let mut props = self.world.props(0);
         props["WorkspaceIds"] = json!(ws.to_string());
-        props["VerifyFunctionArn"] = json!(VERIFIER_ARN);
+        props["VerifyFunctionArn"] = json!(VERIFIER);
         (ws, props)
     }
 
@@ -236,7 +236,6 @@ impl VerifiedWorld {
     }
 }
 
-const VERIFIER_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:verifier";
 const RELAY_PRIVATELINK: &str = "tunnel.privatelink.us-east-1.cloud.databricks.com";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
